@@ -46,4 +46,5 @@ __all__ = [
     "default_site_path",
     "load_site",
     "parse_datetime",
+    "parse_site",
 ]

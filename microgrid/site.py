@@ -448,21 +448,22 @@ class Site(_Frozen):
         owner: dict[tuple[str, int], str] = {}
         coils: dict[tuple[str, int, int], str] = {}
 
-        def claim(where: str, gateway: str, unit_id: int) -> None:
+        def claim(where: str, gateway: str, unit_id: int) -> bool:
             if gateway not in self.gateways:
                 problems.append(
                     f"{where}.gateway: unknown gateway {gateway!r}; "
                     f"defined: {', '.join(sorted(self.gateways)) or 'none'}"
                 )
-                return
+                return False
             key = (gateway, unit_id)
-            if key in owner and owner[key] != where:
+            if key in owner:
                 problems.append(
                     f"{where}: gateway {gateway!r} unit {unit_id} is already used by "
                     f"{owner[key]}; give each device its own unit id"
                 )
-            else:
-                owner[key] = where
+                return False
+            owner[key] = where
+            return True
 
         def claim_coil(where: str, gateway: str, unit_id: int, coil: int) -> None:
             key = (gateway, unit_id, coil)
@@ -480,8 +481,7 @@ class Site(_Frozen):
                 claim(role, device.gateway, device.unit_id)
         for i, c in enumerate(self.connections):
             where = f"connections[{i}] (id {c.id!r}).meter"
-            claim(where, c.meter.gateway, c.meter.unit_id)
-            if c.meter.relay_coil is not None:
+            if claim(where, c.meter.gateway, c.meter.unit_id) and c.meter.relay_coil is not None:
                 claim_coil(where, c.meter.gateway, c.meter.unit_id, c.meter.relay_coil)
         # Relay boards switch many groups from one unit id, so a board is claimed once.
         boards: dict[tuple[str, int], str] = {}

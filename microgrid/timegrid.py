@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-__all__ = ["TimeGrid", "parse_datetime"]
+__all__ = ["DEFAULT_STEP", "TimeGrid", "parse_datetime"]
+
+DEFAULT_STEP = pd.Timedelta(minutes=15)
+"""Dispatch period length: 96 periods a day."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class TimeGrid:
 
     start: pd.Timestamp
     periods: int
-    step: pd.Timedelta = pd.Timedelta(minutes=15)
+    step: pd.Timedelta = DEFAULT_STEP
 
     def __post_init__(self) -> None:
         start = pd.Timestamp(self.start)

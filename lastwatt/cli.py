@@ -1,0 +1,213 @@
+"""The ``lastwatt`` command line: wiring only; the work is in the packages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from forecasts.forecast import Forecast, forecast_site
+from forecasts.weather import (
+    WeatherDataError,
+    parse_forecast_feed,
+    read_epw,
+    read_weather_csv,
+    synthetic_weather,
+)
+from lastwatt.outputs import plot_forecast, write_table
+from microgrid import Site, SiteFileError, TimeGrid, load_site
+
+__all__ = ["main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; printed without a traceback."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except (UsageError, SiteFileError, WeatherDataError, ValueError) as exc:
+        print(f"lastwatt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lastwatt",
+        description="Dispatch and control for an off-grid solar container mini-grid.",
+        epilog="Run 'lastwatt COMMAND --help' for a command's options and an example.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_forecast(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    example: str,
+    handler: Handler,
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog="example:\n" + textwrap.indent(example.strip(), "  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _add_site_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--site",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="site TOML file (default: the bundled 22 kWp, 400-connection site)",
+    )
+
+
+def _add_weather_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--weather",
+        type=Path,
+        metavar="FILE",
+        help="weather file: CSV (see forecasts.weather.read_weather_csv) or EPW",
+    )
+    source.add_argument(
+        "--feed", type=Path, metavar="FILE", help="forecast-feed JSON payload (Open-Meteo hourly)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the synthetic weather used when no file is given (default 0)",
+    )
+
+
+# --- forecast -------------------------------------------------------------------------------
+
+
+def _add_forecast(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        commands,
+        "forecast",
+        "Forecast PV (P10/P50/P90) and demand per tier; write a table and a plot.",
+        "lastwatt forecast --start 2026-08-01 --days 3 --out out/forecast.parquet",
+        _run_forecast,
+    )
+    _add_site_option(parser)
+    parser.add_argument(
+        "--start",
+        default=None,
+        metavar="DATE",
+        help="first local day, ISO 8601 (default: today at the site)",
+    )
+    parser.add_argument("--days", type=int, default=2, help="number of days (default 2)")
+    parser.add_argument("--step", default="15min", help="period length (default 15min)")
+    _add_weather_options(parser)
+    parser.add_argument(
+        "--out", type=Path, default=Path("out/forecast.csv"), help="table: .csv or .parquet"
+    )
+    parser.add_argument("--plot", type=Path, default=Path("out/forecast.png"), help="PNG plot path")
+
+
+def _run_forecast(args: argparse.Namespace) -> int:
+    site = load_site(args.site)
+    forecast = _forecast(site, args.start, args.days, args.step, args)
+    print(_forecast_summary(forecast))
+    table = write_table(forecast.table(), args.out)
+    plot = plot_forecast(forecast, args.plot)
+    print(f"\nwrote {table} and {plot}")
+    return 0
+
+
+def _forecast(
+    site: Site, start: str | None, days: int, step: str, args: argparse.Namespace
+) -> Forecast:
+    if days < 1:
+        msg = f"--days must be at least 1, got {days}"
+        raise UsageError(msg)
+    tz = site.location.timezone
+    first_day = start or pd.Timestamp.now(tz=tz).date().isoformat()
+    grid = TimeGrid.from_days(first_day, days, tz, step=step)
+    weather = _weather(site, grid, args)
+    return forecast_site(site, grid, weather)
+
+
+def _weather(site: Site, grid: TimeGrid, args: argparse.Namespace) -> pd.DataFrame:
+    if args.feed is not None:
+        return parse_forecast_feed(Path(args.feed).read_bytes())
+    if args.weather is not None:
+        path = Path(args.weather)
+        if path.suffix.lower() == ".epw":
+            return read_epw(path)
+        return read_weather_csv(path)
+    return synthetic_weather(grid.index, site.location, seed=args.seed)
+
+
+def _forecast_summary(forecast: Forecast) -> str:
+    daily = forecast.daily_energy_kwh()
+    columns = {
+        "pv_p10_kwh": "PV P10",
+        "pv_p50_kwh": "PV P50",
+        "pv_p90_kwh": "PV P90",
+        "demand_priority_kwh": "priority",
+        "demand_household_kwh": "households",
+        "demand_business_kwh": "businesses",
+    }
+    shown = daily[list(columns)].rename(columns=columns)
+    header = (
+        f"{forecast.site.name}: {forecast.site.pv.dc_capacity_kwp:g} kWp, "
+        f"{forecast.site.battery.energy_capacity_kwh:g} kWh battery, "
+        f"{len(forecast.site.connections)} connections — energy per day [kWh]"
+    )
+    return header + "\n" + shown.round(1).to_string()
+
+
+# --- demo (the README's main job) -----------------------------------------------------------
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        commands,
+        "demo",
+        "The main job on the bundled default site: forecast the next days and write outputs.",
+        "lastwatt demo --out-dir out",
+        _run_demo,
+    )
+    parser.add_argument("--out-dir", type=Path, default=Path("out"), help="output folder")
+    parser.add_argument("--start", default="2026-08-01", help="first local day (rainy season)")
+    parser.add_argument("--days", type=int, default=2, help="number of days")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic weather seed")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    site = load_site(None)
+    args.weather = args.feed = None
+    forecast = _forecast(site, args.start, args.days, "15min", args)
+    print(_forecast_summary(forecast))
+    table = write_table(forecast.table(), args.out_dir / "forecast.csv")
+    plot = plot_forecast(forecast, args.out_dir / "forecast.png")
+    print(f"\nwrote {table} and {plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
