@@ -1,1 +1,36 @@
-"""dispatch package."""
+"""Tiered dispatch: problem → Pyomo model → HiGHS → Schedule."""
+
+from dispatch.baselines import oracle_problem, proportional_rule
+from dispatch.dispatch import solve_dispatch
+from dispatch.problem import (
+    BatteryState,
+    BusinessLoad,
+    DispatchPolicy,
+    DispatchProblem,
+    HouseholdGroupLoad,
+    PriorityLoad,
+    RelayState,
+    SolverSettings,
+    default_stakes,
+    problem_from_site,
+)
+from dispatch.schedule import DispatchStatus, Reason, Schedule
+
+__all__ = [
+    "BatteryState",
+    "BusinessLoad",
+    "DispatchPolicy",
+    "DispatchProblem",
+    "DispatchStatus",
+    "HouseholdGroupLoad",
+    "PriorityLoad",
+    "Reason",
+    "RelayState",
+    "Schedule",
+    "SolverSettings",
+    "default_stakes",
+    "oracle_problem",
+    "problem_from_site",
+    "proportional_rule",
+    "solve_dispatch",
+]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from dispatch import Schedule, problem_from_site, solve_dispatch
+from dispatch.problem import SolverSettings
 from forecasts.forecast import Forecast, forecast_site
 from forecasts.weather import (
     WeatherDataError,
@@ -18,8 +20,9 @@ from forecasts.weather import (
     read_weather_csv,
     synthetic_weather,
 )
-from lastwatt.outputs import plot_forecast, write_table
-from microgrid import Site, SiteFileError, TimeGrid, load_site
+from lastwatt.inputs import read_stakes
+from lastwatt.outputs import plot_forecast, plot_schedule, write_table
+from microgrid import Site, SiteFileError, TimeGrid, load_site, parse_datetime
 
 __all__ = ["main"]
 
@@ -50,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_forecast(commands)
+    _add_dispatch(commands)
     _add_demo(commands)
     return parser
 
@@ -181,6 +185,111 @@ def _forecast_summary(forecast: Forecast) -> str:
     return header + "\n" + shown.round(1).to_string()
 
 
+# --- dispatch -------------------------------------------------------------------------------
+
+
+def _add_dispatch(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        commands,
+        "dispatch",
+        "Plan the next 24 h: the tiered MILP on the forecast; print per tier, write the plan.",
+        "lastwatt dispatch --start 2026-08-01T06:00 --stakes stakes.toml --soc-kwh 30",
+        _run_dispatch,
+    )
+    _add_site_option(parser)
+    parser.add_argument(
+        "--stakes",
+        type=Path,
+        metavar="FILE",
+        help="stakes per business: TOML [stakes] table or CSV business_id,stake "
+        "(default: tokens split by value score)",
+    )
+    parser.add_argument(
+        "--start",
+        default=None,
+        metavar="DATETIME",
+        help="start of the horizon, ISO 8601; local time if no offset (default: now)",
+    )
+    parser.add_argument("--hours", type=int, default=24, help="horizon length (default 24)")
+    parser.add_argument(
+        "--soc-kwh", type=float, default=None, help="measured battery SoC (default: half full)"
+    )
+    parser.add_argument("--time-limit", type=float, default=10.0, help="solver limit [s]")
+    _add_weather_options(parser)
+    parser.add_argument(
+        "--out", type=Path, default=Path("out/schedule.csv"), help="plan: .csv or .parquet"
+    )
+    parser.add_argument("--plot", type=Path, default=Path("out/schedule.png"), help="PNG plot path")
+
+
+def _run_dispatch(args: argparse.Namespace) -> int:
+    site = load_site(args.site)
+    schedule = _dispatch(site, args)
+    print(_schedule_summary(site, schedule))
+    table = write_table(schedule.plan.join(schedule.allotment_kw.add_suffix("_kw")), args.out)
+    plot = plot_schedule(schedule, site.location.timezone, site.name, args.plot)
+    print(f"\nwrote {table} and {plot}")
+    return 0
+
+
+def _dispatch(site: Site, args: argparse.Namespace) -> Schedule:
+    tz = site.location.timezone
+    now = pd.Timestamp.now(tz="UTC").floor("15min")
+    start = now if args.start is None else parse_datetime(args.start, tz)
+    if args.hours < 1:
+        msg = f"--hours must be at least 1, got {args.hours}"
+        raise UsageError(msg)
+    grid = TimeGrid(start=start, periods=args.hours * 4)
+    forecast = forecast_site(site, grid, _weather(site, grid, args), issued=start)
+    stakes = None if args.stakes is None else read_stakes(args.stakes, site)
+    soc = site.battery.energy_capacity_kwh / 2 if args.soc_kwh is None else args.soc_kwh
+    problem = problem_from_site(
+        site,
+        grid,
+        forecast.pv_kw["p50"].to_numpy(),
+        forecast.pv_kw["p10"].to_numpy(),
+        {c: forecast.demand_kw[c].to_numpy() for c in forecast.demand_kw.columns},
+        soc_kwh=soc,
+        stakes=stakes,
+    )
+    return solve_dispatch(problem, SolverSettings(time_limit_s=args.time_limit))
+
+
+def _schedule_summary(site: Site, schedule: Schedule) -> str:
+    tiers = schedule.tier_energy_kwh().round(1)
+    timing = schedule.solver
+    lines = [
+        f"{site.name}: dispatch of {schedule.grid.periods} periods from "
+        f"{schedule.grid.start.tz_convert(site.location.timezone)} — status "
+        f"{schedule.status.value}",
+        "energy per tier [kWh]:",
+        tiers.to_string(),
+        f"PV forecast {schedule.plan['pv_forecast_kw'].sum() * schedule.grid.step_hours:.1f} kWh,"
+        f" curtailed {schedule.curtailed_kwh:.1f} kWh",
+    ]
+    shed = schedule.shed_hours()
+    if len(shed):
+        lines.append(
+            f"household groups shed: {shed.min():.2f}–{shed.max():.2f} h each "
+            f"(mean {shed.mean():.2f} h)"
+        )
+    served = schedule.allotment_kw[[b for b in schedule.relays.columns if b.startswith("B")]]
+    running = (served.sum() * schedule.grid.step_hours).loc[lambda e: e > 0]
+    lines.append(f"businesses served: {len(running)} ({running.sum():.1f} kWh)")
+    if schedule.violations_kwh:
+        named = ", ".join(f"{k} {v:.2f} kWh" for k, v in schedule.violations_kwh.items())
+        lines.append(f"violations (priced): {named}")
+    counts = schedule.reasons["reason"].value_counts()
+    if len(counts):
+        lines.append("reasons (unit-periods): " + ", ".join(f"{r} {n}" for r, n in counts.items()))
+    if "total_s" in timing:
+        lines.append(
+            f"solver: HiGHS {float(timing['highs_s']):.2f} s, "
+            f"total {float(timing['total_s']):.2f} s, gap {float(timing['mip_gap']):.2%}"
+        )
+    return "\n".join(lines)
+
+
 # --- demo (the README's main job) -----------------------------------------------------------
 
 
@@ -188,7 +297,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     parser = _command(
         commands,
         "demo",
-        "The main job on the bundled default site: forecast the next days and write outputs.",
+        "The main job on the bundled default site: forecast, then dispatch the first day.",
         "lastwatt demo --out-dir out",
         _run_demo,
     )
@@ -205,6 +314,15 @@ def _run_demo(args: argparse.Namespace) -> int:
     print(_forecast_summary(forecast))
     table = write_table(forecast.table(), args.out_dir / "forecast.csv")
     plot = plot_forecast(forecast, args.out_dir / "forecast.png")
+    print(f"\nwrote {table} and {plot}\n")
+    args.start = f"{args.start}T00:00"
+    args.hours, args.soc_kwh, args.time_limit, args.stakes = 24, None, 10.0, None
+    schedule = _dispatch(site, args)
+    print(_schedule_summary(site, schedule))
+    table = write_table(
+        schedule.plan.join(schedule.allotment_kw.add_suffix("_kw")), args.out_dir / "schedule.csv"
+    )
+    plot = plot_schedule(schedule, site.location.timezone, site.name, args.out_dir / "schedule.png")
     print(f"\nwrote {table} and {plot}")
     return 0
 

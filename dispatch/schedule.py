@@ -1,0 +1,285 @@
+"""The result of a dispatch: the plan per period, relay states, allotments and the why.
+
+A :class:`Schedule` is what the controller applies and what the operator reads. It is
+built from a solved model by :func:`extract_schedule` (or by a baseline rule), and it
+explains itself: unserved energy per tier, curtailment, a reason code for every shed or
+switched-off unit, the binding limits, and every priced violation by name.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+
+from dispatch.model import ModelData, priority_demand_kw, surplus_only
+from dispatch.problem import DispatchProblem
+from microgrid.timegrid import TimeGrid
+
+__all__ = ["DispatchStatus", "Reason", "Schedule", "extract_schedule", "plan_table"]
+
+TIERS = ("priority", "household", "business")
+TOLERANCE_KW = 1e-6  # below solver tolerances; smaller differences are noise
+
+
+class DispatchStatus(enum.StrEnum):
+    """How the plan was obtained."""
+
+    OPTIMAL = "optimal"  # HiGHS proved it within the MIP gap
+    TIME_LIMIT = "time_limit"  # the best plan found when the time limit struck
+    FALLBACK = "fallback"  # the solver failed; a rule-based plan instead
+    BASELINE = "baseline"  # produced by a baseline rule on purpose
+
+
+class Reason(enum.StrEnum):
+    """Why a unit is off or short in a period."""
+
+    SHED_SHORTAGE = "shed_shortage"  # households: not enough energy; rotated by history
+    NO_CREDIT = "no_credit"  # prepaid account empty
+    CLOSED = "closed"  # business: no demand (outside hours or season)
+    NOT_SELECTED = "not_selected"  # business: budget cannot cover its minimum power
+    SURPLUS_ONLY = "surplus_only"  # zero stake or negative score, and no surplus
+    HELD_OFF = "held_off"  # minimum off time after a recent switch
+    PARTIAL = "partial"  # on, but given less than its demand
+    PRIORITY_SHORT = "priority_short"  # priority user: supply physically short
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A dispatch plan.
+
+    Attributes
+    ----------
+    status : DispatchStatus
+        How the plan was obtained.
+    grid : TimeGrid
+        Its periods.
+    plan : pandas.DataFrame
+        One row per period (UTC start): PV forecast, used and curtailed; battery power
+        (discharge positive) and SoC at the period's end; reserve requirement and
+        shortfall; demand and served power per tier [kW, kWh for SoC]; ``binding``,
+        the limits that bind.
+    relays : pandas.DataFrame
+        Relay state per period and switchable unit (household groups, businesses);
+        True = closed.
+    allotment_kw : pandas.DataFrame
+        Power allotted per period to each priority user, household group and business.
+    reasons : pandas.DataFrame
+        One row per (period, unit) that is off or short: ``time``, ``unit``, ``tier``,
+        ``reason``.
+    violations_kwh : dict of str to float
+        Priced violations by name (``priority_unserved``, ``soc_below_min``,
+        ``soc_above_max``, ``end_soc_short``, ``reserve_short``) [kWh].
+    solver : dict
+        Timings [s], objective, gap and HiGHS's own status text.
+    """
+
+    status: DispatchStatus
+    grid: TimeGrid
+    plan: pd.DataFrame
+    relays: pd.DataFrame
+    allotment_kw: pd.DataFrame
+    reasons: pd.DataFrame
+    violations_kwh: dict[str, float]
+    solver: dict[str, float | str] = field(default_factory=dict)
+
+    def tier_energy_kwh(self) -> pd.DataFrame:
+        """Demand, served and unserved energy per tier over the horizon [kWh]."""
+        step = self.grid.step_hours
+        rows = {}
+        for tier in TIERS:
+            demand = float(self.plan[f"demand_{tier}_kw"].sum() * step)
+            served = float(self.plan[f"served_{tier}_kw"].sum() * step)
+            rows[tier] = {"demand": demand, "served": served, "unserved": demand - served}
+        return pd.DataFrame(rows).T
+
+    def shed_hours(self) -> pd.Series:
+        """Hours each household group is planned off [h]."""
+        groups = [c for c in self.relays.columns if c in set(self._household_units())]
+        return (~self.relays[groups]).sum() * self.grid.step_hours
+
+    def _household_units(self) -> list[str]:
+        return list(self.plan.attrs.get("household_units", []))
+
+    @property
+    def curtailed_kwh(self) -> float:
+        """PV energy forecast but not used [kWh]."""
+        return float(self.plan["curtailed_kw"].sum() * self.grid.step_hours)
+
+
+def plan_table(
+    problem: DispatchProblem,
+    pv_kw: np.ndarray,
+    charge_kw: np.ndarray,
+    discharge_kw: np.ndarray,
+    soc_kwh: np.ndarray,
+    allotment: pd.DataFrame,
+    reserve_kwh: np.ndarray,
+) -> pd.DataFrame:
+    """The per-period plan from decided flows; shared by the MILP and the baselines."""
+    index = problem.grid.index
+    battery = problem.battery
+    demand = {
+        "priority": sum((p.demand_kw for p in problem.priority), start=np.zeros(problem.periods)),
+        "household": sum(
+            (g.demand_kw for g in problem.households), start=np.zeros(problem.periods)
+        ),
+        "business": sum(
+            (np.minimum(b.demand_kw, b.power_kw_max) for b in problem.businesses),
+            start=np.zeros(problem.periods),
+        ),
+    }
+    units = {
+        "priority": [p.id for p in problem.priority],
+        "household": [g.id for g in problem.households],
+        "business": [b.id for b in problem.businesses],
+    }
+    table = pd.DataFrame(
+        {
+            "pv_forecast_kw": problem.pv_p50_kw,
+            "pv_used_kw": pv_kw,
+            "curtailed_kw": problem.pv_p50_kw - pv_kw,
+            "battery_power_kw": discharge_kw - charge_kw,
+            "soc_kwh": soc_kwh[1:],  # at the end of each period
+            "reserve_kwh": reserve_kwh[1:],
+            "reserve_short_kwh": np.maximum(reserve_kwh[1:] - soc_kwh[1:], 0.0),
+        },
+        index=index,
+    )
+    for tier in TIERS:
+        table[f"demand_{tier}_kw"] = demand[tier]
+        table[f"served_{tier}_kw"] = allotment[units[tier]].sum(axis=1).to_numpy()
+    binding = []
+    for t in range(problem.periods):
+        limits = []
+        if soc_kwh[t + 1] <= battery.soc_kwh_min + 1e-6:
+            limits.append("battery_empty")
+        if soc_kwh[t + 1] >= battery.soc_kwh_max - 1e-6:
+            limits.append("battery_full")
+        if max(charge_kw[t], discharge_kw[t]) >= battery.power_kw_max - 1e-6:
+            limits.append("battery_power")
+        if problem.pv_p50_kw[t] - pv_kw[t] > TOLERANCE_KW:
+            limits.append("pv_curtailed")
+        binding.append(",".join(limits))
+    table["binding"] = binding
+    table.attrs["household_units"] = units["household"]
+    return table
+
+
+def extract_schedule(
+    model: pyo.ConcreteModel,
+    problem: DispatchProblem,
+    data: ModelData,
+    status: DispatchStatus,
+    solver: dict[str, float | str],
+) -> Schedule:
+    """Read a solved model into a :class:`Schedule`."""
+    n = problem.periods
+    k = data.periods_per_block
+
+    def series(var: pyo.Var) -> np.ndarray:
+        return np.array([var[t].value or 0.0 for t in range(len(var))], dtype=float)
+
+    pv = series(model.pv_power)
+    charge = series(model.battery_charge)
+    discharge = series(model.battery_discharge)
+    soc = series(model.battery_soc)
+    blocks = np.arange(n) // k
+    n_blocks = len(model.H)
+    household_on = np.array(
+        [[round(model.household_on[g, h].value or 0.0) for h in model.H] for g in model.G],
+        dtype=bool,
+    ).reshape(len(problem.households), n_blocks)
+    business_on = np.array(
+        [[round(model.business_on[b, h].value or 0.0) for h in model.H] for b in model.B],
+        dtype=bool,
+    ).reshape(len(problem.businesses), n_blocks)
+    columns: dict[str, np.ndarray] = {}
+    # A priority shortfall is shared in proportion to demand (their relays stay closed).
+    priority_total = priority_demand_kw(problem)
+    priority_served = series(model.priority_power)
+    fraction = np.divide(
+        priority_served, priority_total, out=np.ones(n), where=priority_total > 0
+    ).clip(0.0, 1.0)
+    for p in problem.priority:
+        columns[p.id] = p.demand_kw * fraction
+    for g, group in enumerate(problem.households):
+        columns[group.id] = group.demand_kw * household_on[g, blocks]
+    business_block_kw = np.array(
+        [[model.business_power[b, h].value or 0.0 for h in model.H] for b in model.B]
+    ).reshape(len(problem.businesses), n_blocks)
+    for b, business in enumerate(problem.businesses):
+        columns[business.id] = business_block_kw[b, blocks]
+    allotment = pd.DataFrame(columns, index=problem.grid.index)
+    # Solver noise (1e-15 kW) is not an allotment.
+    allotment = allotment.where(allotment > TOLERANCE_KW, 0.0)
+    relays = pd.DataFrame(
+        {g.id: household_on[i, blocks] for i, g in enumerate(problem.households)}
+        | {b.id: business_on[i, blocks] for i, b in enumerate(problem.businesses)},
+        index=problem.grid.index,
+    )
+    plan = plan_table(problem, pv, charge, discharge, soc, allotment, data.reserve_kwh)
+    step = problem.step_hours
+    violations = {
+        "priority_unserved": float(
+            (plan["demand_priority_kw"] - plan["served_priority_kw"]).clip(lower=0).sum() * step
+        ),
+        "soc_below_min": float(sum(v.value or 0.0 for v in model.battery_soc_below_min.values())),
+        "soc_above_max": float(sum(v.value or 0.0 for v in model.battery_soc_above_max.values())),
+        "end_soc_short": float(model.battery_end_short.value or 0.0),
+        "reserve_short": float(plan["reserve_short_kwh"].max()),
+    }
+    return Schedule(
+        status=status,
+        grid=problem.grid,
+        plan=plan,
+        relays=relays,
+        allotment_kw=allotment,
+        reasons=explain(problem, relays, allotment, data),
+        violations_kwh={name: value for name, value in violations.items() if value > 1e-6},
+        solver=solver,
+    )
+
+
+def explain(
+    problem: DispatchProblem,
+    relays: pd.DataFrame,
+    allotment: pd.DataFrame,
+    data: ModelData | None = None,
+) -> pd.DataFrame:
+    """A reason code for every unit that is off or short in a period."""
+    rows: list[tuple[pd.Timestamp, str, str, str]] = []
+    index = list(problem.grid.index)
+    for p in problem.priority:
+        short = p.demand_kw - allotment[p.id].to_numpy() > TOLERANCE_KW
+        rows += [(index[t], p.id, "priority", Reason.PRIORITY_SHORT) for t in np.flatnonzero(short)]
+    for g in problem.households:
+        off = ~relays[g.id].to_numpy() & (g.demand_kw > TOLERANCE_KW)
+        rows += [(index[t], g.id, "household", Reason.SHED_SHORTAGE) for t in np.flatnonzero(off)]
+        for member in g.no_credit:
+            rows += [(time, member, "household", Reason.NO_CREDIT) for time in index]
+    for b in problem.businesses:
+        given = allotment[b.id].to_numpy()
+        on = relays[b.id].to_numpy()
+        wants = np.minimum(b.demand_kw, b.power_kw_max)
+        for t in range(problem.periods):
+            if wants[t] <= TOLERANCE_KW:
+                if not on[t] and b.has_credit:
+                    continue  # closed and off: nothing to explain
+                reason = None
+            elif not b.has_credit:
+                reason = Reason.NO_CREDIT
+            elif not on[t] or given[t] <= TOLERANCE_KW:
+                reason = Reason.SURPLUS_ONLY if surplus_only(b, problem) else Reason.NOT_SELECTED
+            elif wants[t] - given[t] > TOLERANCE_KW:
+                reason = Reason.PARTIAL
+            else:
+                reason = None
+            if reason is not None:
+                rows.append((index[t], b.id, "business", reason))
+    frame = pd.DataFrame(rows, columns=["time", "unit", "tier", "reason"])
+    frame["reason"] = frame["reason"].astype(str)
+    return frame

@@ -1,0 +1,294 @@
+"""Dispatch: small hand-solvable cases, one per property the tiers promise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dispatch import (
+    BatteryState,
+    BusinessLoad,
+    DispatchPolicy,
+    DispatchProblem,
+    DispatchStatus,
+    HouseholdGroupLoad,
+    PriorityLoad,
+    Reason,
+    RelayState,
+    proportional_rule,
+    solve_dispatch,
+)
+from microgrid import TimeGrid
+
+START = "2026-03-20T00:00+00:00"
+
+
+def grid(periods: int = 4, step: str = "1h") -> TimeGrid:
+    return TimeGrid(start=START, periods=periods, step=step)
+
+
+def battery(soc: float = 0.0, capacity: float = 0.0, power: float = 0.0, **kw) -> BatteryState:
+    return BatteryState(
+        soc_kwh=soc,
+        soc_kwh_min=kw.get("soc_min", 0.0),
+        soc_kwh_max=capacity,
+        power_kw_max=power,
+        charge_efficiency=kw.get("eta", 1.0),
+        discharge_efficiency=kw.get("eta", 1.0),
+        soc_kwh_end_min=kw.get("end"),
+    )
+
+
+def business(name: str, stake: int, demand: float, periods: int = 4, **kw) -> BusinessLoad:
+    return BusinessLoad(
+        id=name,
+        stake=stake,
+        value_score=kw.get("score", 5.0),
+        power_kw_min=kw.get("pmin", 0.0),
+        power_kw_max=kw.get("pmax", 100.0),
+        demand_kw=np.full(periods, demand),
+        has_credit=kw.get("credit", True),
+        relay=kw.get("relay", RelayState()),
+    )
+
+
+def problem(
+    pv: float | list[float],
+    periods: int = 4,
+    priority: float = 0.0,
+    households: tuple[HouseholdGroupLoad, ...] = (),
+    businesses: tuple[BusinessLoad, ...] = (),
+    bat: BatteryState | None = None,
+    policy: DispatchPolicy | None = None,
+) -> DispatchProblem:
+    pv_kw = np.broadcast_to(np.asarray(pv, dtype=float), (periods,)).copy()
+    return DispatchProblem(
+        grid=grid(periods),
+        pv_p50_kw=pv_kw,
+        pv_p10_kw=pv_kw,
+        battery=bat or battery(),
+        priority=(PriorityLoad("clinic", np.full(periods, priority)),),
+        households=households,
+        businesses=businesses,
+        policy=policy or DispatchPolicy(reserve=False),
+    )
+
+
+def energy(schedule, unit: str) -> float:
+    return float(schedule.allotment_kw[unit].sum() * schedule.grid.step_hours)
+
+
+def test_shares_are_proportional_to_stake_when_nothing_binds():
+    # 4 h of 4 kW = 16 kWh for two businesses staked 3:1, both able to take it all.
+    p = problem(4.0, businesses=(business("A", 3, 10.0), business("B", 1, 10.0)))
+    s = solve_dispatch(p)
+    assert s.status is DispatchStatus.OPTIMAL
+    assert energy(s, "A") == pytest.approx(12.0, rel=0.03)
+    assert energy(s, "B") == pytest.approx(4.0, rel=0.06)
+    assert s.curtailed_kwh == pytest.approx(0.0, abs=1e-6)
+
+
+def test_water_filling_passes_a_capped_share_on():
+    # A is staked 3:1 but can only take 1 kW: B gets everything A cannot use.
+    p = problem(4.0, businesses=(business("A", 3, 1.0), business("B", 1, 10.0)))
+    s = solve_dispatch(p)
+    assert energy(s, "A") == pytest.approx(4.0, rel=1e-6)
+    assert energy(s, "B") == pytest.approx(12.0, rel=1e-6)
+
+
+def test_minimum_power_selects_a_subset():
+    # 3 kW of PV, three mills needing at least 2 kW each: only one can run at a time.
+    mills = tuple(business(f"M{i}", 1, 2.5, pmin=2.0) for i in range(3))
+    s = solve_dispatch(problem(3.0, businesses=mills))
+    on = s.relays[[m.id for m in mills]].sum(axis=1)
+    assert (on == 1).all()
+    for m in mills:
+        given = s.allotment_kw[m.id]
+        assert ((given <= 1e-9) | (given >= 2.0 - 1e-6)).all()
+    assert set(s.reasons.loc[s.reasons.tier == "business", "reason"]) <= {
+        Reason.NOT_SELECTED,
+        Reason.PARTIAL,
+    }
+
+
+def test_work_conserving_no_curtailment_while_a_load_is_unmet():
+    # Zero-stake business: surplus-only, but the surplus would otherwise be curtailed.
+    p = problem(5.0, businesses=(business("A", 2, 3.0), business("Z", 0, 10.0)))
+    s = solve_dispatch(p)
+    assert s.curtailed_kwh == pytest.approx(0.0, abs=1e-6)
+    assert energy(s, "A") == pytest.approx(12.0, rel=1e-6)
+    assert energy(s, "Z") == pytest.approx(8.0, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "outsider",
+    [
+        pytest.param({"stake": 0}, id="zero-stake"),
+        pytest.param({"stake": 5, "score": -4.0}, id="negative-score"),
+    ],
+)
+def test_surplus_only_businesses_never_take_what_others_could_use(outsider):
+    # The battery can store what A cannot use now for A later: Z must not get it.
+    stake = outsider.pop("stake")
+    z = business("Z", stake, 10.0, **outsider)
+    a = BusinessLoad(
+        id="A",
+        stake=1,
+        value_score=5.0,
+        power_kw_min=0.0,
+        power_kw_max=100.0,
+        demand_kw=np.array([0.0, 0.0, 6.0, 6.0]),
+    )
+    p = problem([6.0, 6.0, 0.0, 0.0], businesses=(a, z), bat=battery(0.0, 20.0, 10.0))
+    s = solve_dispatch(p)
+    assert energy(s, "A") == pytest.approx(12.0, rel=1e-6)
+    assert energy(s, "Z") == pytest.approx(0.0, abs=1e-6)
+    assert Reason.SURPLUS_ONLY in set(s.reasons.loc[s.reasons.unit == "Z", "reason"])
+
+
+def test_surplus_only_policy_can_be_switched_off():
+    z = business("Z", 0, 10.0)
+    a = business("A", 1, 10.0)
+    policy = DispatchPolicy(reserve=False, surplus_only_zero_stake=False)
+    s = solve_dispatch(problem(4.0, businesses=(a, z), policy=policy))
+    # Without stake Z still has no fair-share utility, but it is no longer held back
+    # to surplus: with A uncapped there is no surplus, so Z still gets nothing.
+    assert energy(s, "A") == pytest.approx(16.0, rel=1e-6)
+
+
+def test_tier_order_households_before_businesses_even_when_business_is_bigger():
+    # 4 kW: a household group of 3 kW and a business that would use all 4 kW.
+    # Serving the business would use more energy; the tier order forbids it.
+    group = HouseholdGroupLoad("HG1", np.full(4, 3.0))
+    s = solve_dispatch(problem(4.0, households=(group,), businesses=(business("A", 10, 4.0),)))
+    assert s.relays["HG1"].all()
+    assert energy(s, "HG1") == pytest.approx(12.0)
+    assert energy(s, "A") == pytest.approx(4.0, rel=1e-6)  # only the 1 kW left over
+
+
+def test_tier_order_priority_before_households_and_reserve_before_business():
+    group = HouseholdGroupLoad("HG1", np.full(4, 2.0))
+    # PV 3 kW: priority 2 kW is served; the group (2 kW) does not fit and is shed.
+    s = solve_dispatch(problem(3.0, priority=2.0, households=(group,)))
+    assert s.plan["served_priority_kw"].to_numpy() == pytest.approx(np.full(4, 2.0))
+    assert not s.relays["HG1"].any()
+    assert set(s.reasons.loc[s.reasons.unit == "HG1", "reason"]) == {Reason.SHED_SHORTAGE}
+
+
+def test_reserve_is_kept_from_businesses():
+    # Day then night: the clinic needs 1 kW at night. With the reserve on, the battery
+    # keeps 2 kWh for the two night hours instead of giving it to a business by day.
+    pv = [5.0, 5.0, 0.0, 0.0]
+    clinic_night = PriorityLoad("clinic", np.array([0.0, 0.0, 1.0, 1.0]))
+    common = {
+        "grid": grid(4),
+        "pv_p50_kw": np.array(pv),
+        "pv_p10_kw": np.array(pv),
+        "battery": battery(0.0, 20.0, 10.0),
+        "priority": (clinic_night,),
+        "households": (),
+        "businesses": (business("A", 1, 10.0),),
+    }
+    with_reserve = solve_dispatch(DispatchProblem(**common, policy=DispatchPolicy(reserve=True)))
+    assert with_reserve.plan["served_priority_kw"].sum() == pytest.approx(2.0)
+    assert energy(with_reserve, "A") == pytest.approx(8.0 + 0.0, rel=1e-6)
+
+
+def test_measured_soc_below_its_window_gives_a_plan_with_a_named_violation():
+    p = problem(0.0, priority=1.0, bat=battery(1.0, 20.0, 5.0, soc_min=4.0))
+    s = solve_dispatch(p)
+    assert s.status is DispatchStatus.OPTIMAL
+    assert s.violations_kwh["soc_below_min"] > 0
+    assert s.violations_kwh["priority_unserved"] == pytest.approx(4.0)
+
+
+def test_priority_load_above_supply_is_a_priced_violation_not_a_crash():
+    p = problem(1.0, priority=3.0, bat=battery(2.0, 10.0, 1.0))
+    s = solve_dispatch(p)
+    # 1 kW PV + 1 kW battery for 2 h: 2 kW of 3 for two hours, then 1 of 3.
+    assert s.violations_kwh["priority_unserved"] == pytest.approx(12.0 - 6.0, rel=1e-6)
+    assert Reason.PRIORITY_SHORT in set(s.reasons["reason"])
+
+
+def test_unreachable_end_soc_is_reported():
+    p = problem(1.0, bat=battery(0.0, 50.0, 10.0, end=40.0))
+    s = solve_dispatch(p)
+    assert s.violations_kwh["end_soc_short"] == pytest.approx(36.0, rel=1e-6)
+
+
+def test_minimum_off_time_holds_a_relay_that_just_opened():
+    # The relay opened 0 h ago with a 2 h minimum off time: it stays open for 2 h.
+    recent = RelayState(closed=False, hours_in_state=0.0)
+    policy = DispatchPolicy(reserve=False, min_off_hours=2.0, min_on_hours=2.0)
+    a = business("A", 1, 4.0, relay=recent)
+    s = solve_dispatch(problem(4.0, businesses=(a,), policy=policy))
+    assert s.relays["A"].tolist() == [False, False, True, True]
+
+
+def test_minimum_on_time_prevents_chatter():
+    # PV flickers; with a 2 h minimum on time the relay never closes for one hour only.
+    policy = DispatchPolicy(reserve=False, min_on_hours=2.0, min_off_hours=2.0)
+    a = business("A", 1, 2.0, pmin=2.0, periods=6, relay=RelayState(False, 10.0))
+    pv = [2.0, 0.0, 2.0, 2.0, 0.0, 2.0]
+    s = solve_dispatch(problem(pv, periods=6, businesses=(a,), policy=policy))
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[0, s.relays["A"].to_numpy(int), 0])))[::2]
+    assert (runs >= 2).all()
+
+
+def test_no_credit_means_no_energy():
+    a = business("A", 5, 10.0, credit=False)
+    s = solve_dispatch(problem(4.0, businesses=(a, business("B", 1, 10.0))))
+    assert energy(s, "A") == 0.0
+    assert energy(s, "B") == pytest.approx(16.0, rel=1e-6)
+    assert set(s.reasons.loc[s.reasons.unit == "A", "reason"]) == {Reason.NO_CREDIT}
+
+
+def test_household_shedding_rotates_by_past_shed_hours():
+    # Room for one of two equal groups; the one shed more in the past is served.
+    groups = (
+        HouseholdGroupLoad("HG1", np.full(4, 2.0), shed_hours=10.0),
+        HouseholdGroupLoad("HG2", np.full(4, 2.0), shed_hours=0.0),
+    )
+    s = solve_dispatch(problem(2.0, households=groups))
+    assert s.relays["HG1"].all()
+    assert not s.relays["HG2"].any()
+
+
+def test_proportional_rule_splits_by_stake_without_water_filling():
+    p = problem(4.0, businesses=(business("A", 3, 1.0), business("B", 1, 10.0)))
+    s = proportional_rule(p)
+    assert s.status is DispatchStatus.BASELINE
+    assert energy(s, "A") == pytest.approx(4.0)
+    assert energy(s, "B") == pytest.approx(4.0)  # A's unused share is not passed on
+    milp = solve_dispatch(p)
+    assert energy(milp, "B") > energy(s, "B")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pv=st.lists(st.floats(0, 8), min_size=4, max_size=4),
+    soc=st.floats(0, 10),
+    priority=st.floats(0, 3),
+    group_demand=st.floats(0, 4),
+    stakes=st.lists(st.integers(0, 5), min_size=2, max_size=2),
+)
+def test_energy_is_conserved_and_soc_stays_physical(pv, soc, priority, group_demand, stakes):
+    p = problem(
+        pv,
+        priority=priority,
+        households=(HouseholdGroupLoad("HG1", np.full(4, group_demand)),),
+        businesses=(business("A", stakes[0], 3.0), business("B", stakes[1], 2.0, pmin=1.0)),
+        bat=battery(soc, 10.0, 4.0, eta=0.95),
+    )
+    s = solve_dispatch(p)
+    plan = s.plan
+    supply = plan["pv_used_kw"] + plan["battery_power_kw"]
+    served = plan[["served_priority_kw", "served_household_kw", "served_business_kw"]].sum(axis=1)
+    assert supply.to_numpy() == pytest.approx(served.to_numpy(), abs=1e-6)
+    assert (plan["pv_used_kw"] <= np.asarray(pv) + 1e-6).all()
+    assert (plan["soc_kwh"] >= -1e-6).all()
+    assert (plan["soc_kwh"] <= 10.0 + 1e-6).all()
+    for tier in ("priority", "household", "business"):
+        assert (plan[f"served_{tier}_kw"] <= plan[f"demand_{tier}_kw"] + 1e-6).all()
