@@ -105,6 +105,26 @@ def _add_weather_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_output_options(parser: argparse.ArgumentParser, stem: str) -> None:
+    parser.add_argument(
+        "--out", type=Path, default=Path(f"out/{stem}.csv"), help="table: .csv or .parquet"
+    )
+    parser.add_argument("--plot", type=Path, default=Path(f"out/{stem}.png"), help="PNG plot")
+
+
+def _write_forecast(forecast: Forecast, table_path: Path, plot_path: Path) -> None:
+    table = write_table(forecast.table(), table_path)
+    plot = plot_forecast(forecast, plot_path)
+    print(f"\nwrote {table} and {plot}")
+
+
+def _write_schedule(site: Site, schedule: Schedule, table_path: Path, plot_path: Path) -> None:
+    plan = schedule.plan.join(schedule.allotment_kw.add_suffix("_kw"))
+    table = write_table(plan, table_path)
+    plot = plot_schedule(schedule, site.location.timezone, site.name, plot_path)
+    print(f"\nwrote {table} and {plot}")
+
+
 # --- forecast -------------------------------------------------------------------------------
 
 
@@ -126,19 +146,14 @@ def _add_forecast(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     parser.add_argument("--days", type=int, default=2, help="number of days (default 2)")
     parser.add_argument("--step", default="15min", help="period length (default 15min)")
     _add_weather_options(parser)
-    parser.add_argument(
-        "--out", type=Path, default=Path("out/forecast.csv"), help="table: .csv or .parquet"
-    )
-    parser.add_argument("--plot", type=Path, default=Path("out/forecast.png"), help="PNG plot path")
+    _add_output_options(parser, "forecast")
 
 
 def _run_forecast(args: argparse.Namespace) -> int:
     site = load_site(args.site)
     forecast = _forecast(site, args.start, args.days, args.step, args)
     print(_forecast_summary(forecast))
-    table = write_table(forecast.table(), args.out)
-    plot = plot_forecast(forecast, args.plot)
-    print(f"\nwrote {table} and {plot}")
+    _write_forecast(forecast, args.out, args.plot)
     return 0
 
 
@@ -216,19 +231,14 @@ def _add_dispatch(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     parser.add_argument("--time-limit", type=float, default=10.0, help="solver limit [s]")
     _add_weather_options(parser)
-    parser.add_argument(
-        "--out", type=Path, default=Path("out/schedule.csv"), help="plan: .csv or .parquet"
-    )
-    parser.add_argument("--plot", type=Path, default=Path("out/schedule.png"), help="PNG plot path")
+    _add_output_options(parser, "schedule")
 
 
 def _run_dispatch(args: argparse.Namespace) -> int:
     site = load_site(args.site)
     schedule = _dispatch(site, args)
     print(_schedule_summary(site, schedule))
-    table = write_table(schedule.plan.join(schedule.allotment_kw.add_suffix("_kw")), args.out)
-    plot = plot_schedule(schedule, site.location.timezone, site.name, args.plot)
-    print(f"\nwrote {table} and {plot}")
+    _write_schedule(site, schedule, args.out, args.plot)
     return 0
 
 
@@ -312,18 +322,13 @@ def _run_demo(args: argparse.Namespace) -> int:
     args.weather = args.feed = None
     forecast = _forecast(site, args.start, args.days, "15min", args)
     print(_forecast_summary(forecast))
-    table = write_table(forecast.table(), args.out_dir / "forecast.csv")
-    plot = plot_forecast(forecast, args.out_dir / "forecast.png")
-    print(f"\nwrote {table} and {plot}\n")
+    _write_forecast(forecast, args.out_dir / "forecast.csv", args.out_dir / "forecast.png")
+    print()
     args.start = f"{args.start}T00:00"
     args.hours, args.soc_kwh, args.time_limit, args.stakes = 24, None, 10.0, None
     schedule = _dispatch(site, args)
     print(_schedule_summary(site, schedule))
-    table = write_table(
-        schedule.plan.join(schedule.allotment_kw.add_suffix("_kw")), args.out_dir / "schedule.csv"
-    )
-    plot = plot_schedule(schedule, site.location.timezone, site.name, args.out_dir / "schedule.png")
-    print(f"\nwrote {table} and {plot}")
+    _write_schedule(site, schedule, args.out_dir / "schedule.csv", args.out_dir / "schedule.png")
     return 0
 
 
