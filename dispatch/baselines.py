@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from dispatch.problem import DispatchProblem, SolverSettings
+from dispatch.problem import DispatchProblem
 from dispatch.reserve import reserve_requirement_kwh
 from dispatch.schedule import DispatchStatus, Schedule, explain, plan_table
 
@@ -35,9 +35,7 @@ def oracle_problem(problem: DispatchProblem, actual_pv_kw: np.ndarray) -> Dispat
     return replace(problem, pv_p50_kw=actual, pv_p10_kw=actual)
 
 
-def proportional_rule(
-    problem: DispatchProblem, _settings: SolverSettings | None = None
-) -> Schedule:
+def proportional_rule(problem: DispatchProblem) -> Schedule:
     """Dispatch by the seeds' rule, period by period.
 
     Order within each period: priority users from PV then battery; household groups from
@@ -137,6 +135,7 @@ def proportional_rule(
         allotment_kw=allotment_frame,
         reasons=explain(problem, relays, allotment_frame),
         violations_kwh={},
+        household_groups=tuple(g.id for g in problem.households),
         solver={"rule": "proportional"},
     )
 

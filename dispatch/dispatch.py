@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pyomo.environ as pyo
 
@@ -55,18 +56,8 @@ def solve_dispatch(
         "highs_status": outcome.highs_status,
     }
     if not outcome.has_solution:
-        fallback = proportional_rule(problem)
         timing["total_s"] = time.perf_counter() - begin
-        return Schedule(
-            status=DispatchStatus.FALLBACK,
-            grid=fallback.grid,
-            plan=fallback.plan,
-            relays=fallback.relays,
-            allotment_kw=fallback.allotment_kw,
-            reasons=fallback.reasons,
-            violations_kwh=fallback.violations_kwh,
-            solver=timing,
-        )
+        return replace(proportional_rule(problem), status=DispatchStatus.FALLBACK, solver=timing)
     status = (
         DispatchStatus.OPTIMAL
         if outcome.status == SolverStatus.OPTIMAL

@@ -77,7 +77,7 @@ def build_model(problem: DispatchProblem) -> tuple[pyo.ConcreteModel, ModelData]
     add_households(model, problem, data)
     add_businesses(model, problem, data)
     add_relay_switching(model, problem, data)
-    add_energy_balance(model, problem)
+    add_energy_balance(model, data)
     add_reserve(model, problem, data)
     add_fair_share(model, problem, data)
     add_objective(model, problem, data)
@@ -355,7 +355,7 @@ def add_relay_switching(
                 model.business_on[b, h].fix(1 if business.relay.closed else 0)
 
 
-def add_energy_balance(model: pyo.ConcreteModel, problem: DispatchProblem) -> None:
+def add_energy_balance(model: pyo.ConcreteModel, data: ModelData) -> None:
     r"""Supply equals served demand in every period.
 
     Notes
@@ -365,7 +365,7 @@ def add_energy_balance(model: pyo.ConcreteModel, problem: DispatchProblem) -> No
         p^{pv}_t + p^{dis}_t - p^{ch}_t = p^{pri}_t + \sum_g p^{hh}_{g,t}
             + \sum_b p^{bus}_{b,h(t)}
     """
-    k = round(problem.policy.relay_step_hours / problem.step_hours)
+    k = data.periods_per_block
 
     @model.Constraint(model.T)
     def energy_balance(m: pyo.ConcreteModel, t: int) -> object:

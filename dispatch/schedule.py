@@ -73,6 +73,8 @@ class Schedule:
     violations_kwh : dict of str to float
         Priced violations by name (``priority_unserved``, ``soc_below_min``,
         ``soc_above_max``, ``end_soc_short``, ``reserve_short``) [kWh].
+    household_groups : tuple of str
+        Which relay columns are household groups.
     solver : dict
         Timings [s], objective, gap and HiGHS's own status text.
     """
@@ -84,6 +86,7 @@ class Schedule:
     allotment_kw: pd.DataFrame
     reasons: pd.DataFrame
     violations_kwh: dict[str, float]
+    household_groups: tuple[str, ...] = ()
     solver: dict[str, float | str] = field(default_factory=dict)
 
     def tier_energy_kwh(self) -> pd.DataFrame:
@@ -98,11 +101,7 @@ class Schedule:
 
     def shed_hours(self) -> pd.Series:
         """Hours each household group is planned off [h]."""
-        groups = [c for c in self.relays.columns if c in set(self._household_units())]
-        return (~self.relays[groups]).sum() * self.grid.step_hours
-
-    def _household_units(self) -> list[str]:
-        return list(self.plan.attrs.get("household_units", []))
+        return (~self.relays[list(self.household_groups)]).sum() * self.grid.step_hours
 
     @property
     def curtailed_kwh(self) -> float:
@@ -123,7 +122,7 @@ def plan_table(
     index = problem.grid.index
     battery = problem.battery
     demand = {
-        "priority": sum((p.demand_kw for p in problem.priority), start=np.zeros(problem.periods)),
+        "priority": priority_demand_kw(problem),
         "household": sum(
             (g.demand_kw for g in problem.households), start=np.zeros(problem.periods)
         ),
@@ -165,7 +164,6 @@ def plan_table(
             limits.append("pv_curtailed")
         binding.append(",".join(limits))
     table["binding"] = binding
-    table.attrs["household_units"] = units["household"]
     return table
 
 
@@ -240,6 +238,7 @@ def extract_schedule(
         allotment_kw=allotment,
         reasons=explain(problem, relays, allotment, data),
         violations_kwh={name: value for name, value in violations.items() if value > 1e-6},
+        household_groups=tuple(g.id for g in problem.households),
         solver=solver,
     )
 

@@ -15,8 +15,6 @@ from microgrid.timegrid import TimeGrid
 
 __all__ = ["Forecast", "forecast_site"]
 
-TIERS = ("priority", "household", "business")
-
 
 @dataclass(frozen=True)
 class Forecast:

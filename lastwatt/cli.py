@@ -283,7 +283,7 @@ def _schedule_summary(site: Site, schedule: Schedule) -> str:
             f"household groups shed: {shed.min():.2f}–{shed.max():.2f} h each "
             f"(mean {shed.mean():.2f} h)"
         )
-    served = schedule.allotment_kw[[b for b in schedule.relays.columns if b.startswith("B")]]
+    served = schedule.allotment_kw[[c.id for c in site.businesses]]
     running = (served.sum() * schedule.grid.step_hours).loc[lambda e: e > 0]
     lines.append(f"businesses served: {len(running)} ({running.sum():.1f} kWh)")
     if schedule.violations_kwh:

@@ -17,6 +17,7 @@ from dispatch import (
     PriorityLoad,
     Reason,
     RelayState,
+    SolverSettings,
     proportional_rule,
     solve_dispatch,
 )
@@ -292,3 +293,15 @@ def test_energy_is_conserved_and_soc_stays_physical(pv, soc, priority, group_dem
     assert (plan["soc_kwh"] <= 10.0 + 1e-6).all()
     for tier in ("priority", "household", "business"):
         assert (plan[f"served_{tier}_kw"] <= plan[f"demand_{tier}_kw"] + 1e-6).all()
+
+
+def test_no_solution_in_time_gives_the_rule_based_plan_not_an_error():
+    groups = tuple(HouseholdGroupLoad(f"HG{i}", np.full(4, 1.0 + i / 10)) for i in range(6))
+    p = problem(3.0, households=groups, businesses=(business("A", 1, 2.0, pmin=1.5),))
+    s = solve_dispatch(p, SolverSettings(time_limit_s=0.0))
+    # A zero time limit stops HiGHS before any incumbent: the rule's plan is used.
+    assert s.status is DispatchStatus.FALLBACK
+    assert s.solver["highs_status"] == "Time limit reached"
+    assert len(s.plan) == 4
+    assert s.household_groups == tuple(g.id for g in groups)
+    assert s.shed_hours().index.tolist() == [g.id for g in groups]
