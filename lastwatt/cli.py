@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -20,17 +19,13 @@ from forecasts.weather import (
     read_weather_csv,
     synthetic_weather,
 )
+from lastwatt import device_commands, ledger_commands
+from lastwatt.commands import Handler, Subcommands, UsageError, add_site_option, command
 from lastwatt.inputs import read_stakes
 from lastwatt.outputs import plot_forecast, plot_schedule, write_table
 from microgrid import Site, SiteFileError, TimeGrid, load_site, parse_datetime
 
 __all__ = ["main"]
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-class UsageError(Exception):
-    """A problem with what the user asked for; printed without a traceback."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,35 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_forecast(commands)
     _add_dispatch(commands)
     _add_demo(commands)
+    ledger_commands.add_commands(commands)
+    device_commands.add_commands(commands)
     return parser
-
-
-def _command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    summary: str,
-    example: str,
-    handler: Handler,
-) -> argparse.ArgumentParser:
-    parser = commands.add_parser(
-        name,
-        help=summary,
-        description=summary,
-        epilog="example:\n" + textwrap.indent(example.strip(), "  "),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.set_defaults(handler=handler)
-    return parser
-
-
-def _add_site_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--site",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="site TOML file (default: the bundled 22 kWp, 400-connection site)",
-    )
 
 
 def _add_weather_options(parser: argparse.ArgumentParser) -> None:
@@ -128,15 +97,15 @@ def _write_schedule(site: Site, schedule: Schedule, table_path: Path, plot_path:
 # --- forecast -------------------------------------------------------------------------------
 
 
-def _add_forecast(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = _command(
+def _add_forecast(commands: Subcommands) -> None:
+    parser = command(
         commands,
         "forecast",
         "Forecast PV (P10/P50/P90) and demand per tier; write a table and a plot.",
         "lastwatt forecast --start 2026-08-01 --days 3 --out out/forecast.parquet",
         _run_forecast,
     )
-    _add_site_option(parser)
+    add_site_option(parser)
     parser.add_argument(
         "--start",
         default=None,
@@ -203,15 +172,15 @@ def _forecast_summary(forecast: Forecast) -> str:
 # --- dispatch -------------------------------------------------------------------------------
 
 
-def _add_dispatch(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = _command(
+def _add_dispatch(commands: Subcommands) -> None:
+    parser = command(
         commands,
         "dispatch",
         "Plan the next 24 h: the tiered MILP on the forecast; print per tier, write the plan.",
         "lastwatt dispatch --start 2026-08-01T06:00 --stakes stakes.toml --soc-kwh 30",
         _run_dispatch,
     )
-    _add_site_option(parser)
+    add_site_option(parser)
     parser.add_argument(
         "--stakes",
         type=Path,
@@ -303,8 +272,8 @@ def _schedule_summary(site: Site, schedule: Schedule) -> str:
 # --- demo (the README's main job) -----------------------------------------------------------
 
 
-def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = _command(
+def _add_demo(commands: Subcommands) -> None:
+    parser = command(
         commands,
         "demo",
         "The main job on the bundled default site: forecast, then dispatch the first day.",
