@@ -1,1 +1,120 @@
-"""settlement package."""
+"""Settlement: a double-entry, hash-chained ledger and the mechanisms that post to it.
+
+Entry points other packages call:
+
+- :func:`record_readings` — the controllers hand over :class:`~microgrid.readings.MeterReading`
+  snapshots;
+- :func:`settle_hour` / :func:`settle_pending` — hourly settlement and late corrections;
+- :func:`read_credit` / :func:`credit_for_dispatch` — relay decisions for the controller
+  and dispatch's ``credit`` argument;
+- :func:`stake_totals` — dispatch's ``stakes`` argument;
+- :func:`handle_webhook` — the payment processor's calls;
+- :class:`SqliteLedgerStore` — the default :class:`LedgerStore`.
+"""
+
+from settlement.alarms import Alarm, AlarmKind
+from settlement.fiat import (
+    FiatConfig,
+    Topup,
+    WebhookRejectedError,
+    confirm_withdrawal,
+    handle_webhook,
+    reserve_withdrawal,
+    sign_webhook,
+    void_withdrawal,
+)
+from settlement.funding import NotOwnerError, fund_meter, withdraw
+from settlement.hourly import EnergyStatus, HourPlan, MeterEnergy, hourly_energy, plan_hour
+from settlement.ledger import (
+    Asset,
+    Batch,
+    BatchRejectedError,
+    IdempotencyConflictError,
+    InsufficientFundsError,
+    LedgerError,
+    PostedBatch,
+    Transfer,
+    VerifyReport,
+    meter_account,
+    user_account,
+)
+from settlement.prepaid import (
+    CreditPolicy,
+    CreditState,
+    CreditStatus,
+    credit_for_dispatch,
+    credit_statuses,
+    read_credit,
+)
+from settlement.settle import (
+    HourSettlement,
+    RecordOutcome,
+    SettlementConfig,
+    record_readings,
+    settle_hour,
+    settle_hours,
+    settle_pending,
+)
+from settlement.sqlite_store import SqliteLedgerStore
+from settlement.staking import (
+    BusinessOutcome,
+    StakingPolicy,
+    issue_tokens,
+    place_stake,
+    settle_round,
+    stake_totals,
+)
+from settlement.store import LedgerStore
+
+__all__ = [
+    "Alarm",
+    "AlarmKind",
+    "Asset",
+    "Batch",
+    "BatchRejectedError",
+    "BusinessOutcome",
+    "CreditPolicy",
+    "CreditState",
+    "CreditStatus",
+    "EnergyStatus",
+    "FiatConfig",
+    "HourPlan",
+    "HourSettlement",
+    "IdempotencyConflictError",
+    "InsufficientFundsError",
+    "LedgerError",
+    "LedgerStore",
+    "MeterEnergy",
+    "NotOwnerError",
+    "PostedBatch",
+    "RecordOutcome",
+    "SettlementConfig",
+    "SqliteLedgerStore",
+    "StakingPolicy",
+    "Topup",
+    "Transfer",
+    "VerifyReport",
+    "WebhookRejectedError",
+    "confirm_withdrawal",
+    "credit_for_dispatch",
+    "credit_statuses",
+    "fund_meter",
+    "handle_webhook",
+    "hourly_energy",
+    "issue_tokens",
+    "meter_account",
+    "place_stake",
+    "plan_hour",
+    "read_credit",
+    "record_readings",
+    "reserve_withdrawal",
+    "settle_hour",
+    "settle_hours",
+    "settle_pending",
+    "settle_round",
+    "sign_webhook",
+    "stake_totals",
+    "user_account",
+    "void_withdrawal",
+    "withdraw",
+]

@@ -1,0 +1,457 @@
+"""Hourly settlement, pure: cumulative readings → hourly energy → who pays and who is paid.
+
+Energy from cumulative registers
+--------------------------------
+A meter reports cumulative registers at arbitrary instants. Between two consecutive
+readings the register is taken to rise linearly, so the energy of the hour
+``[h0, h1)`` is the interpolated register at ``h1`` minus the one at ``h0`` (integer Wh,
+floored at each boundary). Because every hour uses the same interpolation, the hours
+telescope: their energies add up exactly to the register difference, and a missed poll
+loses nothing — the next reading still carries it.
+
+Each step between consecutive readings is classified:
+
+- **normal**: the register rose by a plausible amount;
+- **rollover**: the 32-bit register fell, but adding 2³² gives a plausible amount;
+- **register decreased**: it fell by more than a rollover explains — the meter was
+  replaced, reset or tampered with. The energy of that step is *unknown*: it is not
+  settled (never a silent zero) and an alarm names the meter and the step;
+- **implausible jump**: it rose faster than ``max_power_w`` allows; treated like a
+  decrease.
+
+"Plausible" means at most ``max_power_w`` × elapsed time. The hour of a meter is
+**missing** when no reading at or after ``h1`` exists yet (or the meter never reported):
+it is left out of the batch, alarmed, and settled by a correcting batch once the reading
+arrives. A meter whose *first* reading falls inside the hour is new: its energy counts
+from that reading.
+
+Money
+-----
+For one hour: each consumer pays ``round_half_up(price_per_kwh_minor × Wh / 1000)`` into
+the pool; the utility takes ``min(utility_fee_minor, pool)`` — **no consumption, no fee**
+(an empty hour bills nobody, and the pool cannot pay what it does not hold); the rest is
+split among producers pro rata to their exported Wh by largest remainder. If no
+production is known (none measured, or a configured producer's reading is missing) the
+rest goes to the ``settlement:held`` account and an alarm is raised; a later correction
+releases it to the producers. The desired outcome is a net amount per account;
+:func:`transfers_through_pool` turns the difference between it and what was already
+posted into transfers, so the first batch and every correction are built the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+from microgrid.readings import ENERGY_REGISTER_MODULUS_WH, MeterReading
+from microgrid.site import Tariff
+from settlement.alarms import Alarm, AlarmKind
+from settlement.ledger import HELD, POOL, UTILITY, Asset, Transfer, from_us, meter_account, to_us
+from settlement.rounding import largest_remainder, round_half_up_div
+
+__all__ = [
+    "DEFAULT_MAX_POWER_W",
+    "EnergyStatus",
+    "HourPlan",
+    "MeterEnergy",
+    "hourly_energy",
+    "plan_hour",
+    "posted_net",
+    "price_at",
+    "transfers_through_pool",
+]
+
+DEFAULT_MAX_POWER_W = 100_000
+"""Fastest plausible register rise [W]: twice the container's 20 kW inverter and battery
+together is 40 kW, so 100 kW flags only resets and tampering, never real load."""
+
+_US_PER_HOUR = 3_600_000_000
+HOUR = timedelta(hours=1)
+
+
+class EnergyStatus(enum.StrEnum):
+    """How well a meter's hour is known."""
+
+    MEASURED = "measured"
+    """Readings bracket the hour and every step is plausible."""
+    PARTIAL = "partial"
+    """Readings bracket the hour, but a step is unknown (register decreased or jumped);
+    the known steps are settled, the unknown one is alarmed."""
+    MISSING = "missing"
+    """No reading closes the hour yet; nothing is settled for this meter."""
+
+
+@dataclass(frozen=True, slots=True)
+class MeterEnergy:
+    """One meter's energy in one hour.
+
+    Attributes
+    ----------
+    meter_id : str
+        The meter.
+    import_wh, export_wh : int
+        Energy drawn from and delivered to the grid [Wh]; 0 when ``status`` is MISSING.
+    status : EnergyStatus
+        Whether the numbers are complete.
+    alarms : tuple of Alarm
+        Unknown steps and missing readings, named.
+    """
+
+    meter_id: str
+    import_wh: int
+    export_wh: int
+    status: EnergyStatus
+    alarms: tuple[Alarm, ...] = ()
+
+
+def _register_energy(
+    register: str,
+    points: Sequence[tuple[int, int]],
+    h0: int,
+    h1: int,
+    max_power_w: int,
+) -> tuple[int, list[tuple[int, int, str]]]:
+    """Energy of one register in ``[h0, h1)`` from ``(time_us, value)`` points.
+
+    Returns the known energy and the unknown steps ``(start_us, end_us, reason)``.
+    """
+    energy = 0
+    unknown: list[tuple[int, int, str]] = []
+    for (ta, va), (tb, vb) in pairwise(points):
+        if tb <= h0 or ta >= h1:
+            continue
+        elapsed = tb - ta
+        delta = vb - va
+        limit_ok = delta * _US_PER_HOUR <= max_power_w * elapsed
+        if delta < 0:
+            delta += ENERGY_REGISTER_MODULUS_WH  # a rollover, if plausible
+            if delta * _US_PER_HOUR > max_power_w * elapsed:
+                unknown.append((ta, tb, f"{register} register fell from {va} to {vb} Wh"))
+                continue
+        elif not limit_ok:
+            unknown.append((ta, tb, f"{register} register jumped from {va} to {vb} Wh"))
+            continue
+        start, end = max(ta, h0), min(tb, h1)
+        energy += delta * (end - ta) // elapsed - delta * (start - ta) // elapsed
+    return energy, unknown
+
+
+def hourly_energy(
+    meter_id: str,
+    readings: Iterable[MeterReading],
+    hour: datetime,
+    max_power_w: int = DEFAULT_MAX_POWER_W,
+) -> MeterEnergy:
+    """A meter's energy in the hour starting at ``hour`` (module docstring).
+
+    Parameters
+    ----------
+    meter_id : str
+        The meter.
+    readings : iterable of MeterReading
+        The meter's readings around the hour: at least the last one at or before the
+        hour's start and the first at or after its end, if they exist. Order does not
+        matter; identical duplicates are ignored.
+    hour : datetime
+        Start of the hour (aware).
+    max_power_w : int
+        Fastest plausible register rise [W].
+
+    Returns
+    -------
+    MeterEnergy
+
+    Raises
+    ------
+    ValueError
+        If a reading belongs to another meter or two readings at one instant differ.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> r = [MeterReading("H001", datetime(2026, 8, 1, h, tzinfo=UTC), wh) for h, wh in
+    ...      [(10, 4_294_967_000), (11, 704)]]
+    >>> hourly_energy("H001", r, datetime(2026, 8, 1, 10, tzinfo=UTC)).import_wh
+    1000
+    """
+    h0 = to_us(hour)
+    h1 = h0 + _US_PER_HOUR
+    by_time: dict[int, MeterReading] = {}
+    for r in readings:
+        if r.meter_id != meter_id:
+            msg = f"hourly_energy of {meter_id!r} got a reading of {r.meter_id!r}"
+            raise ValueError(msg)
+        t = to_us(r.read_at)
+        seen = by_time.get(t)
+        if seen is not None and (seen.import_wh, seen.export_wh) != (r.import_wh, r.export_wh):
+            msg = (
+                f"meter {meter_id!r} has two different readings at {r.read_at.isoformat()}; "
+                "keep one (the store keeps the first)"
+            )
+            raise ValueError(msg)
+        by_time[t] = r
+    times = sorted(by_time)
+    if not times or times[-1] < h1:
+        last = "never reported" if not times else f"last read {by_time[times[-1]].read_at}"
+        alarm = Alarm(
+            AlarmKind.READING_MISSING,
+            meter_id,
+            hour,
+            f"meter {meter_id}: no reading closes the hour {hour.isoformat()} ({last}); it is "
+            "settled by a correcting batch when a reading arrives — check the meter's bus",
+        )
+        return MeterEnergy(meter_id, 0, 0, EnergyStatus.MISSING, (alarm,))
+    import_points = [(t, by_time[t].import_wh) for t in times]
+    export_points = [(t, by_time[t].export_wh) for t in times]
+    import_wh, unknown_i = _register_energy("import", import_points, h0, h1, max_power_w)
+    export_wh, unknown_e = _register_energy("export", export_points, h0, h1, max_power_w)
+    alarms: list[Alarm] = []
+    for start, end, reason in unknown_i + unknown_e:
+        kind = AlarmKind.REGISTER_DECREASED if "fell" in reason else AlarmKind.IMPLAUSIBLE_JUMP
+        alarms.append(
+            Alarm(
+                kind,
+                meter_id,
+                hour,
+                f"meter {meter_id}: {reason} between {_iso(start)} and {_iso(end)}; the energy "
+                "of that step is unknown and not settled — inspect the meter (replaced or "
+                "tampered?) and book any agreed energy by hand",
+            )
+        )
+    status = EnergyStatus.PARTIAL if alarms else EnergyStatus.MEASURED
+    return MeterEnergy(meter_id, import_wh, export_wh, status, tuple(alarms))
+
+
+def _iso(micros: int) -> str:
+    return from_us(micros).isoformat()
+
+
+def price_at(tariff: Tariff, local_hour: int) -> int:
+    """The tariff's price in the local hour ``local_hour`` [coin minor units per kWh].
+
+    Examples
+    --------
+    >>> from microgrid.site import TariffBand
+    >>> tou = Tariff(kind="time_of_use", bands=(TariffBand(start_hour=0, price_per_kwh_minor=4),
+    ...     TariffBand(start_hour=9, price_per_kwh_minor=2)))
+    >>> price_at(tou, 8), price_at(tou, 9), price_at(tou, 23)
+    (4, 2, 2)
+    """
+    if not 0 <= local_hour <= 23:
+        msg = f"local_hour must be 0–23, got {local_hour}"
+        raise ValueError(msg)
+    if tariff.kind == "flat":
+        assert tariff.price_per_kwh_minor is not None  # the model validates it
+        return tariff.price_per_kwh_minor
+    price = tariff.bands[0].price_per_kwh_minor
+    for band in tariff.bands:
+        if band.start_hour <= local_hour:
+            price = band.price_per_kwh_minor
+    return price
+
+
+@dataclass(frozen=True, slots=True)
+class HourPlan:
+    """The settlement of one hour: the desired outcome, before any posting.
+
+    Attributes
+    ----------
+    hour : datetime
+        Start of the hour (UTC).
+    charges : dict of str to int
+        What each consumer meter pays [coin minor units].
+    fee : int
+        The utility's fee [coin minor units].
+    payouts : dict of str to int
+        What each producer meter receives [coin minor units].
+    held : int
+        Paid into the pool but held, production unknown [coin minor units].
+    energies : dict of str to MeterEnergy
+        Every settled meter's energy.
+    alarms : tuple of Alarm
+        Everything an operator should see.
+    """
+
+    hour: datetime
+    charges: dict[str, int]
+    fee: int
+    payouts: dict[str, int]
+    held: int
+    energies: dict[str, MeterEnergy]
+    alarms: tuple[Alarm, ...] = field(default=())
+
+    @property
+    def pool_minor(self) -> int:
+        """What consumers paid into the pool [coin minor units]."""
+        return sum(self.charges.values())
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Meters without a reading that closes the hour."""
+        return tuple(m for m, e in self.energies.items() if e.status is EnergyStatus.MISSING)
+
+    @property
+    def complete(self) -> bool:
+        """Whether nothing is missing or held: no correction is expected."""
+        return not self.missing and not self.held
+
+    def net(self) -> dict[str, int]:
+        """Desired net change of every account this hour touches [coin minor units]."""
+        net: dict[str, int] = {}
+        for meter, amount in self.charges.items():
+            account = meter_account(meter)
+            net[account] = net.get(account, 0) - amount
+        for meter, amount in self.payouts.items():
+            account = meter_account(meter)
+            net[account] = net.get(account, 0) + amount
+        if self.fee:
+            net[UTILITY] = self.fee
+        if self.held:
+            net[HELD] = self.held
+        return {a: v for a, v in net.items() if v}
+
+
+def plan_hour(
+    hour: datetime,
+    energies: Mapping[str, MeterEnergy],
+    prices: Mapping[str, int],
+    producers: Iterable[str],
+    utility_fee_minor: int,
+) -> HourPlan:
+    """Settle one hour: consumers pay into the pool, the fee, producers pro rata.
+
+    Parameters
+    ----------
+    hour : datetime
+        Start of the hour.
+    energies : mapping of str to MeterEnergy
+        Energy of every meter to settle.
+    prices : mapping of str to int
+        Price of each *consumer* meter in this hour [coin minor units per kWh]; meters
+        without a price (container devices) are not charged for their import.
+    producers : iterable of str
+        Meters whose production must be known before payouts are made (the container's
+        PV); any meter's export counts as production.
+    utility_fee_minor : int
+        The utility's hourly fee [coin minor units].
+
+    Returns
+    -------
+    HourPlan
+
+    Examples
+    --------
+    Seed 002's worked example (1 coin per kWh, fee 0.01 coin):
+
+    >>> from datetime import UTC, datetime
+    >>> h = datetime(2026, 8, 1, 10, tzinfo=UTC)
+    >>> e = {m: MeterEnergy(m, i, x, EnergyStatus.MEASURED) for m, i, x in
+    ...      [("carlos", 3000, 0), ("danny", 2000, 0), ("angel", 0, 3000), ("bennie", 0, 2500)]}
+    >>> plan = plan_hour(h, e, dict.fromkeys(["carlos", "danny"], 1_000_000), [], 10_000)
+    >>> plan.pool_minor, plan.fee, plan.payouts
+    (5000000, 10000, {'angel': 2721818, 'bennie': 2268182})
+    """
+    if utility_fee_minor < 0:
+        msg = f"utility_fee_minor must be ≥ 0, got {utility_fee_minor}"
+        raise ValueError(msg)
+    charges: dict[str, int] = {}
+    production: dict[str, int] = {}
+    alarms: list[Alarm] = []
+    for meter in sorted(energies):
+        energy = energies[meter]
+        alarms.extend(energy.alarms)
+        if energy.status is EnergyStatus.MISSING:
+            continue
+        price = prices.get(meter)
+        if price is not None and energy.import_wh:
+            charge = round_half_up_div(price * energy.import_wh, 1000)
+            if charge:
+                charges[meter] = charge
+        if energy.export_wh:
+            production[meter] = energy.export_wh
+    pool = sum(charges.values())
+    fee = min(utility_fee_minor, pool)
+    rest = pool - fee
+    missing_producers = sorted(
+        p for p in producers if p not in energies or energies[p].status is EnergyStatus.MISSING
+    )
+    payouts: dict[str, int] = {}
+    held = 0
+    if rest and (missing_producers or not production):
+        held = rest
+        why = (
+            f"producer readings missing ({', '.join(missing_producers)})"
+            if missing_producers
+            else "no meter exported energy"
+        )
+        alarms.append(
+            Alarm(
+                AlarmKind.NO_PRODUCTION,
+                "settlement",
+                hour,
+                f"hour {hour.isoformat()}: {why}; {rest} coin minor units held in {HELD} "
+                "until production is known — check the PV inverter's meter",
+            )
+        )
+    elif rest:
+        payouts = {m: v for m, v in largest_remainder(production, rest).items() if v}
+    return HourPlan(hour, charges, fee, payouts, held, dict(energies), tuple(alarms))
+
+
+def transfers_through_pool(
+    desired: Mapping[str, int], posted: Mapping[str, int]
+) -> tuple[Transfer, ...]:
+    """Transfers that take accounts from their ``posted`` net to their ``desired`` net.
+
+    Every account whose net must fall pays into the pool; the pool pays every account
+    whose net must rise; the pool nets to zero because both mappings sum to zero.
+
+    Raises
+    ------
+    ValueError
+        If the two mappings do not have the same total (they would leave the pool
+        unbalanced).
+
+    Examples
+    --------
+    >>> [(t.debit, t.credit, t.amount) for t in transfers_through_pool(
+    ...     {"meter:H001": -5, "utility:fees": 5}, {})]
+    [('meter:H001', 'pool:settlement', 5), ('pool:settlement', 'utility:fees', 5)]
+    """
+    if sum(desired.values()) != sum(posted.values()):
+        msg = (
+            f"desired nets sum to {sum(desired.values())}, posted to {sum(posted.values())}; "
+            "an hour's nets must sum to zero"
+        )
+        raise ValueError(msg)
+    delta = {
+        a: desired.get(a, 0) - posted.get(a, 0)
+        for a in sorted(set(desired) | set(posted))
+        if desired.get(a, 0) != posted.get(a, 0)
+    }
+    into = [Transfer(a, POOL, Asset.COIN, -d, _code(a, False)) for a, d in delta.items() if d < 0]
+    out = [Transfer(POOL, a, Asset.COIN, d, _code(a, True)) for a, d in delta.items() if d > 0]
+    return tuple(into + out)
+
+
+def _code(account: str, credit: bool) -> str:
+    if account == UTILITY:
+        return "settle.fee" if credit else "settle.fee_refund"
+    if account == HELD:
+        return "settle.hold" if credit else "settle.release"
+    return "settle.payout" if credit else "settle.charge"
+
+
+def posted_net(transfers: Iterable[Transfer]) -> dict[str, int]:
+    """Net change per account of posted coin transfers, pool excluded."""
+    net: dict[str, int] = {}
+    for t in transfers:
+        if t.asset is not Asset.COIN:
+            continue
+        net[t.debit] = net.get(t.debit, 0) - t.amount
+        net[t.credit] = net.get(t.credit, 0) + t.amount
+    net.pop(POOL, None)
+    return {a: v for a, v in net.items() if v}

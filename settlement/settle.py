@@ -1,0 +1,353 @@
+"""Hourly settlement against a store: record readings, settle an hour, correct late hours.
+
+This is the orchestrator (read → compute → write); the rules are pure, in
+:mod:`settlement.hourly`. Each hour is one batch keyed by site and hour
+(``settle:<site>:<hour>``); settling it again posts nothing if nothing changed, and a
+correcting batch (``…#1``, ``…#2``) with only the difference if late readings changed it.
+Posted batches are never edited.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from microgrid.readings import MeterReading
+from microgrid.site import Site
+from microgrid.units import COIN_SCALE
+from settlement.alarms import Alarm, AlarmKind
+from settlement.hourly import (
+    DEFAULT_MAX_POWER_W,
+    HourPlan,
+    MeterEnergy,
+    hourly_energy,
+    plan_hour,
+    posted_net,
+    price_at,
+    transfers_through_pool,
+)
+from settlement.ledger import Batch, PostedBatch, Transfer
+from settlement.store import LedgerStore
+
+__all__ = [
+    "CONTAINER_METERS",
+    "HourSettlement",
+    "RecordOutcome",
+    "SettlementConfig",
+    "floor_hour",
+    "plan_site_hour",
+    "record_readings",
+    "settle_hour",
+    "settle_hours",
+    "settle_pending",
+    "settlement_key",
+]
+
+CONTAINER_METERS = ("pv_inverter", "battery_inverter", "bulk_meter")
+"""Meter ids of the container's own devices (besides the connections)."""
+
+_HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementConfig:
+    """Parameters of hourly settlement.
+
+    Attributes
+    ----------
+    utility_fee_minor : int
+        The utility's hourly fee [coin minor units]; 0.01 coin (seed 002).
+    producer_ids : tuple of str
+        Container meters whose export is production and must be known before payouts
+        (the PV inverter). Connections' export counts too (prosumers).
+    max_power_w : int
+        Fastest plausible register rise [W].
+    site_id : str or None
+        The site's id in batch keys; the site's name if None.
+    """
+
+    utility_fee_minor: int = COIN_SCALE // 100
+    producer_ids: tuple[str, ...] = ("pv_inverter",)
+    max_power_w: int = DEFAULT_MAX_POWER_W
+    site_id: str | None = None
+
+    def site_key(self, site: Site) -> str:
+        """The site id used in batch keys."""
+        return self.site_id or site.name
+
+
+def floor_hour(moment: datetime) -> datetime:
+    """The UTC hour that contains ``moment``.
+
+    Examples
+    --------
+    >>> floor_hour(datetime(2026, 8, 1, 10, 59, tzinfo=UTC)).isoformat()
+    '2026-08-01T10:00:00+00:00'
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        msg = f"{moment.isoformat()} has no timezone; pass an aware datetime"
+        raise ValueError(msg)
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _checked_hour(hour: datetime) -> datetime:
+    start = floor_hour(hour)
+    if start != hour:
+        msg = (
+            f"settlement hours start on the hour; {hour.isoformat()} does not — "
+            f"did you mean {start.isoformat()}?"
+        )
+        raise ValueError(msg)
+    return start
+
+
+def settlement_key(site_id: str, hour: datetime) -> str:
+    """The idempotency key of an hour's first batch; corrections append ``#n``.
+
+    Examples
+    --------
+    >>> settlement_key("demo", datetime(2026, 8, 1, 10, tzinfo=UTC))
+    'settle:demo:2026-08-01T10:00Z'
+    """
+    return f"settle:{site_id}:{_checked_hour(hour).strftime('%Y-%m-%dT%H:%MZ')}"
+
+
+def _known_meters(site: Site) -> set[str]:
+    return {c.id for c in site.connections} | set(CONTAINER_METERS)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOutcome:
+    """What :func:`record_readings` did.
+
+    Attributes
+    ----------
+    accepted, duplicates, unknown : tuple of MeterReading
+        Stored; identical to a stored one (ignored); for a meter the site lacks (rejected).
+    conflicts : tuple of (MeterReading, MeterReading)
+        ``(new, stored)``: a different reading at an instant already recorded; rejected.
+    late_hours : tuple of datetime
+        Already settled hours these readings change: re-settle them (a correcting batch).
+    alarms : tuple of Alarm
+        Raised for unknown meters and conflicts (also recorded in the store).
+    """
+
+    accepted: tuple[MeterReading, ...]
+    duplicates: tuple[MeterReading, ...]
+    conflicts: tuple[tuple[MeterReading, MeterReading], ...]
+    unknown: tuple[MeterReading, ...]
+    late_hours: tuple[datetime, ...]
+    alarms: tuple[Alarm, ...]
+
+
+def record_readings(
+    store: LedgerStore,
+    site: Site,
+    readings: Iterable[MeterReading],
+    recorded_at: datetime | None = None,
+    config: SettlementConfig | None = None,
+) -> RecordOutcome:
+    """Store meter readings for settlement; the controllers' hand-over.
+
+    A reading of an unknown meter is rejected with an alarm; an exact duplicate is
+    ignored; a different reading for a meter and instant already stored is rejected with
+    an alarm (the first is kept). Accepted readings that fall into or next to already
+    settled hours are reported in ``late_hours``.
+
+    Parameters
+    ----------
+    store : LedgerStore
+        Where readings go.
+    site : Site
+        Which meters exist.
+    readings : iterable of MeterReading
+        New readings.
+    recorded_at : datetime, optional
+        Arrival time (now by default).
+    config : SettlementConfig, optional
+        Gives the site id.
+    """
+    config = config or SettlementConfig()
+    now = recorded_at or datetime.now(UTC)
+    known = _known_meters(site)
+    readings = list(readings)
+    unknown = tuple(r for r in readings if r.meter_id not in known)
+    alarms = [
+        Alarm(
+            AlarmKind.UNKNOWN_METER,
+            r.meter_id,
+            floor_hour(r.read_at),
+            f"reading of unknown meter {r.meter_id!r} rejected; add the connection to the site "
+            "file or fix the meter's id in the register map",
+        )
+        for r in unknown
+    ]
+    added = store.add_readings([r for r in readings if r.meter_id in known], now)
+    alarms += [
+        Alarm(
+            AlarmKind.READING_CONFLICT,
+            new.meter_id,
+            floor_hour(new.read_at),
+            f"meter {new.meter_id}: reading at {new.read_at.isoformat()} "
+            f"(import {new.import_wh}, export {new.export_wh} Wh) differs from the stored "
+            f"(import {old.import_wh}, export {old.export_wh} Wh); the stored one is kept",
+        )
+        for new, old in added.conflicts
+    ]
+    if alarms:
+        store.add_alarms(alarms)
+    site_id = config.site_key(site)
+    late: set[datetime] = set()
+    for r in added.accepted:
+        before = store.reading_before(r.meter_id, r.read_at)
+        after = store.reading_after(r.meter_id, r.read_at)
+        start = r.read_at if before is None else before.read_at
+        end = r.read_at if after is None else after.read_at
+        late.update(store.settled_hours(site_id, floor_hour(start), end))
+    return RecordOutcome(
+        added.accepted,
+        added.duplicates,
+        added.conflicts,
+        unknown,
+        tuple(sorted(late)),
+        tuple(alarms),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HourSettlement:
+    """The outcome of :func:`settle_hour`.
+
+    Attributes
+    ----------
+    plan : HourPlan
+        The hour's desired outcome (charges, fee, payouts, held, energies, alarms).
+    transfers : tuple of Transfer
+        What this call posted (empty if nothing changed).
+    posted : PostedBatch or None
+        The batch this call posted or replayed; None if nothing needed posting.
+    """
+
+    plan: HourPlan
+    transfers: tuple[Transfer, ...]
+    posted: PostedBatch | None
+
+    @property
+    def correction(self) -> bool:
+        """Whether this call posted a correcting batch."""
+        return self.posted is not None and "#" in self.posted.key
+
+
+def _hour_readings(
+    store: LedgerStore, meters: Sequence[str], h0: datetime, h1: datetime
+) -> dict[str, list[MeterReading]]:
+    wanted = set(meters)
+    grouped: dict[str, list[MeterReading]] = defaultdict(list)
+    for r in store.readings(h0, h1):
+        if r.meter_id in wanted:
+            grouped[r.meter_id].append(r)
+    for meter in meters:
+        rows = grouped[meter]
+        if not rows or rows[0].read_at > h0:
+            before = store.reading_before(meter, h0)
+            if before is not None:
+                rows.insert(0, before)
+        if not rows or rows[-1].read_at < h1:
+            after = store.reading_after(meter, h1)
+            if after is not None:
+                rows.append(after)
+    return grouped
+
+
+def plan_site_hour(
+    store: LedgerStore, site: Site, hour: datetime, config: SettlementConfig
+) -> HourPlan:
+    """The pure plan of one hour from the store's readings (nothing is posted)."""
+    h0 = _checked_hour(hour)
+    h1 = h0 + _HOUR
+    local_hour = h0.astimezone(zoneinfo.ZoneInfo(site.location.timezone)).hour
+    prices = {c.id: price_at(site.tariffs[c.tariff], local_hour) for c in site.connections}
+    meters = [c.id for c in site.connections] + list(config.producer_ids)
+    grouped = _hour_readings(store, meters, h0, h1)
+    energies: dict[str, MeterEnergy] = {
+        m: hourly_energy(m, grouped.get(m, ()), h0, config.max_power_w) for m in meters
+    }
+    return plan_hour(h0, energies, prices, config.producer_ids, config.utility_fee_minor)
+
+
+def settle_hour(
+    store: LedgerStore,
+    site: Site,
+    hour: datetime,
+    config: SettlementConfig | None = None,
+    now: datetime | None = None,
+) -> HourSettlement:
+    """Settle one hour: post its batch, or the correction late readings call for.
+
+    Idempotent: settling an hour again with the same readings posts nothing.
+
+    Parameters
+    ----------
+    store : LedgerStore
+        Readings in, batches out.
+    site : Site
+        Meters, tariffs and timezone.
+    hour : datetime
+        Start of the hour (aware, on the hour).
+    config : SettlementConfig, optional
+        Fee, producers, plausibility limit.
+    now : datetime, optional
+        Posting time (now by default).
+
+    Returns
+    -------
+    HourSettlement
+
+    Raises
+    ------
+    settlement.ledger.IdempotencyConflictError
+        If another process posted a different batch for this hour at the same moment;
+        settle again.
+    """
+    config = config or SettlementConfig()
+    plan = plan_site_hour(store, site, hour, config)
+    site_id = config.site_key(site)
+    base = settlement_key(site_id, plan.hour)
+    keys = store.keys_with_prefix(base)
+    already: list[Transfer] = []
+    for key in keys:
+        already.extend(store.transfers_of(key))
+    transfers = transfers_through_pool(plan.net(), posted_net(already))
+    posted: PostedBatch | None = None
+    if not keys or transfers:
+        key = base if not keys else f"{base}#{len(keys)}"
+        posted = store.post(Batch(key, transfers), now)
+    if plan.alarms:
+        store.add_alarms(plan.alarms)
+    store.mark_hour(site_id, plan.hour, plan.complete)
+    return HourSettlement(plan, transfers, posted)
+
+
+def settle_hours(
+    store: LedgerStore,
+    site: Site,
+    hours: Iterable[datetime],
+    config: SettlementConfig | None = None,
+    now: datetime | None = None,
+) -> list[HourSettlement]:
+    """Settle several hours in order (each its own batch)."""
+    return [settle_hour(store, site, h, config, now) for h in sorted(hours)]
+
+
+def settle_pending(
+    store: LedgerStore,
+    site: Site,
+    config: SettlementConfig | None = None,
+    now: datetime | None = None,
+) -> list[HourSettlement]:
+    """Re-settle every hour that still missed readings or held payouts."""
+    config = config or SettlementConfig()
+    return settle_hours(store, site, store.incomplete_hours(config.site_key(site)), config, now)
