@@ -1,11 +1,286 @@
-"""The ``lastwatt`` ledger subcommands (registered by :mod:`lastwatt.cli`)."""
+"""The ``lastwatt`` ledger subcommands (registered by :mod:`lastwatt.cli`).
+
+``lastwatt ledger balances|history|verify|import-readings`` and ``lastwatt settle``; the
+work is in :mod:`settlement`, this module only parses, calls and prints.
+"""
 
 from __future__ import annotations
 
-from lastwatt.commands import Subcommands
+import argparse
+import csv
+from datetime import UTC, datetime
+from pathlib import Path
 
-__all__ = ["add_commands"]
+from lastwatt.commands import Subcommands, UsageError, add_site_option, command
+from microgrid import load_site, parse_datetime
+from microgrid.readings import MeterReading
+from microgrid.units import COIN_SCALE
+from settlement import (
+    Asset,
+    LedgerError,
+    SettlementConfig,
+    SqliteLedgerStore,
+    read_credit,
+    record_readings,
+    settle_hour,
+    settle_hours,
+)
+
+__all__ = ["DEFAULT_DB", "add_commands", "read_readings_csv"]
+
+DEFAULT_DB = Path("data/ledger.sqlite")
+"""Where the ledger lives unless ``--db`` says otherwise."""
 
 
 def add_commands(commands: Subcommands) -> None:
     """Register this module's subcommands on the ``lastwatt`` parser."""
+    ledger = command(
+        commands,
+        "ledger",
+        "Inspect and verify the settlement ledger; import meter readings.",
+        "lastwatt ledger balances --prefix meter:\nlastwatt ledger verify",
+        _no_subcommand,
+    )
+    sub = ledger.add_subparsers(dest="ledger_command", required=True, metavar="SUBCOMMAND")
+    balances = command(
+        sub,
+        "balances",
+        "Print non-zero balances (and, for meters, the prepaid relay decision).",
+        "lastwatt ledger balances --prefix meter:H0 --db data/ledger.sqlite",
+        _run_balances,
+    )
+    _add_db_option(balances)
+    add_site_option(balances)
+    balances.add_argument("--asset", choices=[a.value for a in Asset], default=None)
+    balances.add_argument("--prefix", default="", help="only accounts starting with this")
+    history = command(
+        sub,
+        "history",
+        "Print the latest journal rows of one account, newest first.",
+        "lastwatt ledger history meter:H001 --limit 20",
+        _run_history,
+    )
+    _add_db_option(history)
+    history.add_argument("account", help="account id, e.g. meter:H001 or user:amina")
+    history.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
+    verify = command(
+        sub,
+        "verify",
+        "Recompute the hash chain and every invariant; name the first bad row (exit 1).",
+        "lastwatt ledger verify --db data/ledger.sqlite",
+        _run_verify,
+    )
+    _add_db_option(verify)
+    imports = command(
+        sub,
+        "import-readings",
+        "Record meter readings from a CSV (meter_id,read_at,import_wh[,export_wh]); "
+        "re-settle hours they change.",
+        "lastwatt ledger import-readings readings.csv",
+        _run_import,
+    )
+    _add_db_option(imports)
+    add_site_option(imports)
+    imports.add_argument("file", type=Path, help="CSV file; read_at in ISO 8601 (UTC if no offset)")
+    settle = command(
+        commands,
+        "settle",
+        "Settle one hour from the recorded readings (idempotent; late readings → correction).",
+        "lastwatt settle --hour 2026-08-01T10:00Z",
+        _run_settle,
+    )
+    _add_db_option(settle)
+    add_site_option(settle)
+    settle.add_argument(
+        "--hour",
+        required=True,
+        metavar="DATETIME",
+        help="start of the hour, ISO 8601; local site time if no offset",
+    )
+    settle.add_argument(
+        "--fee-minor",
+        type=int,
+        default=SettlementConfig().utility_fee_minor,
+        help="utility fee per hour [coin minor units] (default 10000 = 0.01 coin)",
+    )
+
+
+def _add_db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", type=Path, default=DEFAULT_DB, help=f"ledger database (default {DEFAULT_DB})"
+    )
+
+
+def _no_subcommand(args: argparse.Namespace) -> int:  # pragma: no cover - argparse requires one
+    msg = "name a ledger subcommand: balances, history, verify or import-readings"
+    raise UsageError(msg)
+
+
+def _open(path: Path, must_exist: bool = True) -> SqliteLedgerStore:
+    if must_exist and not path.exists():
+        msg = f"no ledger at {path}; pass --db, or import readings first to create one"
+        raise UsageError(msg)
+    return SqliteLedgerStore(path)
+
+
+def _coins(minor: int, asset: Asset) -> str:
+    scale = COIN_SCALE if asset is Asset.COIN else 1_000_000
+    sign = "-" if minor < 0 else ""
+    whole, frac = divmod(abs(minor), scale)
+    return f"{sign}{whole}.{frac:06d}"
+
+
+def _run_balances(args: argparse.Namespace) -> int:
+    asset = None if args.asset is None else Asset(args.asset)
+    with _open(args.db) as store:
+        balances = store.balances(asset, args.prefix)
+        site = load_site(args.site)
+        credit = read_credit(store, site, datetime.now(UTC))
+    if not balances:
+        print("no non-zero balances" + (f" under {args.prefix!r}" if args.prefix else ""))
+        return 0
+    width = max(len(a) for a, _ in balances)
+    for (account, a), value in balances.items():
+        line = f"{account:<{width}}  {a.value:<5}  {_coins(value, a):>18}"
+        status = credit.get(account.removeprefix("meter:")) if a is Asset.COIN else None
+        if status is not None and account.startswith("meter:"):
+            line += f"  {'on ' if status.connected else 'OFF'} {status.state.value}"
+        print(line)
+    return 0
+
+
+def _run_history(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        msg = f"--limit must be at least 1, got {args.limit}"
+        raise UsageError(msg)
+    with _open(args.db) as store:
+        rows = store.history(args.account, args.limit)
+    if not rows:
+        print(f"no journal rows touch {args.account}")
+        return 0
+    for r in rows:
+        sign = "-" if r.debit == args.account else "+"
+        other = r.credit if sign == "-" else r.debit
+        when = datetime.fromtimestamp(r.posted_at_us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        amount = _coins(r.amount, Asset(r.asset))
+        print(
+            f"{r.seq:>8}  {when}  {sign}{amount:>16} {r.asset:<5} {r.code:<18} {other}"
+            f"  [{r.batch_key}]"
+        )
+    return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    with _open(args.db) as store:
+        report = store.verify()
+    if report.ok:
+        print(
+            f"ledger OK: {report.rows} journal rows in {report.batches} batches, "
+            f"chain head {report.head_hash.hex()[:16]}…"
+        )
+        return 0
+    first = report.first_bad_seq
+    print(f"ledger FAILED verification: first bad row {first}" if first else "ledger FAILED")
+    for p in report.problems[:20]:
+        print(f"  {p.message}")
+    if len(report.problems) > 20:
+        print(f"  … and {len(report.problems) - 20} more")
+    return 1
+
+
+def read_readings_csv(path: Path) -> list[MeterReading]:
+    """Read ``meter_id,read_at,import_wh[,export_wh]`` rows; naive times are UTC.
+
+    Raises
+    ------
+    UsageError
+        Naming the file, the line and what is wrong.
+    """
+    if not path.exists():
+        msg = f"readings file {path} does not exist"
+        raise UsageError(msg)
+    readings: list[MeterReading] = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        needed = {"meter_id", "read_at", "import_wh"}
+        missing = needed - set(reader.fieldnames or ())
+        if missing:
+            msg = (
+                f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+                "need meter_id,read_at,import_wh[,export_wh]"
+            )
+            raise UsageError(msg)
+        for line, row in enumerate(reader, start=2):
+            try:
+                at = datetime.fromisoformat(row["read_at"].replace("Z", "+00:00"))
+                if at.tzinfo is None:
+                    at = at.replace(tzinfo=UTC)
+                readings.append(
+                    MeterReading(
+                        row["meter_id"],
+                        at,
+                        int(row["import_wh"]),
+                        int(row.get("export_wh") or 0),
+                    )
+                )
+            except (TypeError, ValueError) as exc:
+                msg = f"{path}, line {line}: {exc}"
+                raise UsageError(msg) from None
+    return readings
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    site = load_site(args.site)
+    readings = read_readings_csv(args.file)
+    with _open(args.db, must_exist=False) as store:
+        outcome = record_readings(store, site, readings)
+        print(
+            f"{len(outcome.accepted)} readings recorded, {len(outcome.duplicates)} duplicates "
+            f"ignored, {len(outcome.conflicts)} conflicting and {len(outcome.unknown)} of "
+            "unknown meters rejected"
+        )
+        for alarm in outcome.alarms[:10]:
+            print(f"  alarm {alarm.kind.value}: {alarm.message}")
+        if outcome.late_hours:
+            results = settle_hours(store, site, outcome.late_hours)
+            changed = [r for r in results if r.transfers]
+            print(
+                f"late readings: re-settled {len(results)} hour(s), {len(changed)} correcting "
+                "batch(es)"
+            )
+    return 0
+
+
+def _run_settle(args: argparse.Namespace) -> int:
+    site = load_site(args.site)
+    try:
+        hour = parse_datetime(args.hour, site.location.timezone).to_pydatetime()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    config = SettlementConfig(utility_fee_minor=args.fee_minor)
+    with _open(args.db, must_exist=False) as store:
+        try:
+            result = settle_hour(store, site, hour, config)
+        except LedgerError as exc:
+            raise UsageError(str(exc)) from None
+    plan = result.plan
+    print(
+        f"hour {plan.hour.isoformat()}: pool {_coins(plan.pool_minor, Asset.COIN)} coin from "
+        f"{len(plan.charges)} consumers, fee {_coins(plan.fee, Asset.COIN)}, paid out "
+        f"{_coins(sum(plan.payouts.values()), Asset.COIN)} to {len(plan.payouts)} producers"
+        + (f", held {_coins(plan.held, Asset.COIN)}" if plan.held else "")
+    )
+    if result.posted is None:
+        print("already settled: nothing changed")
+    elif result.posted.replayed:
+        print(f"batch {result.posted.key} was already posted (replayed)")
+    else:
+        kind = "correcting batch" if result.correction else "batch"
+        print(f"posted {kind} {result.posted.key} with {len(result.transfers)} transfers")
+    if plan.missing:
+        shown = ", ".join(plan.missing[:8]) + (" …" if len(plan.missing) > 8 else "")
+        print(f"{len(plan.missing)} meter(s) missing a closing reading: {shown}")
+    other = [a for a in plan.alarms if a.kind.value != "reading_missing"]
+    for alarm in other[:10]:
+        print(f"  alarm {alarm.kind.value}: {alarm.message}")
+    return 0
