@@ -179,14 +179,21 @@ class GatewayClient:
         self.port = port
         self.settings = settings
         self.epoch = 0
-        self._pool: asyncio.Queue[_Connection] = asyncio.Queue()
-        self._connections = [
-            _Connection(host, port, settings, f"{name}-{i}")
-            for i in range(settings.connections_per_gateway)
-        ]
-        for connection in self._connections:
-            self._pool.put_nowait(connection)
+        self._pool: asyncio.Queue[_Connection] | None = None
+        self._connections: list[_Connection] = []
         self._down_until = 0.0
+
+    def _queue(self) -> asyncio.Queue[_Connection]:
+        # pymodbus clients need a running loop: open the pool on first use.
+        if self._pool is None:
+            self._pool = asyncio.Queue()
+            self._connections = [
+                _Connection(self.host, self.port, self.settings, f"{self.name}-{i}")
+                for i in range(self.settings.connections_per_gateway)
+            ]
+            for connection in self._connections:
+                self._pool.put_nowait(connection)
+        return self._pool
 
     async def _ensure_connected(self, connection: _Connection) -> None:
         if connection.client.connected:
@@ -213,7 +220,8 @@ class GatewayClient:
     async def _request(
         self, what: str, call: Callable[[AsyncModbusTcpClient], Awaitable[Any]]
     ) -> Any:
-        connection = await self._pool.get()
+        pool = self._queue()
+        connection = await pool.get()
         try:
             await self._ensure_connected(connection)
             gap = connection.last_frame + self.settings.inter_frame_delay_s - time.monotonic()
@@ -234,7 +242,7 @@ class GatewayClient:
                 raise TransportError(msg)
             return response
         finally:
-            self._pool.put_nowait(connection)
+            pool.put_nowait(connection)
 
     @staticmethod
     def _exception(response: Any) -> ExceptionResponse | None:
