@@ -44,7 +44,7 @@ async def plain_read(site, connections: int) -> float:
     for c in site.connections:
         by_gateway.setdefault(c.meter.gateway, []).append((c.meter.unit_id, 0, 6, "h"))
     clients = {}
-    for name, items in by_gateway.items():
+    for name in by_gateway:
         g = site.gateways[name]
         clients[name] = [AsyncModbusTcpClient(g.host, port=g.port) for _ in range(connections)]
         for client in clients[name]:
@@ -55,11 +55,13 @@ async def plain_read(site, connections: int) -> float:
             await client.read_holding_registers(address, count=count, device_id=unit)
 
     start = time.perf_counter()
-    await asyncio.gather(*(
-        worker(client, items[k::connections])
-        for name, items in by_gateway.items()
-        for k, client in enumerate(clients[name])
-    ))
+    await asyncio.gather(
+        *(
+            worker(client, items[k::connections])
+            for name, items in by_gateway.items()
+            for k, client in enumerate(clients[name])
+        )
+    )
     elapsed = time.perf_counter() - start
     for pool in clients.values():
         for client in pool:
@@ -93,11 +95,19 @@ def main() -> None:
     gateways = {n: g.model_copy(update={"port": ports[n]}) for n, g in site.gateways.items()}
     site = site.model_copy(update={"gateways": gateways})
     command = [
-        sys.executable, "-c", "import sys; from lastwatt.cli import main; sys.exit(main())",
-        "simulate-devices", "--speed", "1", "--start", "2026-03-20T12:00",
+        sys.executable,
+        "-c",
+        "import sys; from lastwatt.cli import main; sys.exit(main())",
+        "simulate-devices",
+        "--speed",
+        "1",
+        "--start",
+        "2026-03-20T12:00",
         *(arg for n, p in ports.items() for arg in ("--port", f"{n}={p}")),
     ]
-    simulator = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    simulator = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     try:
         assert simulator.stdout is not None
         print(simulator.stdout.readline().strip())
@@ -107,8 +117,10 @@ def main() -> None:
         simulator.wait(timeout=10)
     cycle, reads = statistics.median(cycles), statistics.median(plain)
     print(f"machine: {machine()}")
-    print(f"default site: 400 meters on 2 gateways + inverter, battery, relay board; "
-          f"{args.connections} connection(s) per gateway, {args.repeats} runs")
+    print(
+        f"default site: 400 meters on 2 gateways + inverter, battery, relay board; "
+        f"{args.connections} connection(s) per gateway, {args.repeats} runs"
+    )
     print(f"  full control cycle          median {cycle * 1000:7.1f} ms  (target ≤ 250 ms)")
     print(f"  plain pymodbus, same blocks median {reads * 1000:7.1f} ms")
     print(f"  ratio cycle / plain         {cycle / reads:.2f}  (target ≤ 3)")

@@ -78,9 +78,13 @@ def words_from_raw(point: Point, raw: int) -> list[int]:
         If the integer does not fit the point's type.
     """
     bits = 16 * point.type.words
-    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if point.type.signed else (0, (1 << bits) - 1)
+    low, high = (
+        (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if point.type.signed else (0, (1 << bits) - 1)
+    )
     if not low <= raw <= high:
-        msg = f"point {point.name!r}: raw value {raw} does not fit {point.type.value} [{low}, {high}]"
+        msg = (
+            f"point {point.name!r}: raw value {raw} does not fit {point.type.value} [{low}, {high}]"
+        )
         raise ValueError(msg)
     raw &= (1 << bits) - 1
     return [raw >> 16, raw & 0xFFFF] if bits == 32 else [raw]

@@ -23,6 +23,7 @@ say; only :meth:`Controller.operator_switch` can do it, and it is logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -57,11 +58,11 @@ from microgrid.site import ConnectionKind, Site
 
 __all__ = [
     "Clock",
+    "Controller",
+    "ControllerSettings",
     "CycleResult",
     "DeviceFault",
     "MeasuredState",
-    "ControllerSettings",
-    "Controller",
     "SystemClock",
 ]
 
@@ -244,24 +245,54 @@ class Controller:
     def _build_devices(self) -> list[_Device]:
         site = self.site
         devices = [
-            _Device("pv_inverter", "pv", site.pv_inverter.gateway, site.pv_inverter.unit_id,
-                    inverter_profile(load_register_map(site.pv_inverter.register_map))),
-            _Device("battery_inverter", "storage", site.battery_inverter.gateway,
-                    site.battery_inverter.unit_id,
-                    storage_profile(load_register_map(site.battery_inverter.register_map))),
+            _Device(
+                "pv_inverter",
+                "pv",
+                site.pv_inverter.gateway,
+                site.pv_inverter.unit_id,
+                inverter_profile(load_register_map(site.pv_inverter.register_map)),
+            ),
+            _Device(
+                "battery_inverter",
+                "storage",
+                site.battery_inverter.gateway,
+                site.battery_inverter.unit_id,
+                storage_profile(load_register_map(site.battery_inverter.register_map)),
+            ),
         ]
         if site.bulk_meter is not None:
-            devices.append(_Device("bulk_meter", "bulk", site.bulk_meter.gateway,
-                                   site.bulk_meter.unit_id,
-                                   meter_profile(load_register_map(site.bulk_meter.register_map))))
+            devices.append(
+                _Device(
+                    "bulk_meter",
+                    "bulk",
+                    site.bulk_meter.gateway,
+                    site.bulk_meter.unit_id,
+                    meter_profile(load_register_map(site.bulk_meter.register_map)),
+                )
+            )
         boards = sorted({(g.relay.gateway, g.relay.unit_id) for g in site.relay_groups})
         for gateway, unit in boards:
-            devices.append(_Device(f"relay_board:{gateway}:{unit}", "relay_board", gateway, unit,
-                                   relay_board_profile(load_register_map("relay_board"))))
+            devices.append(
+                _Device(
+                    f"relay_board:{gateway}:{unit}",
+                    "relay_board",
+                    gateway,
+                    unit,
+                    relay_board_profile(load_register_map("relay_board")),
+                )
+            )
         for c in site.connections:
-            devices.append(_Device(c.id, "meter", c.meter.gateway, c.meter.unit_id,
-                                   meter_profile(load_register_map(c.meter.register_map)),
-                                   connection_id=c.id, coil=c.meter.relay_coil))
+            devices.append(
+                _Device(
+                    c.id,
+                    "meter",
+                    c.meter.gateway,
+                    c.meter.unit_id,
+                    meter_profile(load_register_map(c.meter.register_map)),
+                    connection_id=c.id,
+                    coil=c.meter.relay_coil,
+                )
+            )
         return devices
 
     # --- inputs ------------------------------------------------------------------------
@@ -315,7 +346,9 @@ class Controller:
         if not reason.strip():
             msg = "an operator command needs a reason (it is logged)"
             raise ValueError(msg)
-        log.warning("operator: %s relay of %s (%s)", "close" if closed else "open", connection_id, reason)
+        log.warning(
+            "operator: %s relay of %s (%s)", "close" if closed else "open", connection_id, reason
+        )
         self._operator[connection_id] = closed
 
     def operator_release(self, connection_id: str) -> None:
@@ -327,19 +360,34 @@ class Controller:
         retry = device.health.retry_at
         return retry is not None and now < retry
 
-    def _fail(self, device: _Device, now: dt.datetime, kind: FaultKind, message: str) -> DeviceFault:
+    def _fail(
+        self, device: _Device, now: dt.datetime, kind: FaultKind, message: str
+    ) -> DeviceFault:
         h = device.health
         h.failures += 1
-        delay = min(self.settings.backoff_initial_s * 2 ** (h.failures - 1), self.settings.backoff_max_s)
+        delay = min(
+            self.settings.backoff_initial_s * 2 ** (h.failures - 1), self.settings.backoff_max_s
+        )
         h.retry_at = now + dt.timedelta(seconds=delay)
         h.reapply = True
-        log.warning("%s failed (%s, %d in a row, retry in %.0f s): %s",
-                    device.name, kind, h.failures, delay, message)
+        log.warning(
+            "%s failed (%s, %d in a row, retry in %.0f s): %s",
+            device.name,
+            kind,
+            h.failures,
+            delay,
+            message,
+        )
         return DeviceFault(device.name, kind, message)
 
     async def _read(
         self, device: _Device, now: dt.datetime
-    ) -> tuple[dict[str, float | None], Mapping[Block, Sequence[int] | Sequence[bool]], dict[str, int]] | DeviceFault:
+    ) -> (
+        tuple[
+            dict[str, float | None], Mapping[Block, Sequence[int] | Sequence[bool]], dict[str, int]
+        ]
+        | DeviceFault
+    ):
         client = self.gateways[device.gateway]
         answers: dict[Block, Sequence[int] | Sequence[bool]] = {}
         try:
@@ -370,7 +418,9 @@ class Controller:
             h.reapply = True  # a new connection: read back and re-apply everything
         return values, answers, device.profile.scale_factors(answers)
 
-    def _check_counter(self, device: _Device, now: dt.datetime, values: Mapping[str, float | None]) -> None:
+    def _check_counter(
+        self, device: _Device, now: dt.datetime, values: Mapping[str, float | None]
+    ) -> None:
         energy = int(values["import_wh"] or 0)
         last = self._last_meter.get(device.name)
         if last is not None:
@@ -378,8 +428,9 @@ class Controller:
             delta = (energy - last[1]) % ENERGY_REGISTER_MODULUS_WH
             if delta > _METER_POWER_KW_MAX * 1000 * elapsed_h + 10:
                 msg = (
-                    f"meter {device.name!r}: import_wh jumped by {delta} Wh in {elapsed_h * 3600:.0f} s "
-                    f"(from {last[1]} to {energy}); more than {_METER_POWER_KW_MAX:g} kW could deliver"
+                    f"meter {device.name!r}: import_wh jumped by {delta} Wh in "
+                    f"{elapsed_h * 3600:.0f} s (from {last[1]} to {energy}); more than "
+                    f"{_METER_POWER_KW_MAX:g} kW could deliver"
                 )
                 raise GarbageValueError(msg)
         self._last_meter[device.name] = (now, energy)
@@ -392,7 +443,11 @@ class Controller:
         position = int(index.searchsorted(stamp, side="right")) - 1
         if position < 0 or stamp >= index[position] + self._step:
             return None
-        plan_row = {k: float(v) for k, v in self._plan.iloc[position].items() if isinstance(v, int | float)}
+        plan_row = {
+            str(k): float(v)
+            for k, v in self._plan.iloc[position].items()
+            if isinstance(v, int | float)
+        }
         relay_row = {str(k): bool(v) for k, v in self._relays.iloc[position].items()}
         return plan_row, relay_row
 
@@ -402,7 +457,15 @@ class Controller:
         active = [d for d in self._devices if not self._backed_off(d, now)]
         results = await asyncio.gather(*(self._read(d, now) for d in active))
         faults: list[DeviceFault] = []
-        ok: dict[str, tuple[_Device, dict[str, float | None], Mapping[Block, Sequence[int] | Sequence[bool]], dict[str, int]]] = {}
+        ok: dict[
+            str,
+            tuple[
+                _Device,
+                dict[str, float | None],
+                Mapping[Block, Sequence[int] | Sequence[bool]],
+                dict[str, int],
+            ],
+        ] = {}
         for device, result in zip(active, results, strict=True):
             if isinstance(result, DeviceFault):
                 faults.append(result)
@@ -427,8 +490,12 @@ class Controller:
         soc_fraction = self._soc[1] if self._soc else None
         soc_age = (now - self._soc[0]).total_seconds() if self._soc else None
         fs = self.settings.failsafe
-        mode = decide_mode(schedule_covers_now=period is not None, soc_fraction=soc_fraction,
-                           soc_age_s=soc_age, settings=fs)
+        mode = decide_mode(
+            schedule_covers_now=period is not None,
+            soc_fraction=soc_fraction,
+            soc_age_s=soc_age,
+            settings=fs,
+        )
         target = targets(
             mode,
             household_groups=self.household_groups,
@@ -480,27 +547,45 @@ class Controller:
     ) -> list[Write]:
         h = device.health
         timeout = self.settings.failsafe.device_timeout_s
-        refresh = h.reapply or h.last_write is None or (now - h.last_write).total_seconds() >= timeout / 2
+        refresh = (
+            h.reapply or h.last_write is None or (now - h.last_write).total_seconds() >= timeout / 2
+        )
         profile = device.profile
         if device.role == "pv":
             state = inverter_state(values)
-            differs = state.limit_pct is None or abs(state.limit_pct - target.pv_limit_pct) > 0.05 or state.revert_s != round(timeout)
+            differs = (
+                state.limit_pct is None
+                or abs(state.limit_pct - target.pv_limit_pct) > 0.05
+                or state.revert_s != round(timeout)
+            )
             if refresh or differs:
-                return profile.writes({"123.WMaxLimPct": target.pv_limit_pct,
-                                       "123.WMaxLimPct_RvrtTms": round(timeout),
-                                       "123.WMaxLim_Ena": 1}, sfs)
+                return profile.writes(
+                    {
+                        "123.WMaxLimPct": target.pv_limit_pct,
+                        "123.WMaxLimPct_RvrtTms": round(timeout),
+                        "123.WMaxLim_Ena": 1,
+                    },
+                    sfs,
+                )
         elif device.role == "storage":
             s = storage_state(values)
             differs = (
-                s.charge_limit_pct is None or s.discharge_limit_pct is None
+                s.charge_limit_pct is None
+                or s.discharge_limit_pct is None
                 or abs(s.charge_limit_pct - target.charge_limit_pct) > 0.05
                 or abs(s.discharge_limit_pct - target.discharge_limit_pct) > 0.05
                 or s.revert_s != round(timeout)
             )
             if refresh or differs:
-                return profile.writes({"124.StorCtl_Mod": 3, "124.InWRte": target.charge_limit_pct,
-                                       "124.OutWRte": target.discharge_limit_pct,
-                                       "124.InOutWRte_RvrtTms": round(timeout)}, sfs)
+                return profile.writes(
+                    {
+                        "124.StorCtl_Mod": 3,
+                        "124.InWRte": target.charge_limit_pct,
+                        "124.OutWRte": target.discharge_limit_pct,
+                        "124.InOutWRte_RvrtTms": round(timeout),
+                    },
+                    sfs,
+                )
         elif device.role == "relay_board":
             return self._board_writes(device, values, profile.coil_values(answers), target, sfs)
         elif device.role == "meter":
@@ -511,8 +596,12 @@ class Controller:
         return []
 
     def _board_writes(
-        self, device: _Device, values: Mapping[str, float | None], coils: Sequence[bool],
-        target: Targets, sfs: Mapping[str, int],
+        self,
+        device: _Device,
+        values: Mapping[str, float | None],
+        coils: Sequence[bool],
+        target: Targets,
+        sfs: Mapping[str, int],
     ) -> list[Write]:
         board: RelayBoardState = relay_board_state(values, coils)
         timeout = round(self.settings.failsafe.device_timeout_s)
@@ -527,9 +616,16 @@ class Controller:
             if group.id in self._priority_groups:
                 safe |= 1 << group.relay.coil
         writes = device.profile.coil_writes("channel", wanted) if wanted else []
-        config = {"watchdog_timeout_s": timeout, "safe_state_low": safe & 0xFFFF, "safe_state_high": safe >> 16}
-        current = {"watchdog_timeout_s": board.watchdog_timeout_s,
-                   "safe_state_low": values["safe_state_low"], "safe_state_high": values["safe_state_high"]}
+        config = {
+            "watchdog_timeout_s": timeout,
+            "safe_state_low": safe & 0xFFFF,
+            "safe_state_high": safe >> 16,
+        }
+        current = {
+            "watchdog_timeout_s": board.watchdog_timeout_s,
+            "safe_state_low": values["safe_state_low"],
+            "safe_state_high": values["safe_state_high"],
+        }
         if device.health.reapply or any(current[k] != v for k, v in config.items()):
             writes += device.profile.writes(config, sfs)
         return writes
@@ -543,25 +639,43 @@ class Controller:
             return cid in self.priority_ids and self._operator.get(cid or "") is not False
         if device.role == "relay_board":
             for group in self.site.relay_groups:
-                if group.id in self._priority_groups and (group.relay.gateway, group.relay.unit_id) == (device.gateway, device.unit):
+                if group.id in self._priority_groups and (
+                    group.relay.gateway,
+                    group.relay.unit_id,
+                ) == (device.gateway, device.unit):
                     offset = group.relay.coil - write.address
-                    if 0 <= offset < len(write.values) and not write.values[offset]:
+                    if 0 <= offset < len(write.values) and not write.values[offset]:  # noqa: PD011 - a Write, not a DataFrame
                         return True
         return False
 
-    async def _write(self, device: _Device, writes: list[Write], now: dt.datetime) -> DeviceFault | None:
+    async def _write(
+        self, device: _Device, writes: list[Write], now: dt.datetime
+    ) -> DeviceFault | None:
         client = self.gateways[device.gateway]
         try:
             for write in writes:
                 if self._protected(device, write):
-                    log.error("refusing to open the priority relay of %s without an operator command", device.name)
+                    log.error(
+                        "refusing to open the priority relay of %s without an operator command",
+                        device.name,
+                    )
                     continue
                 if write.table == "coil":
-                    error = await client.write_coils(device.unit, write.address, [bool(v) for v in write.values])
+                    error = await client.write_coils(
+                        device.unit,
+                        write.address,
+                        [bool(v) for v in write.values],  # noqa: PD011 - a Write, not a DataFrame
+                    )
                 else:
-                    error = await client.write_registers(device.unit, write.address, [int(v) for v in write.values])
+                    error = await client.write_registers(
+                        device.unit,
+                        write.address,
+                        [int(v) for v in write.values],  # noqa: PD011 - a Write, not a DataFrame
+                    )
                 if error is not None:
-                    return self._fail(device, now, "exception", f"writing {', '.join(write.points)}: {error}")
+                    return self._fail(
+                        device, now, "exception", f"writing {', '.join(write.points)}: {error}"
+                    )
         except TransportError as exc:
             return self._fail(device, now, "transport", str(exc))
         device.health.reapply = False
@@ -572,7 +686,15 @@ class Controller:
         self,
         now: dt.datetime,
         mode: Mode,
-        ok: Mapping[str, tuple[_Device, dict[str, float | None], Mapping[Block, Sequence[int] | Sequence[bool]], dict[str, int]]],
+        ok: Mapping[
+            str,
+            tuple[
+                _Device,
+                dict[str, float | None],
+                Mapping[Block, Sequence[int] | Sequence[bool]],
+                dict[str, int],
+            ],
+        ],
         pv: InverterState | None,
         storage: StorageState | None,
     ) -> tuple[list[MeterReading], MeasuredState]:
@@ -594,7 +716,9 @@ class Controller:
                     if (group.relay.gateway, group.relay.unit_id) == (device.gateway, device.unit):
                         relays[group.id] = coils[group.relay.coil]
         if pv is not None:
-            readings.append(MeterReading("pv_inverter", now, 0, pv.energy_wh % ENERGY_REGISTER_MODULUS_WH))
+            readings.append(
+                MeterReading("pv_inverter", now, 0, pv.energy_wh % ENERGY_REGISTER_MODULUS_WH)
+            )
         soc = self._soc if self._soc and self._soc[0] == now else None
         measured = MeasuredState(
             time=now,
@@ -634,10 +758,8 @@ class Controller:
                     if outcome is not None:
                         await outcome
             wait = max(interval_s - (loop.time() - started), 0.0)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait)
-            except TimeoutError:
-                pass
 
     async def close(self) -> None:
         """Close every gateway connection."""

@@ -9,6 +9,7 @@ names, units and signs into ours at the edge (kW, kWh, fractions, discharge posi
 
 Examples
 --------
+>>> from controllers.registers import load_register_map
 >>> profile = meter_profile(load_register_map("lastwatt_meter"))
 >>> profile.blocks
 (Block(table='holding', address=0, count=6),)
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from controllers.codec import GarbageValueError, decode_block, encode, raw_from_words
-from controllers.registers import PointType, RegisterMap, load_register_map
+from controllers.registers import PointType, RegisterMap
 
 __all__ = [
     "MAX_BLOCK_REGISTERS",
@@ -99,7 +100,9 @@ class DeviceProfile:
         for point in sorted(set(wanted), key=lambda p: p.address):
             last = blocks[-1] if blocks else None
             if last is not None and point.end - last.address <= MAX_BLOCK_REGISTERS:
-                blocks[-1] = Block("holding", last.address, max(last.count, point.end - last.address))
+                blocks[-1] = Block(
+                    "holding", last.address, max(last.count, point.end - last.address)
+                )
             else:
                 blocks.append(Block("holding", point.address, point.size))
         for name in coils:
@@ -123,7 +126,9 @@ class DeviceProfile:
                 continue
             words = [int(w) for w in answers[block]]
             names = [
-                n for n in self.points if block.address <= self.map.point(n).address < block.address + block.count
+                n
+                for n in self.points
+                if block.address <= self.map.point(n).address < block.address + block.count
             ]
             out |= decode_block(self.map, names, block.address, words)
         return out
@@ -136,19 +141,26 @@ class DeviceProfile:
                 values += [bool(v) for v in answers[block]]
         return values
 
-    def scale_factors(self, answers: Mapping[Block, Sequence[int] | Sequence[bool]]) -> dict[str, int]:
+    def scale_factors(
+        self, answers: Mapping[Block, Sequence[int] | Sequence[bool]]
+    ) -> dict[str, int]:
         """Raw scale-factor values read with the blocks (needed to encode setpoints)."""
         out: dict[str, int] = {}
         for block in self.blocks:
             if block.table != "holding":
                 continue
             for point in self.map.points.values():
-                if point.type is PointType.SUNSSF and block.address <= point.address < block.address + block.count:
+                if (
+                    point.type is PointType.SUNSSF
+                    and block.address <= point.address < block.address + block.count
+                ):
                     offset = point.address - block.address
                     out[point.name] = raw_from_words(point, [int(answers[block][offset])])
         return out
 
-    def writes(self, values: Mapping[str, float | bool], scale_factors: Mapping[str, int]) -> list[Write]:
+    def writes(
+        self, values: Mapping[str, float | bool], scale_factors: Mapping[str, int]
+    ) -> list[Write]:
         """Register and coil writes setting ``values``; adjacent registers share a write.
 
         Raises
@@ -174,7 +186,9 @@ class DeviceProfile:
             sf = None
             if point.scale_factor is not None:
                 if point.scale_factor not in scale_factors:
-                    msg = f"cannot encode {name!r}: scale factor {point.scale_factor!r} not read yet"
+                    msg = (
+                        f"cannot encode {name!r}: scale factor {point.scale_factor!r} not read yet"
+                    )
                     raise GarbageValueError(msg)
                 sf = scale_factors[point.scale_factor]
             encoded.append((point.address, encode(point, float(value), sf), name))

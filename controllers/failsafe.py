@@ -78,7 +78,10 @@ class FailsafeSettings:
 
     def __post_init__(self) -> None:
         if self.device_timeout_s < 2:
-            msg = f"device_timeout_s must be ≥ 2 s (SunSpec timers are whole seconds), got {self.device_timeout_s}"
+            msg = (
+                "device_timeout_s must be ≥ 2 s (SunSpec timers are whole seconds), "
+                f"got {self.device_timeout_s}"
+            )
             raise ValueError(msg)
         for name in ("households_soc_min", "businesses_soc_min", "hysteresis"):
             if not 0 <= getattr(self, name) <= 1:
@@ -188,7 +191,9 @@ def targets(
         if curtailed > 1e-3:
             pv_limit = min(100.0, 100.0 * float(plan_row["pv_used_kw"]) / pv_rating_kw)
         discharge_kw = max(float(plan_row.get("battery_power_kw", 0.0)), 0.0)
-        discharge = min(100.0, 100.0 * discharge_kw / battery_rating_kw + settings.discharge_headroom_pct)
+        discharge = min(
+            100.0, 100.0 * discharge_kw / battery_rating_kw + settings.discharge_headroom_pct
+        )
         on = {u: bool(relay_row.get(u, False)) for u in units}
         return Targets(mode, pv_limit, 100.0, discharge, on)
     if mode is Mode.SOC_RULES:

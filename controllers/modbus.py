@@ -90,8 +90,7 @@ class ExceptionResponse:
 
     def __str__(self) -> str:
         return (
-            f"Modbus exception {self.exception_code} ({self.name}) to function "
-            f"{self.function_code}"
+            f"Modbus exception {self.exception_code} ({self.name}) to function {self.function_code}"
         )
 
 
@@ -272,11 +271,15 @@ class GatewayClient:
             return error
         registers: list[int] = list(response.registers)
         if len(registers) != count:
-            msg = f"gateway {self.name!r}: unit {unit} returned {len(registers)} of {count} registers"
+            msg = (
+                f"gateway {self.name!r}: unit {unit} returned {len(registers)} of {count} registers"
+            )
             raise TransportError(msg)
         return registers
 
-    async def read_coils(self, unit: int, address: int, count: int) -> list[bool] | ExceptionResponse:
+    async def read_coils(
+        self, unit: int, address: int, count: int
+    ) -> list[bool] | ExceptionResponse:
         """Read ``count`` coils of ``unit`` from ``address`` (function 1).
 
         Raises

@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 import functools
 import importlib.resources
+import itertools
 import json
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -294,9 +295,7 @@ def _plain_map(document: Mapping[str, Any]) -> RegisterMap:
                 raise RegisterMapError(msg)
             points[point.name] = point
     _check_overlaps(name, points.values())
-    return RegisterMap(
-        name=name, description=str(document.get("description", "")), points=points
-    )
+    return RegisterMap(name=name, description=str(document.get("description", "")), points=points)
 
 
 def _point_type(value: object, where: str) -> PointType:
@@ -318,7 +317,7 @@ def _address(value: object, where: str) -> int:
 def _check_overlaps(name: str, points: Iterable[Point]) -> None:
     for table in ("holding", "coil"):
         ordered = sorted((p for p in points if p.table == table), key=lambda p: p.address)
-        for a, b in zip(ordered, ordered[1:], strict=False):
+        for a, b in itertools.pairwise(ordered):
             if b.address < a.end:
                 msg = (
                     f"register map {name!r}: points {a.name!r} ({a.address}–{a.end - 1}) and "

@@ -247,7 +247,9 @@ class _Device:
     def written(self, address: int, count: int, now: dt.datetime) -> None:
         """Hook: registers were written."""
 
-    def write_coils(self, address: int, values: Sequence[bool], now: dt.datetime) -> ExcCodes | None:
+    def write_coils(
+        self, address: int, values: Sequence[bool], now: dt.datetime
+    ) -> ExcCodes | None:
         if address + len(values) > self.coil_count:
             return ExcCodes.ILLEGAL_ADDRESS
         self.coils[address : address + len(values)] = [bool(v) for v in values]
@@ -262,17 +264,30 @@ class _Device:
     def garbage(self, address: int, count: int, registers: list[int], start: int) -> None:
         for a in range(address, address + count):
             point = self._by_address.get(a)
-            if point is not None and (point.value_range is not None or point.type is PointType.SUNSSF):
+            if point is not None and (
+                point.value_range is not None or point.type is PointType.SUNSSF
+            ):
                 registers[a - start] = 0x7FFF
 
 
 class _Inverter(_Device):
-    def __init__(self, gateway: str, unit: int, register_map: RegisterMap, rating_kw: float) -> None:
+    def __init__(
+        self, gateway: str, unit: int, register_map: RegisterMap, rating_kw: float
+    ) -> None:
         super().__init__(gateway, unit, register_map, coils=0)
         self.rating_kw = rating_kw
         self.limit_written_at: dt.datetime | None = None
-        for sf in ("103.A_SF", "103.V_SF", "103.W_SF", "103.Hz_SF", "103.VA_SF", "103.VAr_SF",
-                   "103.WH_SF", "120.WRtg_SF", "120.VARtg_SF"):
+        for sf in (
+            "103.A_SF",
+            "103.V_SF",
+            "103.W_SF",
+            "103.Hz_SF",
+            "103.VA_SF",
+            "103.VAr_SF",
+            "103.WH_SF",
+            "120.WRtg_SF",
+            "120.VARtg_SF",
+        ):
             self._set_raw(self.map.point(sf), 0)
         self._set_raw(self.map.point("103.PF_SF"), -2)
         self.set_string("1.Mn", "LastWatt")
@@ -291,7 +306,9 @@ class _Inverter(_Device):
 
 
 class _PvInverter(_Inverter):
-    def __init__(self, gateway: str, unit: int, register_map: RegisterMap, rating_kw: float) -> None:
+    def __init__(
+        self, gateway: str, unit: int, register_map: RegisterMap, rating_kw: float
+    ) -> None:
         super().__init__(gateway, unit, register_map, rating_kw)
         self._set_raw(self.map.point("123.WMaxLimPct_SF"), -1)
         self._set_raw(self.map.point("123.OutPFSet_SF"), -3)
@@ -333,12 +350,20 @@ class _Storage(_Inverter):
     ) -> None:
         super().__init__(gateway, unit, register_map, battery.power_kw_max)
         self.battery = battery
-        for sf in ("124.WChaMax_SF", "124.WChaDisChaGra_SF", "124.VAChaMax_SF", "124.MinRsvPct_SF",
-                   "124.StorAval_SF", "124.InBatV_SF"):
+        for sf in (
+            "124.WChaMax_SF",
+            "124.WChaDisChaGra_SF",
+            "124.VAChaMax_SF",
+            "124.MinRsvPct_SF",
+            "124.StorAval_SF",
+            "124.InBatV_SF",
+        ):
             self._set_raw(self.map.point(sf), 0)
         self._set_raw(self.map.point("124.ChaState_SF"), -1)
         self._set_raw(self.map.point("124.InOutWRte_SF"), -1)
-        self._set_raw(self.map.point("120.WHRtg_SF"), 1)  # 60 000 Wh does not fit at SF 0 with margin
+        self._set_raw(
+            self.map.point("120.WHRtg_SF"), 1
+        )  # 60 000 Wh does not fit at SF 0 with margin
         self._set_raw(self.map.point("120.DERTyp"), 82)
         self.set("120.WHRtg", battery.capacity_kwh * 1000)
         self.set("124.WChaMax", battery.power_kw_max * 1000)
@@ -452,8 +477,12 @@ class SimulatedContainer:
         self.faults = Faults()
         b = site.battery
         self.battery = BatteryLimits(
-            b.energy_capacity_kwh, b.soc_kwh_min, b.soc_kwh_max, b.power_kw_max,
-            b.charge_efficiency, b.discharge_efficiency,
+            b.energy_capacity_kwh,
+            b.soc_kwh_min,
+            b.soc_kwh_max,
+            b.power_kw_max,
+            b.charge_efficiency,
+            b.discharge_efficiency,
         )
         n = len(site.connections)
         self.state = ContainerState(
@@ -468,12 +497,17 @@ class SimulatedContainer:
         self.servers: dict[str, ModbusTcpServer] = {}
         self._days: dict[pd.Timestamp, tuple[np.ndarray, np.ndarray]] = {}
         self._build_devices()
-        self._meter_relay = [self.devices[(c.meter.gateway, c.meter.unit_id)] for c in site.connections]
+        self._meter_relay = [
+            self.devices[(c.meter.gateway, c.meter.unit_id)] for c in site.connections
+        ]
         groups = {g.id: g.relay for g in site.relay_groups}
         self._group_relay: list[tuple[_Device, int] | None] = [
-            (self.devices[(groups[c.relay_group].gateway, groups[c.relay_group].unit_id)],
-             groups[c.relay_group].coil)
-            if c.relay_group is not None else None
+            (
+                self.devices[(groups[c.relay_group].gateway, groups[c.relay_group].unit_id)],
+                groups[c.relay_group].coil,
+            )
+            if c.relay_group is not None
+            else None
             for c in site.connections
         ]
         self._meter_coil = [c.meter.relay_coil for c in site.connections]
@@ -481,20 +515,31 @@ class SimulatedContainer:
     def _build_devices(self) -> None:
         site = self.site
         self.pv = _PvInverter(
-            site.pv_inverter.gateway, site.pv_inverter.unit_id,
-            load_register_map(site.pv_inverter.register_map), site.pv.inverter_ac_capacity_kw,
+            site.pv_inverter.gateway,
+            site.pv_inverter.unit_id,
+            load_register_map(site.pv_inverter.register_map),
+            site.pv.inverter_ac_capacity_kw,
         )
         self.storage = _Storage(
-            site.battery_inverter.gateway, site.battery_inverter.unit_id,
-            load_register_map(site.battery_inverter.register_map), self.battery,
+            site.battery_inverter.gateway,
+            site.battery_inverter.unit_id,
+            load_register_map(site.battery_inverter.register_map),
+            self.battery,
         )
         devices: list[_Device] = [self.pv, self.storage]
         if site.bulk_meter is not None:
-            devices.append(_Meter(site.bulk_meter.gateway, site.bulk_meter.unit_id,
-                                  load_register_map(site.bulk_meter.register_map), None))
+            devices.append(
+                _Meter(
+                    site.bulk_meter.gateway,
+                    site.bulk_meter.unit_id,
+                    load_register_map(site.bulk_meter.register_map),
+                    None,
+                )
+            )
         for i, c in enumerate(site.connections):
-            devices.append(_Meter(c.meter.gateway, c.meter.unit_id,
-                                  load_register_map(c.meter.register_map), i))
+            devices.append(
+                _Meter(c.meter.gateway, c.meter.unit_id, load_register_map(c.meter.register_map), i)
+            )
         boards = {(g.relay.gateway, g.relay.unit_id) for g in site.relay_groups}
         for gateway, unit in sorted(boards):
             devices.append(_RelayBoard(gateway, unit, load_register_map("relay_board")))
@@ -519,7 +564,9 @@ class SimulatedContainer:
             for k in range(len(pv)):
                 level = rho * level + np.sqrt(1 - rho**2) * rng.standard_normal()
                 noise[k] = level
-            pv = np.clip(pv * (1 + self.settings.pv_noise * noise), 0.0, self.site.pv.inverter_ac_capacity_kw)
+            pv = np.clip(
+                pv * (1 + self.settings.pv_noise * noise), 0.0, self.site.pv.inverter_ac_capacity_kw
+            )
             self._days[day] = (pv, demand)
             if len(self._days) > 3:
                 self._days.pop(min(self._days))
@@ -577,7 +624,9 @@ class SimulatedContainer:
             )
             flows = step(self.state, self.battery, inputs)
             self.flows_pv_kw, self.flows_battery_kw, self.flows_load_kw = (
-                flows.pv_kw, flows.battery_kw, flows.load_kw,
+                flows.pv_kw,
+                flows.battery_kw,
+                flows.load_kw,
             )
             self.drawn_kw = np.where(inputs.closed & (not flows.tripped), inputs.demand_kw, 0.0)
             self.time = end
@@ -661,7 +710,7 @@ class SimulatedContainer:
         """Take one gateway down (connections refused until :meth:`start_gateway`)."""
         server = self.servers.pop(name, None)
         if server is not None:
-            await server.shutdown()
+            await server.shutdown()  # type: ignore[no-untyped-call]
 
     async def start(self) -> None:
         """Start every gateway's server."""

@@ -27,7 +27,9 @@ def free_port() -> int:
 
 
 def on_free_ports(site: Site) -> Site:
-    gateways = {name: g.model_copy(update={"port": free_port()}) for name, g in site.gateways.items()}
+    gateways = {
+        name: g.model_copy(update={"port": free_port()}) for name, g in site.gateways.items()
+    }
     return site.model_copy(update={"gateways": gateways})
 
 
@@ -59,10 +61,13 @@ def small_site() -> Site:
     return on_free_ports(Site.model_validate(small.model_dump()))
 
 
-def settings(timeout_s: float = 0.3, device_timeout_s: float = DEVICE_TIMEOUT_S) -> ControllerSettings:
+def settings(
+    timeout_s: float = 0.3, device_timeout_s: float = DEVICE_TIMEOUT_S
+) -> ControllerSettings:
     return ControllerSettings(
-        modbus=ModbusSettings(timeout_s=timeout_s, retries=0, connect_timeout_s=0.5,
-                              reconnect_backoff_s=0.0),
+        modbus=ModbusSettings(
+            timeout_s=timeout_s, retries=0, connect_timeout_s=0.5, reconnect_backoff_s=0.0
+        ),
         failsafe=FailsafeSettings(device_timeout_s=device_timeout_s),
         backoff_initial_s=10.0,
         backoff_max_s=40.0,
@@ -72,8 +77,13 @@ def settings(timeout_s: float = 0.3, device_timeout_s: float = DEVICE_TIMEOUT_S)
 class Rig:
     """A simulated container and a controller on a manual clock."""
 
-    def __init__(self, site: Site, sim_settings: SimulatorSettings | None = None,
-                 ctl_settings: ControllerSettings | None = None, start: dt.datetime = START):
+    def __init__(
+        self,
+        site: Site,
+        sim_settings: SimulatorSettings | None = None,
+        ctl_settings: ControllerSettings | None = None,
+        start: dt.datetime = START,
+    ):
         self.site = site
         self.clock = ManualClock(start)
         self.sim = SimulatedContainer(site, self.clock, sim_settings)

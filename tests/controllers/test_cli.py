@@ -8,7 +8,15 @@ from tests.controllers.conftest import free_port
 
 def test_simulate_devices_serves_and_stops(capsys):
     ports = [f"{name}={free_port()}" for name in ("container", "meters-a", "meters-b")]
-    args = ["simulate-devices", "--speed", "100", "--start", "2026-03-20T06:00", "--duration", "0.5"]
+    args = [
+        "simulate-devices",
+        "--speed",
+        "100",
+        "--start",
+        "2026-03-20T06:00",
+        "--duration",
+        "0.5",
+    ]
     for port in ports:
         args += ["--port", port]
     assert main(args) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,12 +19,16 @@ from tests.controllers.conftest import Rig, run, settings
 SOC0 = 0.5
 
 
-def _schedule(site):
+def _schedule(site: Any) -> Any:
     grid = TimeGrid.from_days("2026-03-20", 1, site.location.timezone)
     forecast = forecast_site(site, grid, synthetic_weather(grid.index, site.location, seed=1))
     demand = {c: forecast.demand_kw[c].to_numpy() for c in forecast.demand_kw.columns}
     problem = problem_from_site(
-        site, grid, forecast.pv_kw["p50"].to_numpy(), forecast.pv_kw["p10"].to_numpy(), demand,
+        site,
+        grid,
+        forecast.pv_kw["p50"].to_numpy(),
+        forecast.pv_kw["p10"].to_numpy(),
+        demand,
         soc_kwh=SOC0 * site.battery.energy_capacity_kwh,
     )
     return grid, solve_dispatch(problem)
@@ -63,7 +69,8 @@ def test_day_schedule_metered_energy_per_tier_matches(site):
     planned = schedule.tier_energy_kwh()["served"]
     relays = schedule.relays
     implied_business = sum(
-        float((forecast_demand[b.id] * relays[b.id].to_numpy()).sum() * step) for b in site.businesses
+        float((forecast_demand[b.id] * relays[b.id].to_numpy()).sum() * step)
+        for b in site.businesses
     )
     # PV noise (σ 5 %) can push the battery to its planned discharge limit + headroom
     # for a few minutes: the inverter trips (every load dark). Measured: 2 min a day.
@@ -76,7 +83,7 @@ def test_day_schedule_metered_energy_per_tier_matches(site):
     assert metered["business"] == pytest.approx(implied_business, rel=0.03, abs=0.1)
 
 
-def _demand(site, grid) -> dict[str, np.ndarray]:
+def _demand(site: Any, grid: Any) -> dict[str, np.ndarray]:
     from forecasts.demand import demand_kw
 
     frame: pd.DataFrame = demand_kw(site, grid)

@@ -3,8 +3,11 @@ device timeout, recovers, and never opens a priority relay."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from controllers.control import Controller
 from controllers.failsafe import Mode
 from tests.controllers.conftest import DEVICE_TIMEOUT_S, Rig, run
 
@@ -33,7 +36,7 @@ async def _settle(rig: Rig, cycles: int = 3) -> None:
     assert any(rig.sim.supply_closed(c.id) for c in rig.site.households)
 
 
-async def _until(rig: Rig, predicate, limit_s: float) -> float:
+async def _until(rig: Rig, predicate: Any, limit_s: float) -> float:
     waited = 0.0
     while waited <= limit_s:
         result = await rig.step(STEP_S)
@@ -61,7 +64,7 @@ def test_battery_fault_reaches_safe_state_and_recovers(site, fault, kind):
                 rig.sim.faults.exception[BATTERY] = 4  # device failure
             else:
                 rig.sim.faults.garbage.add(BATTERY)
-            kinds = set()
+            kinds: set[str] = set()
 
             def safe(result):
                 kinds.update(f.kind for f in result.faults if f.device == "battery_inverter")
@@ -82,8 +85,9 @@ def test_gateway_down_reaches_safe_state_and_recovers(site):
         async with Rig(site) as rig:
             await _settle(rig)
             await rig.sim.stop_gateway("container")
-            await _until(rig, lambda r: r.mode is Mode.SAFE and _physically_safe(rig),
-                         2 * DEVICE_TIMEOUT_S)
+            await _until(
+                rig, lambda r: r.mode is Mode.SAFE and _physically_safe(rig), 2 * DEVICE_TIMEOUT_S
+            )
             # The relay board's own watchdog opened the household groups; the controller
             # could not reach it. The PV inverter's own revert timer dropped its limit.
             assert rig.sim.pv_limit_pct() == 100.0
@@ -176,7 +180,6 @@ def test_credit_and_operator_commands(site):
             assert not rig.sim.supply_closed(business.id)  # SoC 50 % < 70 %: businesses off
 
     run(scenario)
+    controller = Controller(site)
     with pytest.raises(ValueError, match="reason"):
-        from controllers.control import Controller
-
-        Controller(site).operator_switch(priority.id, closed=False, reason=" ")
+        controller.operator_switch(priority.id, closed=False, reason=" ")

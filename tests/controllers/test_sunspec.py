@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import sunspec2.modbus.client as sunspec_client
@@ -12,8 +13,10 @@ from controllers.registers import PointType, RegisterMapError, load_register_map
 from tests.controllers.conftest import Rig, run
 
 
-def _scan(port: int, unit: int) -> dict:
-    device = sunspec_client.SunSpecModbusClientDeviceTCP(slave_id=unit, ipaddr="127.0.0.1", ipport=port)
+def _scan(port: int, unit: int) -> dict[int, list[Any]]:
+    device = sunspec_client.SunSpecModbusClientDeviceTCP(
+        slave_id=unit, ipaddr="127.0.0.1", ipport=port
+    )
     try:
         device.scan()
         return {name: model for name, model in device.models.items() if isinstance(name, int)}
@@ -53,7 +56,7 @@ def test_codec_round_trip_and_sentinels():
     assert decode(rate, encode(rate, -42.5, -1), -1, sunspec=True) == -42.5
     assert decode(rate, [0x8000], -1, sunspec=True) is None
     soc = storage.point("124.ChaState")
-    with pytest.raises(GarbageValueError, match="124.ChaState"):
+    with pytest.raises(GarbageValueError, match=r"124\.ChaState"):
         decode(soc, [0x7FFF], -1)
     with pytest.raises(GarbageValueError, match="scale factor"):
         decode(soc, [500], 99)
@@ -72,7 +75,7 @@ def test_map_errors_name_the_problem(tmp_path):
     bad.write_text('name = "bad"\n[[points]]\nname = "x"\naddress = 0\ntype = "float99"\n')
     with pytest.raises(RegisterMapError, match="unknown type 'float99'"):
         load_register_map(str(bad))
-    with pytest.raises(RegisterMapError, match="no point '124.Nope'"):
+    with pytest.raises(RegisterMapError, match=r"no point '124\.Nope'"):
         load_register_map("sunspec_storage").point("124.Nope")
 
 
