@@ -502,10 +502,13 @@ def verify_journal(
     current_count = 0
     current_digest = hashlib.sha256()
     clearing_net: dict[tuple[str, str], int] = {}
+    batch_rows_bad = False
     sha256 = hashlib.sha256
 
     def close_batch(last_seq: int) -> None:
         assert current_key is not None
+        if batch_rows_bad:
+            return  # the bad row is named already; digest and pool follow from it
         indexed = batches.get(current_key)
         if indexed is None:
             problem(
@@ -545,18 +548,21 @@ def verify_journal(
             f"{seq}{_SEP}{key}{_SEP}{code}{_SEP}{debit}{_SEP}{credit}{_SEP}{asset}"
             f"{_SEP}{amount}{_SEP}{posted_at_us}"
         )
-        if sha256(previous + text.encode()).digest() != stored_hash:
-            problem(seq, f"row {seq}: hash does not match its content (row edited)")
+        hash_ok = sha256(previous + text.encode()).digest() == stored_hash
         previous = stored_hash
         if key != current_key:
             if current_key is not None:
                 close_batch(last_seq)
+            batch_rows_bad = False
             if key in seen_batches:
                 problem(seq, f"row {seq}: batch {key!r} appears in two places in the journal")
             seen_batches.add(key)
             current_key, current_first, current_count = key, seq, 0
             current_digest = sha256()
             clearing_net = {}
+        if not hash_ok:
+            problem(seq, f"row {seq}: hash does not match its content (row edited)")
+            batch_rows_bad = True
         current_count += 1
         current_digest.update(_transfer_text(code, debit, credit, asset, amount).encode())
         if type(amount) is not int or amount <= 0 or debit == credit or asset not in assets:

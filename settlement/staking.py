@@ -24,7 +24,7 @@ except by slashing, which is a journal transfer like any other.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from microgrid.site import Site
@@ -292,7 +292,7 @@ def settle_round(
         slashed = {
             t.debit.removeprefix("stake:"): t.amount for t in transfers if t.code == "stake.slash"
         }
-        return RoundPlan(rewards, slashed, transfers), done
+        return RoundPlan(rewards, slashed, transfers), replace(done, replayed=True)
     tokens = {
         account.removeprefix("stake:"): amount
         for (account, _), amount in store.balances(Asset.STAKE, prefix="stake:").items()
