@@ -6,6 +6,7 @@ import time
 from dataclasses import replace
 
 import pyomo.environ as pyo
+from pyomo.common.gc_manager import PauseGC
 
 from dispatch.baselines import proportional_rule
 from dispatch.model import build_model
@@ -40,6 +41,15 @@ def solve_dispatch(
         failure yields the rule-based plan with status ``fallback``.
     """
     settings = settings or SolverSettings()
+    # Pyomo allocates tens of thousands of small objects; the cyclic garbage collector
+    # would walk them all several times over (half the build time) and finds nothing.
+    with PauseGC():
+        return _solve(problem, settings, warm_start)
+
+
+def _solve(
+    problem: DispatchProblem, settings: SolverSettings, warm_start: Schedule | None
+) -> Schedule:
     begin = time.perf_counter()
     model, data = build_model(problem)
     built = time.perf_counter()
@@ -74,11 +84,11 @@ def _relay_start(
     problem: DispatchProblem,
     periods_per_block: int,
     previous: Schedule | None,
-) -> dict[pyo.Var, float]:
+) -> list[tuple[pyo.Var, float]]:
     """Relay binaries of the previous plan, for the blocks both plans cover."""
     if previous is None:
-        return {}
-    start: dict[pyo.Var, float] = {}
+        return []
+    start: list[tuple[pyo.Var, float]] = []
     relays = previous.relays
     block_starts = problem.grid.index[::periods_per_block]
     for h, moment in enumerate(block_starts):
@@ -87,8 +97,8 @@ def _relay_start(
         row = relays.loc[moment]
         for g, group in enumerate(problem.households):
             if group.id in row.index:
-                start[model.household_on[g, h]] = float(bool(row[group.id]))
+                start.append((model.household_on[g, h], float(bool(row[group.id]))))
         for b, business in enumerate(problem.businesses):
             if business.id in row.index:
-                start[model.business_on[b, h]] = float(bool(row[business.id]))
+                start.append((model.business_on[b, h], float(bool(row[business.id]))))
     return start

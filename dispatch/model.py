@@ -11,17 +11,19 @@ Build with :func:`build_model`; solve with :mod:`dispatch.solve`; read the resul
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pyomo.environ as pyo
+from pyomo.core.expr.numeric_expr import LinearExpression
 
 from dispatch.fair_share import FairShareLayers, fair_share_layers
 from dispatch.problem import BusinessLoad, DispatchProblem
 from dispatch.reserve import reserve_requirement_kwh
 from dispatch.weights import TierWeights, tier_weights
 
-__all__ = ["ModelData", "build_model", "surplus_only"]
+__all__ = ["ModelData", "build_model", "business_power_terms", "linear", "surplus_only"]
 
 SURPLUS_VALUE_FACTOR = 0.1
 """Value of a surplus-only business's kWh, as a fraction of the flattest fair-share
@@ -47,7 +49,24 @@ class ModelData:
     reserve_kwh: np.ndarray
     periods_per_block: int
     business_cap_kw: np.ndarray  # (businesses, relay blocks)
+    business_floor_kw: np.ndarray  # (businesses, relay blocks): minimum power when on
     surplus_value: float
+
+
+def linear(
+    coefs: Iterable[float], variables: Iterable[object], constant: float = 0.0
+) -> LinearExpression:
+    """``constant + Σ coefs[i] · variables[i]`` as one flat linear expression.
+
+    Pyomo's compiler reads a flat expression term by term; a nested one (a number
+    times a sum, a sum of sums) it must expand first, which took most of the hand-over
+    time. Every row with more than a couple of terms is written with this.
+    """
+    return LinearExpression(
+        constant=float(constant),
+        linear_coefs=[float(c) for c in coefs],
+        linear_vars=list(variables),
+    )
 
 
 def surplus_only(business: BusinessLoad, problem: DispatchProblem) -> bool:
@@ -77,7 +96,7 @@ def build_model(problem: DispatchProblem) -> tuple[pyo.ConcreteModel, ModelData]
     add_households(model, problem, data)
     add_businesses(model, problem, data)
     add_relay_switching(model, problem, data)
-    add_energy_balance(model, data)
+    add_energy_balance(model, problem, data)
     add_reserve(model, problem, data)
     add_fair_share(model, problem, data)
     add_objective(model, problem, data)
@@ -117,6 +136,9 @@ def _model_data(problem: DispatchProblem) -> ModelData:
         reserve_kwh=reserve_requirement_kwh(problem),
         periods_per_block=k,
         business_cap_kw=caps,
+        business_floor_kw=np.minimum(
+            np.array([[b.power_kw_min] for b in problem.businesses]).reshape(-1, 1), caps
+        ),
         surplus_value=SURPLUS_VALUE_FACTOR * layers.smallest_slope,
     )
 
@@ -183,12 +205,18 @@ def add_battery(model: pyo.ConcreteModel, problem: DispatchProblem) -> None:
     model.battery_soc_below_min = pyo.Var(model.S, bounds=(0.0, None))
     model.battery_soc_above_max = pyo.Var(model.S, bounds=(0.0, None))
 
+    charge = step * battery.charge_efficiency
+    discharge = step / battery.discharge_efficiency
+
     @model.Constraint(model.T)
     def battery_soc_dynamics(m: pyo.ConcreteModel, t: int) -> object:
-        return m.battery_soc[t + 1] == m.battery_soc[t] + step * (
-            battery.charge_efficiency * m.battery_charge[t]
-            - m.battery_discharge[t] / battery.discharge_efficiency
+        terms = (
+            m.battery_soc[t + 1],
+            m.battery_soc[t],
+            m.battery_charge[t],
+            m.battery_discharge[t],
         )
+        return linear((1.0, -1.0, -charge, discharge), terms) == 0.0
 
     @model.Constraint(model.S)
     def battery_soc_lower(m: pyo.ConcreteModel, s: int) -> object:
@@ -237,20 +265,24 @@ def add_households(model: pyo.ConcreteModel, problem: DispatchProblem, data: Mod
     -----
     .. math:: p^{hh}_{g,t} = d_{g,t}\, x_{g,h(t)}, \qquad x_{g,h} \in \{0, 1\}
 
-    The served power is an expression, not a variable. A group with no demand in a
-    block is left on (nothing to gain by shedding it).
+    The served power is not a variable: the energy balance multiplies the binaries by
+    the demand. A group with no demand in a block is left on (nothing to gain by
+    shedding it).
     """
-    demand = [np.clip(g.demand_kw, 0.0, None) for g in problem.households]
+    demand = household_demand_kw(problem)
     k = data.periods_per_block
     model.household_on = pyo.Var(model.G, model.H, domain=pyo.Binary)
     for g in model.G:
         for h in model.H:
-            if demand[g][h * k : (h + 1) * k].sum() <= 0.0:
+            if demand[g, h * k : (h + 1) * k].sum() <= 0.0:
                 model.household_on[g, h].fix(1)
 
-    @model.Expression(model.G, model.T)
-    def household_power(m: pyo.ConcreteModel, g: int, t: int) -> object:
-        return float(demand[g][t]) * m.household_on[g, t // k]
+
+def household_demand_kw(problem: DispatchProblem) -> np.ndarray:
+    """Demand of each household group per period, (groups, periods) [kW]."""
+    return np.array([np.clip(g.demand_kw, 0.0, None) for g in problem.households]).reshape(
+        len(problem.households), problem.periods
+    )
 
 
 def add_businesses(model: pyo.ConcreteModel, problem: DispatchProblem, data: ModelData) -> None:
@@ -260,37 +292,43 @@ def add_businesses(model: pyo.ConcreteModel, problem: DispatchProblem, data: Mod
     -----
     .. math::
 
-        \min(\underline p_b, \bar d_{b,h})\, y_{b,h} \le p^{bus}_{b,h}
-            \le \bar d_{b,h}\, y_{b,h}, \qquad y_{b,h} \in \{0,1\}
+        p^{bus}_{b,h} = \underline p_{b,h}\, y_{b,h} + q_{b,h}, \qquad
+        0 \le q_{b,h} \le (\bar d_{b,h} - \underline p_{b,h})\, y_{b,h}, \qquad
+        y_{b,h} \in \{0,1\}
 
     with :math:`\bar d_{b,h} = \min_{t \in h} \min(d_{b,t}, \bar p_b)` (0 without
-    credit): the power a load limiter can grant for the whole block and the business
-    will draw in every period of it. When the budget cannot cover every minimum, the
-    binaries choose the subset (I of N).
+    credit), the power a load limiter can grant for the whole block and the business
+    will draw in every period of it, and :math:`\underline p_{b,h} = \min(\underline
+    p_b, \bar d_{b,h})` its minimum. Writing the power as the minimum plus an extra
+    :math:`q` states :math:`\underline p\,y \le p \le \bar d\,y` in one row instead of
+    two. When the budget cannot cover every minimum, the binaries choose the subset
+    (I of N). Other rows take the power from :func:`business_power_terms`.
     """
     caps = data.business_cap_kw
+    floor = data.business_floor_kw
     model.business_on = pyo.Var(model.B, model.H, domain=pyo.Binary)
-    model.business_power = pyo.Var(
-        model.B, model.H, bounds=lambda m, b, h: (0.0, float(caps[b, h]))
+    model.business_extra = pyo.Var(
+        model.B, model.H, bounds=lambda m, b, h: (0.0, float(caps[b, h] - floor[b, h]))
     )
     for b in model.B:
         for h in model.H:
             if caps[b, h] <= 0.0:
                 model.business_on[b, h].fix(0)
-    minimum = [b.power_kw_min for b in problem.businesses]
 
     @model.Constraint(model.B, model.H)
-    def business_power_upper(m: pyo.ConcreteModel, b: int, h: int) -> object:
-        if caps[b, h] <= 0.0:
+    def business_extra_upper(m: pyo.ConcreteModel, b: int, h: int) -> object:
+        room = float(caps[b, h] - floor[b, h])
+        if room <= 0.0:
             return pyo.Constraint.Skip
-        return m.business_power[b, h] <= float(caps[b, h]) * m.business_on[b, h]
+        return linear((1.0, -room), (m.business_extra[b, h], m.business_on[b, h])) <= 0.0
 
-    @model.Constraint(model.B, model.H)
-    def business_power_lower(m: pyo.ConcreteModel, b: int, h: int) -> object:
-        floor = min(minimum[b], float(caps[b, h]))
-        if floor <= 0.0:
-            return pyo.Constraint.Skip
-        return m.business_power[b, h] >= floor * m.business_on[b, h]
+
+def business_power_terms(
+    model: pyo.ConcreteModel, data: ModelData, b: int, h: int, scale: float = 1.0
+) -> tuple[list[float], list[object]]:
+    """``scale`` × business ``b``'s power in relay block ``h`` as (coefficients, variables)."""
+    floor = float(data.business_floor_kw[b, h])
+    return [scale * floor, scale], [model.business_on[b, h], model.business_extra[b, h]]
 
 
 def add_relay_switching(
@@ -309,26 +347,25 @@ def add_relay_switching(
         \sum_{\tau=h-D+1}^{h} w_{b,\tau} \le 1 - y_{b,h}
 
     with :math:`y_{b,-1}` the measured relay state; a relay that switched less than
-    :math:`U` (or :math:`D`) ago keeps its state for the remainder. Switches carry a tiny
-    cost so that relays do not chatter between equal plans.
+    :math:`U` (or :math:`D`) ago keeps its state for the remainder. Starts carry a tiny
+    cost so that relays do not chatter between equal plans. With :math:`D = 1` the stop
+    variables :math:`w` and their rows are left out: nothing would constrain them.
     """
     block_hours = problem.policy.relay_step_hours
     up = max(1, int(np.ceil(problem.policy.min_on_hours / block_hours - 1e-9)))
     down = max(1, int(np.ceil(problem.policy.min_off_hours / block_hours - 1e-9)))
-    model.business_start = pyo.Var(model.B, model.H, bounds=(0.0, 1.0))
-    model.business_stop = pyo.Var(model.B, model.H, bounds=(0.0, 1.0))
     initial = [1.0 if b.relay.closed else 0.0 for b in problem.businesses]
 
     def previous(m: pyo.ConcreteModel, b: int, h: int) -> object:
         return m.business_on[b, h - 1] if h > 0 else initial[b]
 
-    @model.Constraint(model.B, model.H)
-    def business_start_lower(m: pyo.ConcreteModel, b: int, h: int) -> object:
-        return m.business_start[b, h] >= m.business_on[b, h] - previous(m, b, h)
+    # Starts are always counted: their cost stops relay chatter between equal plans.
+    # Stops are only needed for a minimum off time longer than one block.
+    model.business_start = pyo.Var(model.B, model.H, bounds=(0.0, 1.0))
 
     @model.Constraint(model.B, model.H)
-    def business_stop_lower(m: pyo.ConcreteModel, b: int, h: int) -> object:
-        return m.business_stop[b, h] >= previous(m, b, h) - m.business_on[b, h]
+    def business_start_lower(m: pyo.ConcreteModel, b: int, h: int) -> object:
+        return m.business_start[b, h] - m.business_on[b, h] + previous(m, b, h) >= 0.0
 
     if up > 1:
 
@@ -338,6 +375,11 @@ def add_relay_switching(
             return sum(m.business_start[b, tau] for tau in window) <= m.business_on[b, h]
 
     if down > 1:
+        model.business_stop = pyo.Var(model.B, model.H, bounds=(0.0, 1.0))
+
+        @model.Constraint(model.B, model.H)
+        def business_stop_lower(m: pyo.ConcreteModel, b: int, h: int) -> object:
+            return m.business_stop[b, h] + m.business_on[b, h] - previous(m, b, h) >= 0.0
 
         @model.Constraint(model.B, model.H)
         def business_min_off(m: pyo.ConcreteModel, b: int, h: int) -> object:
@@ -355,27 +397,47 @@ def add_relay_switching(
                 model.business_on[b, h].fix(1 if business.relay.closed else 0)
 
 
-def add_energy_balance(model: pyo.ConcreteModel, data: ModelData) -> None:
+def add_energy_balance(model: pyo.ConcreteModel, problem: DispatchProblem, data: ModelData) -> None:
     r"""Supply equals served demand in every period.
 
     Notes
     -----
     .. math::
 
-        p^{pv}_t + p^{dis}_t - p^{ch}_t = p^{pri}_t + \sum_g p^{hh}_{g,t}
-            + \sum_b p^{bus}_{b,h(t)}
+        p^{pv}_t + p^{dis}_t - p^{ch}_t = p^{pri}_t + \sum_g p^{hh}_{g,t} + P^{bus}_{h(t)},
+        \qquad P^{bus}_h = \sum_b p^{bus}_{b,h}
+
+    The business total is one variable per relay block: every period of a block shares
+    it, so the balance rows hold one business term instead of one per business.
     """
     k = data.periods_per_block
+    model.business_total = pyo.Var(model.H, bounds=(0.0, None))
+
+    @model.Constraint(model.H)
+    def business_total_sum(m: pyo.ConcreteModel, h: int) -> object:
+        coefs: list[float] = [1.0]
+        variables: list[object] = [m.business_total[h]]
+        for b in m.B:
+            c, v = business_power_terms(m, data, b, h, scale=-1.0)
+            coefs += c
+            variables += v
+        return linear(coefs, variables) == 0.0
+
+    household = household_demand_kw(problem)
 
     @model.Constraint(model.T)
     def energy_balance(m: pyo.ConcreteModel, t: int) -> object:
-        supply = m.pv_power[t] + m.battery_discharge[t] - m.battery_charge[t]
-        served = (
-            m.priority_power[t]
-            + sum(m.household_power[g, t] for g in m.G)
-            + sum(m.business_power[b, t // k] for b in m.B)
+        h = t // k
+        supply_and_tiers = (
+            m.pv_power[t],
+            m.battery_discharge[t],
+            m.battery_charge[t],
+            m.priority_power[t],
+            m.business_total[h],
         )
-        return supply == served
+        groups = [m.household_on[g, h] for g in m.G]
+        coefs = [1.0, 1.0, -1.0, -1.0, -1.0, *(-household[:, t])]
+        return linear(coefs, (*supply_and_tiers, *groups)) == 0.0
 
 
 def add_reserve(model: pyo.ConcreteModel, problem: DispatchProblem, data: ModelData) -> None:
@@ -440,8 +502,14 @@ def add_fair_share(model: pyo.ConcreteModel, problem: DispatchProblem, data: Mod
 
     @model.Constraint(staked)
     def business_layers_sum(m: pyo.ConcreteModel, b: int) -> object:
-        layers = sum(m.business_layer[b, k] for k in range(max(reach[b], 1)))
-        return layers == block_hours * sum(m.business_power[b, h] for h in m.H)
+        layers = [m.business_layer[b, k] for k in range(max(reach[b], 1))]
+        coefs: list[float] = [1.0] * len(layers)
+        variables: list[object] = list(layers)
+        for h in m.H:
+            c, v = business_power_terms(m, data, b, h, scale=-block_hours)
+            coefs += c
+            variables += v
+        return linear(coefs, variables) == 0.0
 
 
 def add_objective(model: pyo.ConcreteModel, problem: DispatchProblem, data: ModelData) -> None:
@@ -487,27 +555,41 @@ def add_objective(model: pyo.ConcreteModel, problem: DispatchProblem, data: Mode
         b for b, business in enumerate(problem.businesses) if surplus_only(business, problem)
     ]
     tie = TIE_BREAK_FACTOR * data.surplus_value
+    stops = model.component("business_stop")  # only with a minimum off time > 1 block
 
-    cost = (
-        w.soc_window
-        * sum(model.battery_soc_below_min[s] + model.battery_soc_above_max[s] for s in model.S)
-        + w.priority * (priority_demand - step * sum(model.priority_power.values()))
-        + sum(
-            w.household * float(factor[g]) * e * (1 - model.household_on[g, h])
-            for (g, h), e in group_block_energy.items()
-            if e > 0.0
-        )
-        + w.reserve * sum(model.reserve_short[t] for t in model.T)
-        + w.end_soc * model.battery_end_short
-        - sum(
-            float(data.layers.slopes[kk]) * model.business_layer[b, kk]
-            for b, kk in model.FairShareIndex
-        )
-        - data.surplus_value
-        * block_hours
-        * sum(model.business_power[b, h] for b in surplus for h in model.H)
-        + tie * step * sum(model.battery_charge[t] + model.battery_discharge[t] for t in model.T)
-        + tie * sum(model.business_start.values())
-        + tie * sum(model.business_stop.values())
-    )
+    coefs: list[float] = []
+    variables: list[object] = []
+
+    def add(coef: float, variable: object) -> None:
+        coefs.append(coef)
+        variables.append(variable)
+
+    for s in model.S:
+        add(w.soc_window, model.battery_soc_below_min[s])
+        add(w.soc_window, model.battery_soc_above_max[s])
+    # Unserved priority energy: the constant demand minus what is served.
+    constant = w.priority * priority_demand
+    for t in model.T:
+        add(-w.priority * step, model.priority_power[t])
+        add(w.reserve, model.reserve_short[t])
+        add(tie * step, model.battery_charge[t])
+        add(tie * step, model.battery_discharge[t])
+    add(w.end_soc, model.battery_end_short)
+    # Shed household energy: w·f·E·(1 − x) = w·f·E − w·f·E·x.
+    for (g, h), e in group_block_energy.items():
+        if e > 0.0:
+            price = w.household * float(factor[g]) * e
+            constant += price
+            add(-price, model.household_on[g, h])
+    for b, kk in model.FairShareIndex:
+        add(-float(data.layers.slopes[kk]), model.business_layer[b, kk])
+    for b in surplus:
+        for h in model.H:
+            c, v = business_power_terms(model, data, b, h, scale=-data.surplus_value * block_hours)
+            coefs += c
+            variables += v
+    for switch in (model.business_start, stops):
+        for variable in switch.values() if switch is not None else ():
+            add(tie, variable)
+    cost = linear(coefs, variables, constant)
     model.objective = pyo.Objective(expr=cost, sense=pyo.minimize)

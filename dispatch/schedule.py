@@ -206,8 +206,8 @@ def extract_schedule(
         columns[p.id] = p.demand_kw * fraction
     for g, group in enumerate(problem.households):
         columns[group.id] = group.demand_kw * household_on[g, blocks]
-    business_block_kw = np.array(
-        [[model.business_power[b, h].value or 0.0 for h in model.H] for b in model.B]
+    business_block_kw = data.business_floor_kw * business_on + np.array(
+        [[model.business_extra[b, h].value or 0.0 for h in model.H] for b in model.B]
     ).reshape(len(problem.businesses), n_blocks)
     for b, business in enumerate(problem.businesses):
         columns[business.id] = business_block_kw[b, blocks]

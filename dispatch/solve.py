@@ -12,7 +12,7 @@ non-optimal result.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import highspy
@@ -72,7 +72,7 @@ class SolveOutcome:
 def solve_model(
     model: pyo.ConcreteModel,
     settings: SolverSettings,
-    start: Mapping[pyo.Var, float] | None = None,
+    start: Sequence[tuple[pyo.Var, float]] = (),
 ) -> SolveOutcome:
     """Solve a linear (mixed-integer) Pyomo model with HiGHS.
 
@@ -82,7 +82,7 @@ def solve_model(
         A model with one active objective and only linear constraints.
     settings : SolverSettings
         Time limit, gaps, threads.
-    start : mapping of pyomo variable data to float, optional
+    start : sequence of (pyomo variable data, float), optional
         A (partial) MIP start, e.g. the relays of the previous plan.
 
     Returns
@@ -99,11 +99,11 @@ def solve_model(
     highs.setOptionValue("mip_abs_gap", float(settings.mip_abs_gap))
     if settings.threads is not None:
         highs.setOptionValue("threads", int(settings.threads))
-    _pass_model(highs, form)
+    integer = _pass_model(highs, form)
     columns = list(form.columns)
     if start:
         position = {id(var): i for i, var in enumerate(columns)}
-        known = [(position[id(v)], float(x)) for v, x in start.items() if id(v) in position]
+        known = [(position[id(v)], float(x)) for v, x in start if id(v) in position]
         if known:
             index = np.array([i for i, _ in known], dtype=np.int32)
             value = np.array([x for _, x in known], dtype=np.float64)
@@ -125,10 +125,13 @@ def solve_model(
     objective = float("nan")
     gap = float("nan")
     if has_solution:
-        for var, x in zip(columns, highs.getSolution().col_value, strict=True):
-            var.set_value(_snap(var, float(x)), skip_validation=True)
+        values = np.asarray(highs.getSolution().col_value, dtype=np.float64)
+        # HiGHS returns integers within its integrality tolerance: snap them.
+        values[integer] = np.round(values[integer])
+        for var, x in zip(columns, values.tolist(), strict=True):
+            var.set_value(x, skip_validation=True)
         objective = float(info.objective_function_value)
-        gap = float(info.mip_gap) if _has_integers(columns) else 0.0
+        gap = float(info.mip_gap) if integer.any() else 0.0
     done = time.perf_counter()
     return SolveOutcome(
         status=status,
@@ -142,8 +145,14 @@ def solve_model(
     )
 
 
-def _pass_model(highs: highspy.Highs, form: object) -> None:
-    """Hand the standard form's arrays to HiGHS (column-wise sparse matrix)."""
+def _pass_model(highs: highspy.Highs, form: object) -> np.ndarray:
+    """Hand the standard form's arrays to HiGHS (column-wise sparse matrix).
+
+    Returns
+    -------
+    numpy.ndarray
+        Which columns are integer (bool), for reading the solution back.
+    """
     matrix = form.A.tocsc()  # type: ignore[attr-defined]
     rows = form.rows  # type: ignore[attr-defined]
     n_rows, n_cols = matrix.shape
@@ -152,15 +161,14 @@ def _pass_model(highs: highspy.Highs, form: object) -> None:
     rhs = np.asarray(form.rhs, dtype=np.float64)  # type: ignore[attr-defined]
     row_lower = np.where(bound_type == 1, -INF, rhs)
     row_upper = np.where(bound_type == -1, INF, rhs)
-    col_lower = np.empty(n_cols)
-    col_upper = np.empty(n_cols)
-    integrality = np.zeros(n_cols, dtype=np.int32)
-    for i, var in enumerate(form.columns):  # type: ignore[attr-defined]
-        lower, upper = var.bounds
-        col_lower[i] = -INF if lower is None else lower
-        col_upper[i] = INF if upper is None else upper
-        if var.is_integer():
-            integrality[i] = 1
+    columns = form.columns  # type: ignore[attr-defined]
+    # None (unbounded) becomes NaN in a float array, then ±inf.
+    bounds = np.array([var.bounds for var in columns], dtype=np.float64).reshape(n_cols, 2)
+    col_lower = np.nan_to_num(bounds[:, 0], nan=-INF)
+    col_upper = np.nan_to_num(bounds[:, 1], nan=INF)
+    integrality = np.fromiter(
+        (var.is_integer() for var in columns), dtype=np.int32, count=len(columns)
+    )
     c = form.c  # type: ignore[attr-defined]
     cost = np.asarray(c.toarray()[0], dtype=np.float64) if c.shape[0] else np.zeros(n_cols)
     offsets = form.c_offset  # type: ignore[attr-defined]
@@ -192,6 +200,7 @@ def _pass_model(highs: highspy.Highs, form: object) -> None:
     if status == highspy.HighsStatus.kError:
         msg = f"HiGHS refused the model: {status}"
         raise RuntimeError(msg)
+    return integrality.astype(bool)
 
 
 def _status(model_status: object, has_solution: bool) -> str:
@@ -202,12 +211,3 @@ def _status(model_status: object, has_solution: bool) -> str:
     if has_solution:
         return SolverStatus.TIME_LIMIT
     return SolverStatus.FAILED
-
-
-def _snap(var: pyo.Var, value: float) -> float:
-    """Round integer columns, which HiGHS returns within its integrality tolerance."""
-    return float(round(value)) if var.is_integer() else float(value)
-
-
-def _has_integers(columns: list[pyo.Var]) -> bool:
-    return any(var.is_integer() for var in columns)
