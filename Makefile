@@ -30,6 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/make_default_site.py --check
+	$(BIN)/python scripts/make_week_weather.py --check
 
 typecheck: $(STAMP)
 	$(BIN)/mypy microgrid forecasts dispatch controllers settlement scenarios lastwatt
