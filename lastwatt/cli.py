@@ -19,7 +19,7 @@ from forecasts.weather import (
     read_weather_csv,
     synthetic_weather,
 )
-from lastwatt import device_commands, ledger_commands
+from lastwatt import device_commands, ledger_commands, scenario_commands, service_commands
 from lastwatt.commands import Handler, Subcommands, UsageError, add_site_option, command
 from lastwatt.inputs import read_stakes
 from lastwatt.outputs import plot_forecast, plot_schedule, write_table
@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     ledger_commands.add_commands(commands)
     device_commands.add_commands(commands)
+    scenario_commands.add_commands(commands)
+    service_commands.add_commands(commands)
     return parser
 
 
