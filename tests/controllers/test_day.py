@@ -34,7 +34,21 @@ def _schedule(site: Any) -> Any:
     return grid, solve_dispatch(problem)
 
 
-def test_day_schedule_metered_energy_per_tier_matches(site):
+def _with_pv(site: Any, kwp: float) -> Any:
+    pv = site.pv.model_copy(update={"dc_capacity_kwp": kwp, "inverter_ac_capacity_kw": 0.8 * kwp})
+    return type(site).model_validate(site.model_copy(update={"pv": pv}).model_dump())
+
+
+@pytest.mark.parametrize(
+    ("kwp", "business_kwh_min"),
+    [
+        (None, 0.0),  # 4 kWp: rationing, households shed and businesses dark all day
+        (10.0, 5.0),  # 10 kWp: businesses switched on and off by the plan
+    ],
+    ids=["short", "sunny"],
+)
+def test_day_schedule_metered_energy_per_tier_matches(site, kwp, business_kwh_min):
+    site = site if kwp is None else _with_pv(site, kwp)
     grid, schedule = _schedule(site)
     kinds = {c.id: c.kind.value for c in site.connections}
     # What the relays in the plan imply: a closed relay lets the load draw its demand.
@@ -80,6 +94,7 @@ def test_day_schedule_metered_energy_per_tier_matches(site):
     # of the day's energy in the worst hour, measured 1.7 % of the household tier).
     for tier in ("priority", "household"):
         assert metered[tier] == pytest.approx(planned[tier], rel=0.03, abs=0.1)
+    assert implied_business >= business_kwh_min
     assert metered["business"] == pytest.approx(implied_business, rel=0.03, abs=0.1)
 
 
