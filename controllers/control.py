@@ -193,6 +193,15 @@ class _Device:
     coil: int | None = None  # meters: relay coil
 
 
+_DeviceRead = tuple[
+    _Device,
+    dict[str, float | None],
+    Mapping[Block, Sequence[int] | Sequence[bool]],
+    dict[str, int],
+]
+"""One device's successful read: the device, decoded points, raw blocks, scale factors."""
+
+
 class Controller:
     """Applies schedules to a site's devices over Modbus and reads them.
 
@@ -457,15 +466,7 @@ class Controller:
         active = [d for d in self._devices if not self._backed_off(d, now)]
         results = await asyncio.gather(*(self._read(d, now) for d in active))
         faults: list[DeviceFault] = []
-        ok: dict[
-            str,
-            tuple[
-                _Device,
-                dict[str, float | None],
-                Mapping[Block, Sequence[int] | Sequence[bool]],
-                dict[str, int],
-            ],
-        ] = {}
+        ok: dict[str, _DeviceRead] = {}
         for device, result in zip(active, results, strict=True):
             if isinstance(result, DeviceFault):
                 faults.append(result)
@@ -686,15 +687,7 @@ class Controller:
         self,
         now: dt.datetime,
         mode: Mode,
-        ok: Mapping[
-            str,
-            tuple[
-                _Device,
-                dict[str, float | None],
-                Mapping[Block, Sequence[int] | Sequence[bool]],
-                dict[str, int],
-            ],
-        ],
+        ok: Mapping[str, _DeviceRead],
         pv: InverterState | None,
         storage: StorageState | None,
     ) -> tuple[list[MeterReading], MeasuredState]:
