@@ -278,29 +278,48 @@ def _add_demo(commands: Subcommands) -> None:
     parser = command(
         commands,
         "demo",
-        "The main job on the bundled default site: forecast, then dispatch the first day.",
-        "lastwatt demo --out-dir out",
+        "The main job: the simulated container and the service on the default site, "
+        "fast-forwarded through a day; prints a per-tier summary, writes a report.",
+        "lastwatt demo --out-dir out\nlastwatt demo --hours 6 --keep-serving",
         _run_demo,
     )
     parser.add_argument("--out-dir", type=Path, default=Path("out"), help="output folder")
-    parser.add_argument("--start", default="2026-08-01", help="first local day (rainy season)")
-    parser.add_argument("--days", type=int, default=2, help="number of days")
+    parser.add_argument("--start", default="2026-08-01", help="local day (rainy season)")
+    parser.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic weather seed")
+    parser.add_argument(
+        "--replan-minutes",
+        type=int,
+        default=30,
+        help="re-plan period in the fast-forward (default 30; the live service: 15)",
+    )
+    parser.add_argument(
+        "--keep-serving", action="store_true", help="keep the dashboard up until Ctrl-C"
+    )
+    parser.add_argument("--port", type=int, default=0, help="dashboard port (default: any free)")
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    site = load_site(None)
-    args.weather = args.feed = None
-    forecast = _forecast(site, args.start, args.days, "15min", args)
-    print(_forecast_summary(forecast))
-    _write_forecast(forecast, args.out_dir / "forecast.csv", args.out_dir / "forecast.png")
-    print()
-    args.start = f"{args.start}T00:00"
-    args.hours, args.soc_kwh, args.time_limit, args.stakes = 24, None, 10.0, None
-    schedule = _dispatch(site, args)
-    print(_schedule_summary(site, schedule))
-    _write_schedule(site, schedule, args.out_dir / "schedule.csv", args.out_dir / "schedule.png")
-    return 0
+    from lastwatt.demo import run_demo
+
+    if args.hours <= 0:
+        msg = f"--hours must be positive, got {args.hours}"
+        raise UsageError(msg)
+    try:
+        pd.Timestamp(args.start)
+    except ValueError:
+        msg = f"--start {args.start!r} is not an ISO 8601 date"
+        raise UsageError(msg) from None
+    result = run_demo(
+        args.out_dir,
+        args.start,
+        args.hours,
+        args.seed,
+        args.replan_minutes,
+        args.keep_serving,
+        args.port,
+    )
+    return 0 if result.ledger_ok else 1
 
 
 if __name__ == "__main__":
