@@ -1,11 +1,125 @@
-"""The ``lastwatt`` scenario subcommands (registered by :mod:`lastwatt.cli`)."""
+"""The ``lastwatt`` scenario subcommands: ``simulate`` and ``sweep``."""
 
 from __future__ import annotations
 
-from lastwatt.commands import Subcommands
+import argparse
+import sys
+from pathlib import Path
+
+from lastwatt.commands import Subcommands, UsageError, command
 
 __all__ = ["add_commands"]
 
 
 def add_commands(commands: Subcommands) -> None:
     """Register this module's subcommands on the ``lastwatt`` parser."""
+    simulate = command(
+        commands,
+        "simulate",
+        "simulate a planner scenario (Monte Carlo over its seeds) and write an HTML report",
+        "lastwatt simulate seeds_year --days 30 --runs 2 --out report.html",
+        _simulate,
+    )
+    sweep = command(
+        commands,
+        "sweep",
+        "sweep scenario parameters (cartesian product) and write an HTML report",
+        "lastwatt sweep sizing_sweep --param equipment.pv_kwp=22,33 --days 7 --out sizing.html",
+        _sweep,
+    )
+    for parser in (simulate, sweep):
+        parser.add_argument("scenario", help="scenario TOML file, or the name of a bundled one")
+        parser.add_argument("--days", type=int, default=None, help="override horizon.days")
+        parser.add_argument("--runs", type=int, default=None, help="override seeds.runs")
+        parser.add_argument(
+            "--workers", type=int, default=None, help="processes (default: all cores)"
+        )
+        parser.add_argument(
+            "--out", type=Path, default=Path("report.html"), help="HTML report path"
+        )
+        parser.add_argument(
+            "--data", type=Path, default=None, help="write tidy results (.parquet or .csv)"
+        )
+    sweep.add_argument(
+        "--param", action="append", default=[], metavar="NAME=V1,V2,…", help="repeatable"
+    )
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from scenarios import ScenarioFileError, bundled_scenarios, load_scenario, with_parameter
+
+    bundled = bundled_scenarios()
+    path = bundled.get(args.scenario, Path(args.scenario))
+    try:
+        scenario = load_scenario(path)
+        if args.days is not None:
+            scenario = with_parameter(scenario, "horizon.days", args.days)
+        if args.runs is not None:
+            scenario = with_parameter(scenario, "seeds.runs", args.runs)
+    except ScenarioFileError as exc:
+        raise UsageError(str(exc)) from None
+    return scenario
+
+
+def _run(args: argparse.Namespace, params: dict[str, list[object]]) -> int:
+    from scenarios.config import ScenarioFileError
+    from scenarios.kpis import tidy, tidy_kpis
+    from scenarios.montecarlo import run_many, sweep_scenarios
+    from scenarios.report import write_report
+
+    scenario = _load(args)
+    try:
+        jobs = sweep_scenarios(scenario, params)
+    except ScenarioFileError as exc:
+        raise UsageError(str(exc)) from None
+    total = sum(s.horizon.days for s, _, _ in jobs)
+    done = [0]
+
+    def progress(days: int) -> None:
+        done[0] += days
+        filled = int(30 * done[0] / total)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done[0]}/{total} days")
+        sys.stderr.flush()
+
+    results = run_many([(s, k) for k, (s, _, _) in enumerate(jobs)], args.workers, progress)
+    sys.stderr.write("\n")
+    parameters = {k: p for k, (_, _, p) in enumerate(jobs)}
+    daily = tidy(results, parameters)
+    kpis = tidy_kpis(results, parameters)
+    if args.data is not None:
+        frame = daily.assign(date=daily["date"].astype(str))
+        if args.data.suffix == ".parquet":
+            frame.to_parquet(args.data)
+        else:
+            frame.to_csv(args.data, index=False)
+        kpis.to_csv(args.data.with_name(args.data.stem + "_kpis.csv"), index=False)
+    write_report(args.out, f"Scenario {scenario.name}", daily, kpis, scenario.description)
+    summary = kpis.pivot_table(index="metric", values="value", aggfunc="median")
+    for metric in (
+        "eta",
+        "rounds_to_settle",
+        "stake_share_valuable_final",
+        "unserved_priority_kwh",
+    ):
+        if metric in summary.index:
+            median = float(summary["value"].to_dict()[metric])
+            print(f"{metric}: {median:.4g} (median of {len(results)} runs)")
+    print(f"report: {args.out}")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    return _run(args, {})
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from scenarios.montecarlo import parse_param
+
+    if not args.param:
+        msg = "sweep needs at least one --param NAME=V1,V2,…"
+        raise UsageError(msg)
+    try:
+        params = dict(parse_param(p) for p in args.param)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return _run(args, params)

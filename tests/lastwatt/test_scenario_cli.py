@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from lastwatt.cli import main
+
+
+def test_simulate_writes_report_and_data(tmp_path, capsys):
+    out, data = tmp_path / "r.html", tmp_path / "r.csv"
+    code = main(
+        [
+            "simulate",
+            "rainy_season",
+            "--days",
+            "1",
+            "--runs",
+            "1",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+            "--data",
+            str(data),
+        ]
+    )
+    assert code == 0
+    assert out.read_text().count("data:image/png;base64") >= 2
+    assert data.exists()
+    assert (tmp_path / "r_kpis.csv").exists()
+    assert "report:" in capsys.readouterr().out
+
+
+def test_sweep_and_usage_errors(tmp_path, capsys):
+    out = tmp_path / "s.html"
+    code = main(
+        [
+            "sweep",
+            "sizing_sweep",
+            "--param",
+            "equipment.pv_kwp=22,33",
+            "--days",
+            "1",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert "Sizing" in out.read_text()
+    assert main(["sweep", "sizing_sweep", "--param", "equipment.nope=1", "--out", str(out)]) == 2
+    assert "no such scenario parameter" in capsys.readouterr().err
