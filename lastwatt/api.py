@@ -17,8 +17,6 @@ Handlers are ``async``: they run on the service's event loop, which owns the SQL
 connections (a worker thread may not use them).
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import math
 from pathlib import Path

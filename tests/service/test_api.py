@@ -1,0 +1,201 @@
+"""The HTTP API: reads, roles on every write (401/403), OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+
+import httpx
+import pytest
+
+from lastwatt.api import create_app
+from lastwatt.auth import hash_password, load_credentials, verify_password
+from lastwatt.cli import main
+from microgrid.site import ConnectionKind
+from tests.service.conftest import Rig
+
+
+def _run_api(tmp_path, calls):
+    async def scenario():
+        opening = {ConnectionKind.HOUSEHOLD: 2_000_000, ConnectionKind.BUSINESS: 5_000_000}
+        async with Rig(tmp_path, opening=opening) as rig:
+            app = create_app(rig.service, rig.credentials)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+                return rig, await calls(rig, client)
+
+    return asyncio.run(scenario())
+
+
+def test_reads_schedule_status_connections_stakes(tmp_path):
+    async def calls(rig, client):
+        return {
+            path: await client.get(path)
+            for path in (
+                "/api/health",
+                "/api/status",
+                "/api/schedule?periods=4",
+                "/api/plan",
+                "/api/forecast",
+                "/api/connections",
+                "/api/balances?prefix=meter:",
+                f"/api/accounts/meter:{rig.site.households[0].id}/history",
+                f"/api/meters/{rig.site.households[0].id}/readings",
+                "/api/readings/latest",
+                "/api/stakes",
+                "/api/jobs",
+                "/api/ledger/verify",
+                "/openapi.json",
+                "/",
+            )
+        }
+
+    rig, answers = _run_api(tmp_path, calls)
+    for path, answer in answers.items():
+        assert answer.status_code == 200, (path, answer.text)
+    schedule = answers["/api/schedule?periods=4"].json()
+    assert len(schedule["periods"]) == 4
+    assert schedule["status"] in ("optimal", "time_limit", "fallback")
+    assert {r["reason"] for r in schedule["reasons"]} <= {
+        "shed_shortage",
+        "no_credit",
+        "closed",
+        "not_selected",
+        "surplus_only",
+        "held_off",
+        "partial",
+        "priority_short",
+    }
+    status = answers["/api/status"].json()
+    assert status["soc_kwh"] > 0
+    assert set(status["load_kw"]) == {"priority", "household", "business"}
+    assert len(answers["/api/connections"].json()["connections"]) == len(rig.site.connections)
+    assert answers["/api/ledger/verify"].json()["ok"]
+    assert "/api/webhooks/fiat" in answers["/openapi.json"].json()["paths"]
+    assert "LastWatt" in answers["/"].text
+
+
+def test_every_write_needs_the_right_role(tmp_path):
+    async def calls(rig, client):
+        pw = rig.passwords
+        operator = ("operator", pw["operator"])
+        amina = ("amina", pw["amina"])
+        own = rig.site.households[0].id
+        other = rig.site.households[1].id
+        business = rig.site.businesses[0].id
+        out = {}
+        out["relay anonymous"] = await client.post(
+            f"/api/operator/relays/{own}", json={"closed": False, "reason": "maintenance"}
+        )
+        out["relay wrong password"] = await client.post(
+            f"/api/operator/relays/{own}",
+            json={"closed": False, "reason": "maintenance"},
+            auth=("operator", "guess"),
+        )
+        out["relay unknown user"] = await client.post(
+            f"/api/operator/relays/{own}",
+            json={"closed": False, "reason": "x"},
+            auth=("admin", "admin"),
+        )
+        out["relay resident"] = await client.post(
+            f"/api/operator/relays/{own}", json={"closed": False, "reason": "x"}, auth=amina
+        )
+        out["relay operator"] = await client.post(
+            f"/api/operator/relays/{own}", json={"closed": False, "reason": "x"}, auth=operator
+        )
+        out["release operator"] = await client.delete(f"/api/operator/relays/{own}", auth=operator)
+        out["hold resident"] = await client.post(
+            f"/api/operator/businesses/{business}/hold", json={"reason": "x"}, auth=amina
+        )
+        out["hold operator"] = await client.post(
+            f"/api/operator/businesses/{business}/hold", json={"reason": "noise"}, auth=operator
+        )
+        out["reserve resident"] = await client.put(
+            "/api/operator/reserve", json={"enabled": False}, auth=amina
+        )
+        out["reserve operator"] = await client.put(
+            "/api/operator/reserve", json={"enabled": False}, auth=operator
+        )
+        out["replan operator"] = await client.post("/api/operator/dispatch", auth=operator)
+        out["stake other household"] = await client.put(
+            f"/api/stakes/{other}", json={"business_id": business}, auth=amina
+        )
+        out["stake anonymous"] = await client.put(
+            f"/api/stakes/{own}", json={"business_id": business}
+        )
+        out["stake own household"] = await client.put(
+            f"/api/stakes/{own}", json={"business_id": business}, auth=amina
+        )
+        out["fund anonymous"] = await client.post(
+            f"/api/meters/{other}/fund", json={"amount_minor": 10, "key": "k1"}
+        )
+        out["fund empty wallet"] = await client.post(
+            f"/api/meters/{other}/fund", json={"amount_minor": 10, "key": "k1"}, auth=amina
+        )
+        out["webhook unsigned"] = await client.post(
+            "/api/webhooks/fiat", content=json.dumps({"type": "payment"}).encode()
+        )
+        out["holds"] = rig.service.state.holds()
+        out["reserve"] = rig.service.reserve_enabled
+        out["stakes"] = (await client.get("/api/stakes")).json()
+        return out
+
+    rig, out = _run_api(tmp_path, calls)
+    for name in ("relay anonymous", "relay wrong password", "relay unknown user"):
+        assert out[name].status_code == 401, name
+        assert out[name].headers["www-authenticate"] == "Basic"
+    for name in ("relay resident", "hold resident", "reserve resident", "stake other household"):
+        assert out[name].status_code == 403, name
+        assert out[name].json()["detail"]
+    assert out["stake anonymous"].status_code == 401
+    assert out["fund anonymous"].status_code == 401
+    assert out["webhook unsigned"].status_code == 401
+    for name in ("relay operator", "release operator", "hold operator", "reserve operator"):
+        assert out[name].status_code == 200, (name, out[name].text)
+    assert out["replan operator"].status_code == 200
+    assert out["stake own household"].json()["effective_round"] == 2
+    assert out["fund empty wallet"].status_code == 409
+    business = rig.site.businesses[0].id
+    assert out["holds"] == {
+        business: {
+            "closed": False,
+            "reason": "operator: noise",
+            "since": out["holds"][business]["since"],
+        }
+    }
+    assert out["reserve"] is False
+    assert out["stakes"]["next"][business] == 1
+
+
+def test_credentials_are_generated_hashed_and_never_default(tmp_path, capsys):
+    assert main(["serve", "--init", "--data-dir", str(tmp_path), "--resident", "amina=H001"]) == 0
+    printed = capsys.readouterr().out
+    path = tmp_path / "credentials.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    document = json.loads(path.read_text())
+    password = printed.split("user operator")[1].split("password ")[1].split()[0]
+    assert password not in path.read_text()
+    assert verify_password(password, document["users"]["operator"]["hash"])
+    assert load_credentials(tmp_path).check("operator", password).role.value == "operator"
+    assert load_credentials(tmp_path).check("operator", "operator") is None
+    # A second init does not silently rotate.
+    assert main(["serve", "--init", "--data-dir", str(tmp_path)]) == 2
+    other = tmp_path / "other"
+    main(["serve", "--init", "--data-dir", str(other)])
+    assert (
+        json.loads((other / "credentials.json").read_text())["users"]["operator"]["hash"]
+        != (document["users"]["operator"]["hash"])
+    )
+
+
+def test_password_hash_rejects_tampering():
+    stored = hash_password("s3cret")
+    assert verify_password("s3cret", stored)
+    assert not verify_password("s3cret", stored[:-2] + "00")
+    assert not verify_password("s3cret", "plain$text")
+
+
+@pytest.mark.parametrize("bad", ["H999", "nobody"])
+def test_init_rejects_unknown_households(tmp_path, bad):
+    assert main(["serve", "--init", "--data-dir", str(tmp_path), "--resident", f"x={bad}"]) == 2
