@@ -25,9 +25,9 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from controllers.simulator import ManualClock
 
@@ -35,7 +35,7 @@ __all__ = ["AnchoredClock", "Job", "JobLog", "LiveRunner", "SimulatedRunner", "g
 
 log = logging.getLogger(__name__)
 
-JobFunction = Callable[[dt.datetime], Awaitable[None]]
+JobFunction = Callable[[dt.datetime], Coroutine[Any, Any, None]]
 _EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
@@ -162,6 +162,8 @@ class SimulatedRunner:
         due = {j.id: next_due(j, now) for j in self.jobs}
         order = {j.id: k for k, j in enumerate(self.jobs)}
         by_id = {j.id: j for j in self.jobs}
+        manual = isinstance(self.clock, ManualClock)
+        running: dict[str, asyncio.Task[None]] = {}
         while not stop.is_set():
             job_id = min(due, key=lambda i: (due[i], order[i]))
             when = due[job_id]
@@ -182,7 +184,14 @@ class SimulatedRunner:
                     break
             job = by_id[job_id]
             late = self.clock.now() - when
-            if late > job.grace:
+            previous = running.get(job_id)
+            if previous is not None and not previous.done():
+                log.warning(
+                    "job %s: run due %s skipped, the last one is still running",
+                    job_id,
+                    when.isoformat(),
+                )
+            elif late > job.grace:
                 log.warning(
                     "job %s: run due %s skipped, %.0f s late (grace %.0f s)",
                     job_id,
@@ -190,12 +199,19 @@ class SimulatedRunner:
                     late.total_seconds(),
                     job.grace.total_seconds(),
                 )
-            else:
+            elif manual:
                 await self._runs[job_id](when)
+            else:
+                # A self-running clock does not wait for a slow job (a dispatch): it runs
+                # as a task so that the control cycle keeps its pace.
+                running[job_id] = asyncio.create_task(self._runs[job_id](when))
             # Coalesce: whatever fell due while this ran becomes one run, the next slot.
             due[job_id] = next_due(job, max(when, self.clock.now()), inclusive=False)
             if on_step is not None:
                 await on_step(when)
+        pending = [t for t in running.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending)
 
 
 class LiveRunner:
