@@ -489,9 +489,14 @@ def add_fair_share(model: pyo.ConcreteModel, problem: DispatchProblem, data: Mod
     block_hours = data.periods_per_block * step
     energy_max = data.business_cap_kw.sum(axis=1) * block_hours
     share = {b: problem.businesses[b].stake / total for b in staked}
-    # Only the layers a business can reach: the rest could never fill.
+    # Only the layers a business can reach: the rest could never fill. (The last layer
+    # ends at the largest reach, but ``E / share`` may round a hair above it: clip.)
+    n_layers = widths.size
     reach = {
-        b: int(np.searchsorted(data.layers.breaks_kwh, energy_max[b] / share[b], side="left"))
+        b: min(
+            int(np.searchsorted(data.layers.breaks_kwh, energy_max[b] / share[b], side="left")),
+            n_layers,
+        )
         for b in staked
     }
     index = [(b, k) for b in staked for k in range(max(reach[b], 1))]

@@ -10,7 +10,7 @@ One run of a scenario, day by day (one staking round per day):
    stake balances and the households' choices;
 3. **dispatch**: the policy under test plans from the measured state of charge, relay
    states and shed hours (:func:`dispatch.problem.problem_from_site`);
-4. **delivery** on the realised PV and demand (:mod:`scenarios.delivery`);
+4. **delivery** on the realised PV and demand (:func:`dispatch.rolling.deliver_block`);
 5. **settlement** through the real ledger (:mod:`scenarios.ledger`): top-ups, energy
    charges and producer payouts;
 6. **round end**: rewards and slashing by :func:`settlement.staking.plan_round`, posted
@@ -42,13 +42,12 @@ from dispatch import (
     solve_dispatch,
 )
 from dispatch.problem import BatteryState, largest_remainder
-from dispatch.rolling import TierValues
+from dispatch.rolling import BlockDelivery, TierValues, UnitTiers, deliver_block
 from forecasts.forecast import forecast_site
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import read_weather_csv, synthetic_weather
 from microgrid import ConnectionKind, Site, TimeGrid
 from scenarios.config import Scenario
-from scenarios.delivery import BlockDelivery, UnitTiers, deliver_block
 from scenarios.ledger import SimLedger
 from scenarios.population import Community, build_community, equipped_site
 from scenarios.stakers import choose, initial_state, learn

@@ -27,11 +27,11 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from dispatch.rolling import UnitTiers
 from microgrid.readings import MeterReading
 from microgrid.site import Site
 from microgrid.units import COIN_SCALE, STAKE_TOKEN_SCALE
 from scenarios.config import Scenario
-from scenarios.delivery import UnitTiers
 from settlement import (
     SettlementConfig,
     SqliteLedgerStore,

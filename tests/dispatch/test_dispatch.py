@@ -305,3 +305,19 @@ def test_no_solution_in_time_gives_the_rule_based_plan_not_an_error():
     assert len(s.plan) == 4
     assert s.household_groups == tuple(g.id for g in groups)
     assert s.shed_hours().index.tolist() == [g.id for g in groups]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    stakes=st.lists(st.integers(1, 10_000), min_size=2, max_size=6),
+    demand=st.lists(st.floats(0.01, 5.0), min_size=6, max_size=6),
+)
+def test_any_stakes_build_a_model(stakes, demand):
+    # Regression: a small stake's E / share could round a hair above the last layer's
+    # end and index past the layers (found by the planners' year simulation).
+    from dispatch.model import build_model
+
+    loads = tuple(business(f"B{i}", s, demand[i]) for i, s in enumerate(stakes))
+    model, data = build_model(problem(pv=3.0, businesses=loads))
+    assert len(model.business_layer) >= len(stakes)
+    assert data.layers.widths_kwh.size > 0

@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 
 from dispatch import SolverSettings, proportional_rule, solve_dispatch
 from dispatch.problem import BatteryState
-from dispatch.rolling import Delivery, TierValues, community_value, deliver_period, roll
-from dispatch.schedule import DispatchStatus, Schedule
+from dispatch.rolling import Delivery, TierValues, UnitTiers, community_value, deliver_block, roll
 from forecasts.demand import demand_kw
 from microgrid import Site, TimeGrid, load_site
 
@@ -122,29 +121,16 @@ def test_roll_refuses_a_forecast_shorter_than_the_horizon(village):
         )
 
 
-def _one_period_schedule(tiers, relays: dict[str, bool], allotment: dict[str, float]) -> Schedule:
-    index = pd.DatetimeIndex([pd.Timestamp("2026-08-10", tz="UTC")])
-    grid = TimeGrid(start=index[0], periods=1, step=pd.Timedelta("1h"))
-    return Schedule(
-        status=DispatchStatus.BASELINE,
-        grid=grid,
-        plan=pd.DataFrame(index=index),
-        relays=pd.DataFrame({u: [v] for u, v in relays.items()}, index=index),
-        allotment_kw=pd.DataFrame({u: [v] for u, v in allotment.items()}, index=index),
-        reasons=pd.DataFrame(),
-        violations_kwh={},
-    )
-
-
-TIERS = {"priority": ("P",), "household": ("G1", "G2"), "business": ("B",)}
+UNITS = ("P", "G1", "G2", "B")
+TIERS = UnitTiers.of(1, 2, 1)
 
 
 @settings(max_examples=200, deadline=None)
 @given(
-    pv=st.floats(0, 20),
+    pv=st.lists(st.floats(0, 20), min_size=3, max_size=3),
     soc=st.floats(0, 10),
-    demand=st.lists(st.floats(0, 8), min_size=4, max_size=4),
-    on=st.lists(st.booleans(), min_size=3, max_size=3),
+    demand=st.lists(st.floats(0, 8), min_size=12, max_size=12),
+    on=st.lists(st.booleans(), min_size=12, max_size=12),
     allot=st.floats(0, 8),
 )
 def test_delivery_conserves_energy_and_sheds_in_reverse_tier_order(pv, soc, demand, on, allot):
@@ -156,29 +142,30 @@ def test_delivery_conserves_energy_and_sheds_in_reverse_tier_order(pv, soc, dema
         charge_efficiency=0.95,
         discharge_efficiency=0.95,
     )
-    schedule = _one_period_schedule(
-        TIERS, {"G1": on[0], "G2": on[1], "B": on[2]}, {"P": 0, "G1": 0, "G2": 0, "B": allot}
-    )
-    wanted = dict(zip(("P", "G1", "G2", "B"), demand, strict=True))
-    served, flows = deliver_period(schedule, 0, pv, wanted, battery, 1.0, TIERS)
-    total = sum(served.values())
-    assert flows["pv_used_kw"] + flows["battery_kw"] == pytest.approx(total, abs=1e-9)
-    assert flows["pv_used_kw"] <= pv + 1e-9
-    # The battery never discharges below its minimum (it may start below it).
-    assert flows["soc_kwh"] >= min(soc, 1.0) - 1e-9
-    assert flows["soc_kwh"] <= 10.0 + 1e-9
-    for unit, kw in served.items():
-        assert -1e-12 <= kw <= wanted[unit] + 1e-9
-    assert served["B"] <= allot + 1e-9
-    if not on[2]:
-        assert served["B"] == 0.0
-    # A lower tier is cut before a higher one loses anything.
-    if served["P"] < wanted["P"] - 1e-9:
-        assert served["G1"] == pytest.approx(0)
-        assert served["G2"] == pytest.approx(0)
-        assert served["B"] == pytest.approx(0)
-    if any(served[g] < wanted[g] * on[i] - 1e-9 for i, g in enumerate(("G1", "G2"))):
-        assert served["B"] == pytest.approx(0)
+    relays = np.array(on).reshape(3, 4)
+    allotment = np.full((3, 4), allot)
+    wanted = np.array(demand).reshape(3, 4)
+    block = deliver_block(relays, allotment, np.array(pv), wanted, battery, 1.0, TIERS)
+    served = block.served_kw
+    np.testing.assert_allclose(block.pv_used_kw + block.battery_kw, served.sum(axis=1), atol=1e-9)
+    assert (block.pv_used_kw <= np.array(pv) + 1e-9).all()
+    # The battery never discharges below its minimum (it may start below it) nor overfills.
+    assert (block.soc_kwh >= min(soc, 1.0) - 1e-9).all()
+    assert (block.soc_kwh <= 10.0 + 1e-9).all()
+    assert (served >= -1e-12).all()
+    assert (served <= wanted + 1e-9).all()
+    business = served[:, 3]
+    assert (business <= allot + 1e-9).all()
+    assert (business[~relays[:, 3]] == 0.0).all()
+    for t in range(3):
+        groups_short = any(
+            served[t, g] < wanted[t, g] * relays[t, g] - 1e-9 for g in TIERS.household
+        )
+        # A lower tier is cut before a higher one loses anything.
+        if served[t, 0] < wanted[t, 0] - 1e-9:
+            assert served[t, 1:] == pytest.approx(np.zeros(3))
+        if groups_short:
+            assert business[t] == pytest.approx(0)
 
 
 def test_community_value_weighs_tiers_and_business_scores(village):
