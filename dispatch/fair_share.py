@@ -65,7 +65,9 @@ class FairShareLayers:
         return float(self.slopes[-1])
 
 
-def fair_share_layers(expected_level_kwh: float, largest_level_kwh: float) -> FairShareLayers:
+def fair_share_layers(
+    expected_level_kwh: float, largest_level_kwh: float, fine_ratio: float = FINE_RATIO
+) -> FairShareLayers:
     """Layers for a business tier expected to hand out about ``expected_level_kwh``.
 
     Parameters
@@ -75,6 +77,9 @@ def fair_share_layers(expected_level_kwh: float, largest_level_kwh: float) -> Fa
     largest_level_kwh : float
         The largest energy per share any business could use [kWh]; the last layer
         reaches it.
+    fine_ratio : float
+        Ratio of consecutive breakpoints in the fine band (> 1); shares are
+        proportional to within ``fine_ratio - 1`` there.
 
     Returns
     -------
@@ -87,13 +92,16 @@ def fair_share_layers(expected_level_kwh: float, largest_level_kwh: float) -> Fa
     >>> bool(np.all(np.diff(layers.slopes) < 0)), float(layers.slopes[0])
     (True, 1.0)
     """
+    if not 1.0 < fine_ratio < COARSE_RATIO:
+        msg = f"fine_ratio must lie in (1, {COARSE_RATIO}), got {fine_ratio}"
+        raise ValueError(msg)
     level = max(expected_level_kwh, 1e-3)
     fine_low, fine_high = level * FINE_BAND[0], level * FINE_BAND[1]
     points = [level * FIRST_BREAK]
     while points[-1] < fine_low:
         points.append(min(points[-1] * COARSE_RATIO, fine_low))
     while points[-1] < fine_high:
-        points.append(points[-1] * FINE_RATIO)
+        points.append(points[-1] * fine_ratio)
     while points[-1] < level * LAST_BREAK:
         points.append(points[-1] * COARSE_RATIO)
     top = max(largest_level_kwh, points[-1] * COARSE_RATIO)

@@ -129,7 +129,7 @@ def _model_data(problem: DispatchProblem) -> ModelData:
         (caps[i].sum() * k * step * total_stake / problem.businesses[i].stake for i in staked),
         default=1.0,
     )
-    layers = fair_share_layers(expected, largest)
+    layers = fair_share_layers(expected, largest, 1.0 + problem.policy.fair_share_tolerance)
     return ModelData(
         weights=tier_weights(problem),
         layers=layers,

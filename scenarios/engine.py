@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from dispatch import (
+    DispatchPolicy,
     DispatchProblem,
     RelayState,
     Schedule,
@@ -250,6 +251,7 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
     settings = SolverSettings(
         time_limit_s=policy.time_limit_s, mip_rel_gap=policy.mip_rel_gap, threads=1
     )
+    dispatch_policy = DispatchPolicy(fair_share_tolerance=policy.fair_share_tolerance)
     fallbacks: list[int] = []
     planner = _planner(policy.dispatch, settings, fallbacks)
     oracle_planner = _planner("milp", settings, fallbacks)
@@ -332,6 +334,7 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                 stakes,
                 relays=relays,
                 shed_hours=shed,
+                policy=dispatch_policy,
             )
             plan = planner(problem, previous)
             previous = plan
@@ -383,6 +386,7 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                 business_col,
                 step,
                 values,
+                dispatch_policy,
             )
             t0 = tick("oracle", t0)
         # --- settlement and the round's end ------------------------------------------
@@ -598,6 +602,7 @@ def _oracle_day(
     business_col: dict[str, int],
     step: float,
     values: TierValues,
+    dispatch_policy: DispatchPolicy,
 ) -> float:
     """The oracle's community value of one day from the policy's state at its start."""
     window = slice(t, t + max(plan_periods, per_day))
@@ -637,6 +642,7 @@ def _oracle_day(
         stakes,
         relays=relays,
         shed_hours=shed,
+        policy=dispatch_policy,
     )
     plan = planner(problem, None)
     delivered = _deliver(
