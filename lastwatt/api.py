@@ -201,38 +201,54 @@ def create_app(service: Service, credentials: Credentials) -> FastAPI:
             "staking_round": service.current_round(now),
         }
 
-    @app.get("/api/schedule", tags=["dispatch"])
-    async def schedule(periods: int = 8) -> dict[str, Any]:
-        """The plan in force: the current period and the next ones, with reason codes."""
+    cache: dict[str, Any] = {"key": None}
+
+    def schedule_view() -> dict[str, Any]:
+        """Rows, relays and reasons of the schedule in force, built once per schedule."""
         stored = service.stored_schedule
         if stored is None:
             raise HTTPException(404, "no schedule yet; the first dispatch is running")
-        now = pd.Timestamp(service.clock.now())
-        plan = stored.plan
-        position = max(int(plan.index.searchsorted(now, side="right")) - 1, 0)
-        shown = plan.iloc[position : position + max(1, min(periods, 96))]
-        times = {t.isoformat() for t in shown.index}
-        reasons = stored.reasons
-        listed = []
-        if len(reasons):
-            stamps = pd.to_datetime(reasons["time"], utc=True).map(lambda t: t.isoformat())
-            for (_, r), stamp in zip(reasons.iterrows(), stamps, strict=True):
-                if stamp in times:
-                    listed.append(
-                        {"time": stamp, "unit": r["unit"], "tier": r["tier"], "reason": r["reason"]}
+        if cache["key"] is not stored:
+            by_time: dict[str, list[dict[str, Any]]] = {}
+            reasons = stored.reasons
+            if len(reasons):
+                stamps = pd.to_datetime(reasons["time"], utc=True)
+                for stamp, unit, tier, reason in zip(
+                    stamps, reasons["unit"], reasons["tier"], reasons["reason"], strict=True
+                ):
+                    iso = stamp.isoformat()
+                    by_time.setdefault(iso, []).append(
+                        {"time": iso, "unit": unit, "tier": tier, "reason": reason}
                     )
-        relays = stored.relays.loc[shown.index]
+            relays = {
+                pd.Timestamp(str(t)).isoformat(): {str(u): bool(v) for u, v in row.items()}
+                for t, row in stored.relays.iterrows()
+            }
+            cache.update(
+                key=stored,
+                index=stored.plan.index,
+                rows=_rows(stored.plan),
+                relays=relays,
+                reasons=by_time,
+            )
+        return cache
+
+    @app.get("/api/schedule", tags=["dispatch"])
+    async def schedule(periods: int = 8) -> dict[str, Any]:
+        """The plan in force: the current period and the next ones, with reason codes."""
+        view = schedule_view()
+        stored = view["key"]
+        now = pd.Timestamp(service.clock.now())
+        position = max(int(view["index"].searchsorted(now, side="right")) - 1, 0)
+        shown = view["rows"][position : position + max(1, min(periods, 96))]
         return {
             "issued_at": stored.issued_at.isoformat(),
             "status": stored.status,
             "summary": stored.summary,
-            "current": _rows(shown.iloc[:1])[0] if len(shown) else None,
-            "periods": _rows(shown),
-            "relays": {
-                pd.Timestamp(str(t)).isoformat(): {str(u): bool(v) for u, v in row.items()}
-                for t, row in relays.iterrows()
-            },
-            "reasons": listed,
+            "current": shown[0] if shown else None,
+            "periods": shown,
+            "relays": {r["time"]: view["relays"].get(r["time"], {}) for r in shown},
+            "reasons": [x for r in shown for x in view["reasons"].get(r["time"], [])],
         }
 
     @app.get("/api/plan", tags=["dispatch"])
