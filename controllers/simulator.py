@@ -97,9 +97,29 @@ class ManualClock:
 
 
 class AcceleratedClock:
-    """Simulated time running ``speed`` times faster than real time from ``start``."""
+    """Simulated time: ``start + (time.time() − epoch_s) × speed``.
 
-    def __init__(self, start: dt.datetime, speed: float = 1.0) -> None:
+    Anchored to Unix time, so separate processes given the same anchor (a restarted
+    service, a simulator in another process) agree on the simulated time, and a
+    restart continues the same day.
+
+    Parameters
+    ----------
+    start : datetime.datetime
+        Simulated time at the anchor; timezone-aware.
+    speed : float
+        Simulated seconds per real second (> 0).
+    epoch_s : float, optional
+        The anchor, Unix time [s]; now if omitted.
+
+    Examples
+    --------
+    >>> clock = AcceleratedClock(dt.datetime(2026, 8, 1, tzinfo=dt.UTC), 60.0)
+    >>> clock.now() >= dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
+    True
+    """
+
+    def __init__(self, start: dt.datetime, speed: float = 1.0, epoch_s: float | None = None):
         if start.tzinfo is None:
             msg = "AcceleratedClock needs a timezone-aware start"
             raise ValueError(msg)
@@ -108,11 +128,11 @@ class AcceleratedClock:
             raise ValueError(msg)
         self.start = start
         self.speed = speed
-        self._t0 = time.monotonic()
+        self.epoch_s = time.time() if epoch_s is None else epoch_s
 
     def now(self) -> dt.datetime:
         """The current simulated time."""
-        return self.start + dt.timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
+        return self.start + dt.timedelta(seconds=(time.time() - self.epoch_s) * self.speed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from controllers.simulator import ManualClock
 
-__all__ = ["AnchoredClock", "Job", "JobLog", "LiveRunner", "SimulatedRunner", "guarded", "next_due"]
+__all__ = ["Job", "JobLog", "LiveRunner", "SimulatedRunner", "guarded", "next_due"]
 
 log = logging.getLogger(__name__)
 
@@ -250,33 +250,3 @@ class LiveRunner:
     def shutdown(self) -> None:
         """Stop firing; running jobs are not waited for."""
         self.scheduler.shutdown(wait=False)
-
-
-class AnchoredClock:
-    """Simulated time tied to the wall clock: ``start + (time.time() − epoch) × speed``.
-
-    Unlike :class:`~controllers.simulator.AcceleratedClock` it is anchored to Unix time,
-    so separate processes (a restarted service, a simulator elsewhere) given the same
-    anchor agree on the simulated time, and a restart continues the same day.
-
-    Examples
-    --------
-    >>> clock = AnchoredClock(dt.datetime(2026, 8, 1, tzinfo=dt.UTC), 60.0, time.time())
-    >>> clock.now() >= dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
-    True
-    """
-
-    def __init__(self, start: dt.datetime, speed: float, epoch_s: float) -> None:
-        if start.tzinfo is None:
-            msg = "AnchoredClock needs a timezone-aware start"
-            raise ValueError(msg)
-        if speed <= 0:
-            msg = f"speed must be positive, got {speed}"
-            raise ValueError(msg)
-        self.start = start
-        self.speed = speed
-        self.epoch_s = epoch_s
-
-    def now(self) -> dt.datetime:
-        """The current simulated time."""
-        return self.start + dt.timedelta(seconds=(time.time() - self.epoch_s) * self.speed)

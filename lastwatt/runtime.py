@@ -3,7 +3,7 @@
 Three ways to keep time:
 
 - **live** (``speed=None``): the system clock; APScheduler fires the jobs;
-- **accelerated** (``speed > 0``): :class:`~lastwatt.jobs.AnchoredClock`, simulated time
+- **accelerated** (``speed > 0``): :class:`~controllers.simulator.AcceleratedClock`, simulated time
   running ``speed`` times faster than real time from an anchor stored in the data
   directory, so a restarted service continues the same simulated day; the jobs run in
   simulated time;
@@ -18,17 +18,21 @@ import contextlib
 import datetime as dt
 import logging
 import socket
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import uvicorn
 
 from controllers.control import Clock, SystemClock
-from controllers.simulator import ManualClock, SimulatedContainer, SimulatorSettings
+from controllers.simulator import (
+    AcceleratedClock,
+    ManualClock,
+    SimulatedContainer,
+    SimulatorSettings,
+)
 from lastwatt.api import create_app
 from lastwatt.auth import Credentials
-from lastwatt.jobs import AnchoredClock, LiveRunner, SimulatedRunner
+from lastwatt.jobs import LiveRunner, SimulatedRunner
 from lastwatt.service import Service, ServiceConfig
 from microgrid import Site
 from microgrid.site import ConnectionKind
@@ -110,12 +114,12 @@ class Runtime:
                 raise ValueError(msg)
             return ManualClock(start)
         if service_state_anchor is not None:
-            return AnchoredClock(
+            return AcceleratedClock(
                 dt.datetime.fromisoformat(str(service_state_anchor["start"])),
                 float(service_state_anchor["speed"]),
                 float(service_state_anchor["epoch_s"]),
             )
-        return AnchoredClock(start, o.speed, time.time() if o.epoch_s is None else o.epoch_s)
+        return AcceleratedClock(start, o.speed, o.epoch_s)
 
     async def start(self) -> None:
         """Start the simulator (if asked), the service, its first plan and the API."""
@@ -135,7 +139,7 @@ class Runtime:
             await self.sim.start()
         service = Service(self.site, self.config, self.clock, self.credentials.webhook_secret)
         self.service = service
-        if isinstance(self.clock, AnchoredClock) and anchor is None:
+        if isinstance(self.clock, AcceleratedClock) and anchor is None:
             service.state.set(
                 "clock_anchor",
                 {
@@ -164,7 +168,7 @@ class Runtime:
             self._live = LiveRunner(service.jobs(), self.clock, service.state)
             self._live.start()
         else:
-            speed = self.clock.speed if isinstance(self.clock, AnchoredClock) else 1.0
+            speed = self.clock.speed if isinstance(self.clock, AcceleratedClock) else 1.0
             self.runner = SimulatedRunner(service.jobs(), self.clock, speed, service.state)
 
     async def run(

@@ -24,8 +24,7 @@ import httpx
 import pytest
 import tomli_w
 
-from controllers.simulator import SimulatedContainer, SimulatorSettings
-from lastwatt.jobs import AnchoredClock
+from controllers.simulator import AcceleratedClock, SimulatedContainer, SimulatorSettings
 from settlement import AlarmKind, SqliteLedgerStore, sign_webhook
 from tests.service.conftest import MORNING, service_site
 
@@ -87,7 +86,7 @@ def test_sigkill_mid_day_and_restart_loses_and_doubles_nothing(tmp_path):
     site_file.write_text(tomli_w.dumps(site.model_dump(mode="json", exclude_none=True)))
     data = tmp_path / "data"
     epoch = time.time()
-    clock = AnchoredClock(MORNING, SPEED, epoch)
+    clock = AcceleratedClock(MORNING, SPEED, epoch)
     args = [
         "--site",
         str(site_file),
