@@ -12,11 +12,18 @@ from pydantic import ValidationError
 
 from microgrid.site import Site
 
-__all__ = ["SiteFileError", "default_site_path", "load_site", "parse_site"]
+__all__ = [
+    "ConfigFileError",
+    "SiteFileError",
+    "default_site_path",
+    "load_site",
+    "parse_site",
+    "validation_problems",
+]
 
 
-class SiteFileError(ValueError):
-    """A site file cannot be used; the message lists every problem with its field path.
+class ConfigFileError(ValueError):
+    """A TOML configuration file cannot be used; the message lists every problem.
 
     Attributes
     ----------
@@ -26,12 +33,23 @@ class SiteFileError(ValueError):
         One line per problem: ``field.path: what is wrong``.
     """
 
+    kind = "configuration"
+    """What sort of file, for the message (``site``, ``scenario``)."""
+
     def __init__(self, path: str, problems: list[str]) -> None:
         self.path = path
         self.problems = problems
         plural = "s" if len(problems) != 1 else ""
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{path}: {len(problems)} problem{plural} in the site file:\n{lines}")
+        super().__init__(
+            f"{path}: {len(problems)} problem{plural} in the {self.kind} file:\n{lines}"
+        )
+
+
+class SiteFileError(ConfigFileError):
+    """A site file cannot be used; the message lists every problem with its field path."""
+
+    kind = "site"
 
 
 def default_site_path() -> Path:
@@ -80,8 +98,17 @@ def parse_site(text: str, source: str = "<string>") -> Site:
     try:
         return Site.model_validate(document)
     except ValidationError as exc:
-        problems = [_describe(error, document) for error in exc.errors()]
-        raise SiteFileError(source, _split_joined(problems)) from None
+        raise SiteFileError(source, validation_problems(exc, document)) from None
+
+
+def validation_problems(error: ValidationError, document: Mapping[str, Any]) -> list[str]:
+    """Every problem pydantic found in a TOML document, one line each with its field path.
+
+    List items with an ``id`` are named by it (``connections[17] (id 'H008').tariff``).
+    """
+    problems = [_describe(e, document) for e in error.errors()]
+    # Model-level checks report several problems in one error, one per line.
+    return [part for problem in problems for part in problem.splitlines() if part]
 
 
 def _describe(error: Any, document: Mapping[str, Any]) -> str:
@@ -91,7 +118,7 @@ def _describe(error: Any, document: Mapping[str, Any]) -> str:
     if error["type"] == "missing":
         message = "required field is missing"
     elif error["type"] == "extra_forbidden":
-        message = "unknown field; check its spelling against the site file documentation"
+        message = "unknown field; check its spelling against the file's documentation"
     elif "input" in error and error["type"] not in {"value_error", "assertion_error"}:
         message = f"{message} (got {error['input']!r})"
     path = _field_path(location, document)
@@ -118,8 +145,3 @@ def _field_path(location: tuple[Any, ...], document: Mapping[str, Any]) -> str:
             parts.append(f".{key}" if parts else str(key))
             node = node.get(key) if isinstance(node, Mapping) else None
     return "".join(parts)
-
-
-def _split_joined(problems: list[str]) -> list[str]:
-    """Site-level checks report several problems in one error, one per line."""
-    return [part for problem in problems for part in problem.splitlines() if part]

@@ -26,7 +26,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from microgrid.io import _describe
+from microgrid.io import ConfigFileError, validation_problems
 from microgrid.site import Site
 
 __all__ = [
@@ -307,15 +307,10 @@ class Scenario(_Frozen):
         return load_site(None if self.site is None else self.resolve(self.site))
 
 
-class ScenarioFileError(ValueError):
+class ScenarioFileError(ConfigFileError):
     """A scenario file cannot be used; the message lists every problem with its field path."""
 
-    def __init__(self, path: str, problems: list[str]) -> None:
-        self.path = path
-        self.problems = problems
-        plural = "s" if len(problems) != 1 else ""
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{path}: {len(problems)} problem{plural} in the scenario file:\n{lines}")
+    kind = "scenario"
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -347,8 +342,7 @@ def _validate(document: Mapping[str, Any], source: str) -> Scenario:
     try:
         return Scenario.model_validate(document)
     except ValidationError as exc:
-        problems = [_describe(error, document) for error in exc.errors()]
-        raise ScenarioFileError(source, problems) from None
+        raise ScenarioFileError(source, validation_problems(exc, document)) from None
 
 
 def with_parameter(scenario: Scenario, name: str, value: Any) -> Scenario:
