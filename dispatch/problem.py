@@ -354,11 +354,15 @@ def problem_from_site(
         return values
 
     priority = tuple(PriorityLoad(c.id, demand(c.id)) for c in site.priority_users)
+    members_of: dict[str, list[str]] = {g.id: [] for g in site.relay_groups}
+    for c in site.connections:
+        if c.relay_group is not None:
+            members_of[c.relay_group].append(c.id)
     groups = []
     for group in site.relay_groups:
-        members = [c for c in site.connections if c.relay_group == group.id]
-        powered = tuple(c.id for c in members if credit.get(c.id, True))
-        cut = tuple(c.id for c in members if not credit.get(c.id, True))
+        members = members_of[group.id]
+        powered = tuple(m for m in members if credit.get(m, True))
+        cut = tuple(m for m in members if not credit.get(m, True))
         load = sum((demand(m) for m in powered), start=np.zeros(grid.periods))
         groups.append(
             HouseholdGroupLoad(
