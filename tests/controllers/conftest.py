@@ -14,7 +14,8 @@ from controllers.control import Controller, ControllerSettings
 from controllers.failsafe import FailsafeSettings
 from controllers.modbus import ModbusSettings
 from controllers.simulator import ManualClock, SimulatedContainer, SimulatorSettings
-from microgrid import Site, load_site
+from microgrid import Site
+from tests.sites import village
 
 START = dt.datetime(2026, 3, 19, 23, 0, tzinfo=dt.UTC)  # local midnight, Africa/Niamey
 DEVICE_TIMEOUT_S = 120.0
@@ -39,26 +40,16 @@ def small_site() -> Site:
     Scaled down so that energy is short (rationing happens) and dispatch solves fast.
     Priority users are on gateway meters-a, businesses on meters-b: two meter buses.
     """
-    site = load_site()
-    keep_groups = ("HG01", "HG02")
-    priority = site.priority_users[:3]
-    households = tuple(c for c in site.households if c.relay_group in keep_groups)
-    businesses = tuple(
-        c for c in site.businesses if c.id.startswith(("B01_", "B02_", "B17_", "B18_"))
+    small = village(
+        ("HG01", "HG02"),
+        lambda all_: tuple(c for c in all_ if c.id.startswith(("B01_", "B02_", "B17_", "B18_"))),
+        priority=3,
+        pv_kwp=4.0,
+        inverter_kw=3.5,
+        battery_kwh=12.0,
+        battery_kw=5.0,
     )
-    groups = tuple(g for g in site.relay_groups if g.id in keep_groups)
-    pv = site.pv.model_copy(update={"dc_capacity_kwp": 4.0, "inverter_ac_capacity_kw": 3.5})
-    battery = site.battery.model_copy(update={"energy_capacity_kwh": 12.0, "power_kw_max": 5.0})
-    small = site.model_copy(
-        update={
-            "name": "small test site",
-            "pv": pv,
-            "battery": battery,
-            "relay_groups": groups,
-            "connections": priority + households + businesses,
-        }
-    )
-    return on_free_ports(Site.model_validate(small.model_dump()))
+    return on_free_ports(small.model_copy(update={"name": "small test site"}))
 
 
 def settings(

@@ -12,7 +12,8 @@ from dispatch import SolverSettings, proportional_rule, solve_dispatch
 from dispatch.problem import BatteryState
 from dispatch.rolling import Delivery, TierValues, UnitTiers, community_value, deliver_block, roll
 from forecasts.demand import demand_kw
-from microgrid import Site, TimeGrid, load_site
+from microgrid import Site, TimeGrid
+from tests.sites import village as village_site
 
 GROUPS = ("HG01", "HG02", "HG03", "HG04")
 
@@ -20,25 +21,15 @@ GROUPS = ("HG01", "HG02", "HG03", "HG04")
 @pytest.fixture(scope="module")
 def village() -> Site:
     """2 priority users, 4 household groups (40 homes), 3 businesses; 2.5 kWp, 6 kWh."""
-    site = load_site()
-    connections = (
-        site.priority_users[:2]
-        + tuple(c for c in site.households if c.relay_group in GROUPS)
-        + tuple(c for c in site.businesses if c.id.startswith(("B01_", "B02_", "B17_")))
+    return village_site(
+        GROUPS,
+        lambda all_: tuple(c for c in all_ if c.id.startswith(("B01_", "B02_", "B17_"))),
+        priority=2,
+        pv_kwp=2.5,
+        inverter_kw=2.2,
+        battery_kwh=6.0,
+        battery_kw=3.0,
     )
-    small = site.model_copy(
-        update={
-            "pv": site.pv.model_copy(
-                update={"dc_capacity_kwp": 2.5, "inverter_ac_capacity_kw": 2.2}
-            ),
-            "battery": site.battery.model_copy(
-                update={"energy_capacity_kwh": 6.0, "power_kw_max": 3.0}
-            ),
-            "relay_groups": tuple(g for g in site.relay_groups if g.id in GROUPS),
-            "connections": connections,
-        }
-    )
-    return Site.model_validate(small.model_dump())
 
 
 def _sun(grid: TimeGrid, peak_kw: float) -> np.ndarray:

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from microgrid import Site, load_site
 from scenarios import Scenario, parse_scenario
+from tests.sites import village as village_site
 
 GROUPS = ("HG01", "HG02", "HG03", "HG04")
 
@@ -14,25 +14,15 @@ GROUPS = ("HG01", "HG02", "HG03", "HG04")
 @pytest.fixture(scope="session")
 def village_path(tmp_path_factory) -> Path:
     """2 priority users, 4 household groups (40 homes), 6 businesses; 3 kWp, 8 kWh."""
-    site = load_site()
-    connections = (
-        site.priority_users[:2]
-        + tuple(c for c in site.households if c.relay_group in GROUPS)
-        + site.businesses[:6]
+    village = village_site(
+        GROUPS,
+        lambda all_: all_[:6],
+        priority=2,
+        pv_kwp=3.0,
+        inverter_kw=2.7,
+        battery_kwh=8.0,
+        battery_kw=3.0,
     )
-    small = site.model_copy(
-        update={
-            "pv": site.pv.model_copy(
-                update={"dc_capacity_kwp": 3.0, "inverter_ac_capacity_kw": 2.7}
-            ),
-            "battery": site.battery.model_copy(
-                update={"energy_capacity_kwh": 8.0, "power_kw_max": 3.0}
-            ),
-            "relay_groups": tuple(g for g in site.relay_groups if g.id in GROUPS),
-            "connections": connections,
-        }
-    )
-    village = Site.model_validate(small.model_dump())
     path = tmp_path_factory.mktemp("village") / "village.toml"
     path.write_text(tomli_w.dumps(village.model_dump(mode="json", exclude_none=True)))
     return path
