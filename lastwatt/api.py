@@ -425,9 +425,7 @@ def create_app(service: Service, credentials: Credentials) -> FastAPI:
                 f"{who.name}:{body.key}",
                 service.clock.now(),
             )
-        except InsufficientFundsError as exc:
-            raise HTTPException(409, str(exc)) from None
-        except IdempotencyConflictError as exc:
+        except (InsufficientFundsError, IdempotencyConflictError) as exc:
             raise HTTPException(409, str(exc)) from None
         return {
             "batch": posted.key,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from microgrid.site import Connection, Gateway, RelayGroup, Site
 
-__all__ = ["replicate_site"]
+__all__ = ["replicate_site", "resize_container"]
 
 
 def replicate_site(site: Site, copies: int) -> Site:
@@ -68,25 +68,41 @@ def replicate_site(site: Site, copies: int) -> Site:
             )
             for c in site.connections
         ]
+    container = resize_container(
+        site, site.pv.dc_capacity_kwp * copies, site.battery.energy_capacity_kwh * copies
+    )
+    # Validate the whole: model_copy skips validation, the constructor does not.
+    fields = container.model_dump(exclude={"gateways", "connections", "relay_groups"})
+    return Site(
+        **fields, gateways=gateways, relay_groups=tuple(groups), connections=tuple(connections)
+    )
+
+
+def resize_container(site: Site, pv_kwp: float, battery_kwh: float) -> Site:
+    """The site with another PV array and battery size, validated.
+
+    The inverter's AC rating scales with the array and the battery's power with its
+    energy, so the container keeps its proportions.
+
+    Examples
+    --------
+    >>> from microgrid import load_site
+    >>> big = resize_container(load_site(), 33.0, 90.0)
+    >>> big.pv.inverter_ac_capacity_kw, big.battery.power_kw_max
+    (30.0, 30.0)
+    """
+    pv_ratio = pv_kwp / site.pv.dc_capacity_kwp
+    battery_ratio = battery_kwh / site.battery.energy_capacity_kwh
     pv = site.pv.model_copy(
         update={
-            "dc_capacity_kwp": site.pv.dc_capacity_kwp * copies,
-            "inverter_ac_capacity_kw": site.pv.inverter_ac_capacity_kw * copies,
+            "dc_capacity_kwp": pv_kwp,
+            "inverter_ac_capacity_kw": site.pv.inverter_ac_capacity_kw * pv_ratio,
         }
     )
     battery = site.battery.model_copy(
         update={
-            "energy_capacity_kwh": site.battery.energy_capacity_kwh * copies,
-            "power_kw_max": site.battery.power_kw_max * copies,
+            "energy_capacity_kwh": battery_kwh,
+            "power_kw_max": site.battery.power_kw_max * battery_ratio,
         }
     )
-    # Validate the whole: model_copy skips validation, the constructor does not.
-    fields = site.model_dump(exclude={"gateways", "connections", "relay_groups", "pv", "battery"})
-    return Site(
-        **fields,
-        pv=pv,
-        battery=battery,
-        gateways=gateways,
-        relay_groups=tuple(groups),
-        connections=tuple(connections),
-    )
+    return Site.model_validate(site.model_copy(update={"pv": pv, "battery": battery}).model_dump())

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from microgrid.scaling import resize_container
 from microgrid.site import Business, Connection, ConnectionKind, Gateway, Meter, Site, Tariff
 from scenarios.config import Scenario
 
@@ -68,25 +69,13 @@ def equipped_site(site: Site, scenario: Scenario) -> Site:
 
     PV inverter capacity scales with the array; battery power with its energy.
     """
+    pv_kwp, battery_kwh = scenario.equipment.pv_kwp, scenario.equipment.battery_kwh
+    site = resize_container(
+        site,
+        site.pv.dc_capacity_kwp if pv_kwp is None else pv_kwp,
+        site.battery.energy_capacity_kwh if battery_kwh is None else battery_kwh,
+    )
     update: dict[str, object] = {}
-    pv_kwp = scenario.equipment.pv_kwp
-    if pv_kwp is not None:
-        ratio = pv_kwp / site.pv.dc_capacity_kwp
-        update["pv"] = site.pv.model_copy(
-            update={
-                "dc_capacity_kwp": pv_kwp,
-                "inverter_ac_capacity_kw": site.pv.inverter_ac_capacity_kw * ratio,
-            }
-        )
-    battery_kwh = scenario.equipment.battery_kwh
-    if battery_kwh is not None:
-        ratio = battery_kwh / site.battery.energy_capacity_kwh
-        update["battery"] = site.battery.model_copy(
-            update={
-                "energy_capacity_kwh": battery_kwh,
-                "power_kw_max": site.battery.power_kw_max * ratio,
-            }
-        )
     if scenario.economy.tariffs:
         tariffs = dict(site.tariffs)
         for name, price in scenario.economy.tariffs.items():
