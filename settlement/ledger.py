@@ -25,6 +25,7 @@ An account may go below zero only where the ledger allows it (:func:`may_overdra
 - ``fiat:bridge`` with ``fiat.*`` codes (the only place coins are created),
 - ``fiat:processor`` for the fiat asset (money arriving from outside),
 - ``stake:issuer`` with ``stake.*`` codes (the only place stake tokens are created),
+- ``watt:battery`` with ``watt.*`` codes (WATT minted on charge, burned on discharge),
 - any account with ``settle.*`` codes: energy already consumed must be paid for, so a
   meter may run into debt; prepaid control then opens its relay.
 
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from microgrid.units import COIN_SCALE, STAKE_TOKEN_SCALE
+from microgrid.units import COIN_SCALE, STAKE_TOKEN_SCALE, WATT_SCALE
 
 __all__ = [
     "ASSET_SCALE",
@@ -54,6 +55,7 @@ __all__ = [
     "POOL",
     "STAKE_ISSUER",
     "STAKE_SLASHED",
+    "WATT_ISSUER",
     "UTILITY",
     "Asset",
     "Batch",
@@ -91,12 +93,15 @@ class Asset(enum.StrEnum):
     FIAT = "fiat"
     """Fiat money held for coins, in millionths of the currency's minor unit, so that the
     remainder of a fiat → coin conversion is booked exactly."""
+    WATT = "watt"
+    """Energo's storage tokens, 1 WATT = 1 kWh stored, in Wh (:data:`microgrid.units.WATT_SCALE`)."""
 
 
 ASSET_SCALE: Mapping[Asset, int] = {
     Asset.COIN: COIN_SCALE,
     Asset.STAKE: STAKE_TOKEN_SCALE,
     Asset.FIAT: 1_000_000,
+    Asset.WATT: WATT_SCALE,
 }
 """Minor units per major unit (coin, token, fiat minor unit) of each asset."""
 
@@ -120,6 +125,9 @@ STAKE_ISSUER = "stake:issuer"
 """Where stake tokens are issued from (one per household)."""
 STAKE_SLASHED = "stake:slashed"
 """Default destination of slashed stake tokens."""
+WATT_ISSUER = "watt:battery"
+"""Where WATT storage tokens are minted on charge and burned on discharge: its balance is
+minus the WATT outstanding, which reconciles with the battery's stored energy."""
 
 GENESIS_HASH = bytes(32)
 """The hash the first journal row chains to."""
@@ -156,6 +164,8 @@ def may_overdraw(account: str, code: str) -> bool:
         return code.startswith("fiat.")
     if account == STAKE_ISSUER:
         return code.startswith("stake.")
+    if account == WATT_ISSUER:
+        return code.startswith("watt.")
     return False
 
 
