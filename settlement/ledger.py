@@ -55,8 +55,8 @@ __all__ = [
     "POOL",
     "STAKE_ISSUER",
     "STAKE_SLASHED",
-    "WATT_ISSUER",
     "UTILITY",
+    "WATT_ISSUER",
     "Asset",
     "Batch",
     "BatchRejectedError",
@@ -94,7 +94,8 @@ class Asset(enum.StrEnum):
     """Fiat money held for coins, in millionths of the currency's minor unit, so that the
     remainder of a fiat → coin conversion is booked exactly."""
     WATT = "watt"
-    """Energo's storage tokens, 1 WATT = 1 kWh stored, in Wh (:data:`microgrid.units.WATT_SCALE`)."""
+    """Energo's storage tokens: 1 WATT = 1 kWh stored, counted in Wh
+    (:data:`microgrid.units.WATT_SCALE`)."""
 
 
 ASSET_SCALE: Mapping[Asset, int] = {
