@@ -26,6 +26,8 @@ An account may go below zero only where the ledger allows it (:func:`may_overdra
 - ``fiat:processor`` for the fiat asset (money arriving from outside),
 - ``stake:issuer`` with ``stake.*`` codes (the only place stake tokens are created),
 - ``watt:battery`` with ``watt.*`` codes (WATT minted on charge, burned on discharge),
+- a band contract's ``contract:<id>:receivable`` with ``contract.penalty`` (what the
+  consumer owes once bonus and deposit are spent),
 - any account with ``settle.*`` codes: energy already consumed must be paid for, so a
   meter may run into debt; prepaid control then opens its relay.
 
@@ -167,6 +169,8 @@ def may_overdraw(account: str, code: str) -> bool:
         return code.startswith("stake.")
     if account == WATT_ISSUER:
         return code.startswith("watt.")
+    if account.startswith("contract:") and account.endswith(":receivable"):
+        return code == "contract.penalty"
     return False
 
 
