@@ -48,6 +48,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from microgrid.readings import MeterReading
+from settlement.hourly import EnergyStatus, hourly_energy
 from settlement.ledger import (
     Asset,
     Batch,
@@ -79,6 +81,7 @@ __all__ = [
     "revise_band",
     "settle_interval",
     "statement",
+    "usage_from_readings",
 ]
 
 CONTRACT_BUDGET = "utility:contract_budget"
@@ -392,6 +395,54 @@ def assess_interval(
         under_penalty=under * contract.under_rate // _WH_PER_KWH,
         disconnect_penalty=caused * contract.disconnect_penalty,
     )
+
+
+def usage_from_readings(
+    contract: BandContract,
+    readings: Sequence[MeterReading],
+    disconnects: Sequence[tuple[datetime, DisconnectCause]] = (),
+    outages: Sequence[tuple[datetime, datetime]] = (),
+    allotted_wh: Mapping[datetime, int] | None = None,
+    until: datetime | None = None,
+) -> dict[datetime, IntervalUsage]:
+    """Each closed interval's usage from the consumer meter's cumulative readings (pure).
+
+    Energy is interpolated between readings exactly as hourly settlement does
+    (:func:`settlement.hourly.hourly_energy`), so contract and bill see the same kWh.
+
+    Parameters
+    ----------
+    contract : BandContract
+    readings : sequence of MeterReading
+        The consumer meter's readings around the period.
+    disconnects : sequence of (datetime, DisconnectCause)
+        When the connection went dark, and why.
+    outages : sequence of (datetime, datetime)
+        ``[start, end)`` spans the container was dark or in its safe state.
+    allotted_wh : mapping of datetime to int, optional
+        The plan's allotment per interval start [Wh].
+    until : datetime, optional
+        Only intervals that ended by then (default: all of the period).
+
+    Returns
+    -------
+    dict of datetime to IntervalUsage
+        An interval whose closing reading has not arrived has ``energy_wh=None``.
+    """
+    own = [r for r in readings if r.meter_id == contract.meter_id]
+    usage: dict[datetime, IntervalUsage] = {}
+    for start in contract.interval_starts():
+        end = start + contract.interval
+        if until is not None and end > until:
+            break
+        energy = hourly_energy(contract.meter_id, own, start, length=contract.interval)
+        usage[start] = IntervalUsage(
+            energy_wh=None if energy.status is EnergyStatus.MISSING else energy.import_wh,
+            disconnects=tuple(cause for t, cause in disconnects if start <= t < end),
+            grid_outage=any(a < end and b > start for a, b in outages),
+            allotted_wh=None if allotted_wh is None else allotted_wh.get(start),
+        )
+    return usage
 
 
 def assess_period(

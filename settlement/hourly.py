@@ -144,6 +144,7 @@ def hourly_energy(
     readings: Iterable[MeterReading],
     hour: datetime,
     max_power_w: int = DEFAULT_MAX_POWER_W,
+    length: timedelta = HOUR,
 ) -> MeterEnergy:
     """A meter's energy in the hour starting at ``hour`` (module docstring).
 
@@ -159,6 +160,8 @@ def hourly_energy(
         Start of the hour (aware).
     max_power_w : int
         Fastest plausible register rise [W].
+    length : timedelta
+        Length of the interval (an hour for settlement; 15 min for a band contract).
 
     Returns
     -------
@@ -178,7 +181,7 @@ def hourly_energy(
     1000
     """
     h0 = to_us(hour)
-    h1 = h0 + _US_PER_HOUR
+    h1 = h0 + length // timedelta(microseconds=1)
     by_time: dict[int, MeterReading] = {}
     for r in readings:
         if r.meter_id != meter_id:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from microgrid.readings import MeterReading
 from settlement import SqliteLedgerStore
 from settlement.contracts import (
     CONTRACT_BUDGET,
@@ -26,6 +27,7 @@ from settlement.contracts import (
     revise_band,
     settle_interval,
     statement,
+    usage_from_readings,
 )
 from settlement.ledger import (
     FIAT_BRIDGE,
@@ -257,3 +259,26 @@ def test_bonus_never_negative_and_penalties_conserved(
             == 5_000_000
         )
         assert store.verify().ok
+
+
+def test_usage_from_readings_matches_settlement_energy():
+    contract = mill_contract(n=3, interval=timedelta(minutes=15))
+    q = timedelta(minutes=15)
+    readings = [
+        MeterReading("B001", START - timedelta(minutes=5), 1_000),
+        MeterReading("B001", START + timedelta(minutes=10), 4_000),  # 200 Wh/min
+        MeterReading("B001", START + timedelta(minutes=40), 7_000),  # 100 Wh/min
+        MeterReading("H001", START + timedelta(minutes=10), 99),  # another meter: ignored
+    ]
+    usage = usage_from_readings(
+        contract,
+        readings,
+        disconnects=[(START + timedelta(minutes=20), DisconnectCause.CONSUMER_LIMIT_TRIP)],
+        outages=[(START + 2 * q + timedelta(minutes=1), START + 3 * q)],
+        allotted_wh={START: 2_500},
+    )
+    assert [u.energy_wh for u in usage.values()] == [2_500, 1_500, None]
+    assert usage[START + q].disconnects == (DisconnectCause.CONSUMER_LIMIT_TRIP,)
+    assert [u.grid_outage for u in usage.values()] == [False, False, True]
+    assert usage[START].allotted_wh == 2_500
+    assert usage[START + q].allotted_wh is None
