@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from microgrid.readings import MeterReading
 from settlement import SqliteLedgerStore
+from settlement.contract_registry import ContractRegistry, settle_due
 from settlement.contracts import (
     CONTRACT_BUDGET,
     CONTRACT_PENALTIES,
@@ -282,3 +283,36 @@ def test_usage_from_readings_matches_settlement_energy():
     assert [u.grid_outage for u in usage.values()] == [False, False, True]
     assert usage[START].allotted_wh == 2_500
     assert usage[START + q].allotted_wh is None
+
+
+def test_registry_keeps_revisions_and_settles_due_intervals_once(store, tmp_path):
+    contract = mill_contract(n=4)
+    fund(store, CONTRACT_BUDGET, 5_000_000, "budget")
+    open_contract(store, contract, START)
+    # 12 kWh, 16.5 kWh, then the meter falls silent.
+    readings = [MeterReading("B001", START + k * H, wh) for k, wh in enumerate([0, 12_000, 28_500])]
+    store.add_readings(readings, START + 2 * H)
+    with ContractRegistry(store.path) as registry:
+        registry.create(contract, START - H)
+        with pytest.raises(ContractError, match="exists"):
+            registry.create(contract, START - H)
+        revised = revise_band(contract, START + 3 * H, [(0, 1_000)], now=START)
+        assert registry.revise(revised, START).revision == 2
+        # At 03:00 only the first interval is past its grace.
+        first = settle_due(store, registry, contract.contract_id, START + 2 * H)
+        assert [o.start for o in first] == [START]
+        later = settle_due(store, registry, contract.contract_id, START + 5 * H)
+        assert [o.penalty for o in later] == [800_000, 800_000, 6_000_000]
+        # Intervals 2 and 3 had no reading: estimated from the last (16.5 kWh); interval 3's
+        # revised band is (0, 1 000) Wh, so the estimate is over it.
+        assert [o.estimated for o in later] == [False, True, True]
+        assert settle_due(store, registry, contract.contract_id, START + 9 * H) == []
+        # A late reading changes nothing already charged.
+        store.add_readings([MeterReading("B001", START + 4 * H, 30_000)], START + 9 * H)
+        assert settle_due(store, registry, contract.contract_id, START + 10 * H) == []
+        charged = registry.outcomes(contract.contract_id)
+        assert [o.energy_wh for o in charged] == [12_000, 16_500, 16_500, 16_500]
+        assert registry.require(contract.contract_id).contract.bands_wh[3] == (0, 1_000)
+        registry.mark_closed(contract.contract_id, START + 10 * H)
+        with pytest.raises(ContractError, match="closed"):
+            registry.revise(revised, START + 10 * H)
