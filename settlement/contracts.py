@@ -51,6 +51,7 @@ from datetime import UTC, datetime, timedelta
 from microgrid.readings import MeterReading
 from settlement.hourly import EnergyStatus, hourly_energy
 from settlement.ledger import (
+    UTILITY,
     Asset,
     Batch,
     LedgerError,
@@ -76,6 +77,7 @@ __all__ = [
     "assess_period",
     "close_contract",
     "contract_account",
+    "fund_budget",
     "fund_deposit",
     "open_contract",
     "revise_band",
@@ -85,7 +87,8 @@ __all__ = [
 ]
 
 CONTRACT_BUDGET = "utility:contract_budget"
-"""The operator's budget bonuses are escrowed from and return to."""
+"""The operator's budget bonuses are escrowed from and return to; funded from the utility's
+fee income (:func:`fund_budget`)."""
 CONTRACT_PENALTIES = "utility:contract_penalties"
 """Where penalties for band violations and emergency disconnects go."""
 MAX_CONTRACT_AMOUNT = 10**15
@@ -482,6 +485,13 @@ def open_contract(store: LedgerStore, contract: BandContract, now: datetime) -> 
             ),
         )
     return store.post(Batch(_key(contract, "open"), transfers), now)
+
+
+def fund_budget(store: LedgerStore, amount: int, key: str, now: datetime) -> PostedBatch:
+    """Move ``amount`` micro-coins of the utility's fee income into the contract budget."""
+    _check_amount("budget", "budget amount", amount)
+    transfer = Transfer(UTILITY, CONTRACT_BUDGET, Asset.COIN, amount, "contract.budget")
+    return store.post(Batch(f"contract-budget:{key}", (transfer,)), now)
 
 
 def fund_deposit(
