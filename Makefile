@@ -7,10 +7,18 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+VENDOR := lastwatt/dashboard/vendor/.stamp
 
 .PHONY: demo test test-fast lint typecheck check benchmark lock clean
 
-$(STAMP): pyproject.toml constraints.txt
+# The dashboard's front-end libraries come from npm (pinned by frontend/package-lock.json)
+# and are copied into the package; the dashboard never loads anything from a CDN.
+$(VENDOR): frontend/package.json frontend/package-lock.json scripts/vendor_frontend.py
+	cd frontend && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	$(PYTHON) scripts/vendor_frontend.py
+	touch $(VENDOR)
+
+$(STAMP): pyproject.toml constraints.txt $(VENDOR)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
 	# compat mode: a plain path entry; the default finder lets a namespace shadow our packages
@@ -48,4 +56,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache frontend/node_modules lastwatt/dashboard/vendor
