@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+from tqdm import tqdm
 
 from lastwatt.commands import Subcommands, UsageError, command
 
@@ -65,24 +68,23 @@ def _run(args: argparse.Namespace, params: dict[str, list[object]]) -> int:
     from scenarios.config import ScenarioFileError
     from scenarios.kpis import tidy, tidy_kpis
     from scenarios.montecarlo import run_many, sweep_scenarios
-    from scenarios.report import write_report
+    from scenarios.report import summary_table, write_report
 
+    _check_outputs(args)
     scenario = _load(args)
     try:
         jobs = sweep_scenarios(scenario, params)
     except ScenarioFileError as exc:
         raise UsageError(str(exc)) from None
     total = sum(s.horizon.days for s, _, _ in jobs)
-    done = [0]
+    # tqdm switches itself off when stderr is not a terminal (disable=None): no bar in logs.
+    with tqdm(total=total, unit="day", desc="simulated", disable=None, file=sys.stderr) as bar:
 
-    def progress(days: int) -> None:
-        done[0] += days
-        filled = int(30 * done[0] / total)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done[0]}/{total} days")
-        sys.stderr.flush()
+        def progress(days: int) -> None:
+            bar.update(days)
 
-    results = run_many([(s, k) for k, (s, _, _) in enumerate(jobs)], args.workers, progress)
-    sys.stderr.write("\n")
+        runs = [(s, k) for k, (s, _, _) in enumerate(jobs)]
+        results = run_many(runs, args.workers, progress)
     parameters = {k: p for k, (_, _, p) in enumerate(jobs)}
     daily = tidy(results, parameters)
     kpis = tidy_kpis(results, parameters)
@@ -94,18 +96,32 @@ def _run(args: argparse.Namespace, params: dict[str, list[object]]) -> int:
             frame.to_csv(args.data, index=False)
         kpis.to_csv(args.data.with_name(args.data.stem + "_kpis.csv"), index=False)
     write_report(args.out, f"Scenario {scenario.name}", daily, kpis, scenario.description)
-    summary = kpis.pivot_table(index="metric", values="value", aggfunc="median")
-    for metric in (
-        "eta",
-        "rounds_to_settle",
-        "stake_share_valuable_final",
-        "unserved_priority_kwh",
-    ):
-        if metric in summary.index:
-            median = float(summary["value"].to_dict()[metric])
-            print(f"{metric}: {median:.4g} (median of {len(results)} runs)")
+    headline = ("eta", "business_kwh", "household_kwh", "unserved_priority_kwh", "rounds_to_settle")
+    table = summary_table(kpis[kpis["metric"].isin(headline)]).drop(columns="meaning")
+    print(table.to_string(index=False))
     print(f"report: {args.out}")
     return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unusable output paths before hours of simulation, not after."""
+    outputs = [(args.out, "--out", (".html", ".htm"))]
+    if args.data is not None:
+        outputs.append((args.data, "--data", (".parquet", ".csv")))
+    for path, option, suffixes in outputs:
+        if path.suffix.lower() not in suffixes:
+            msg = f"{option} {path}: write to a {' or '.join(suffixes)} file"
+            raise UsageError(msg)
+        folder = path.parent if str(path.parent) else Path()
+        if not folder.is_dir():
+            msg = f"{option} {path}: folder {folder} does not exist; create it first"
+            raise UsageError(msg)
+        if not os.access(folder, os.W_OK):
+            msg = f"{option} {path}: folder {folder} is not writable"
+            raise UsageError(msg)
+        if path.is_dir():
+            msg = f"{option} {path} is a folder; name a file"
+            raise UsageError(msg)
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -45,6 +45,31 @@ def test_sweep_and_usage_errors(tmp_path, capsys):
         ]
     )
     assert code == 0
-    assert "Sizing" in out.read_text()
+    report = out.read_text()
+    assert "Sizing" in report
+    # Per sweep point, never a median across PV sizes.
+    assert "pv_kwp=22" in report
+    assert "pv_kwp=33" in report
+    printed = capsys.readouterr().out
+    assert "pv_kwp=22" in printed
+    assert "pv_kwp=33" in printed
     assert main(["sweep", "sizing_sweep", "--param", "equipment.nope=1", "--out", str(out)]) == 2
     assert "no such scenario parameter" in capsys.readouterr().err
+
+
+def test_unusable_outputs_fail_before_the_run(tmp_path, capsys, monkeypatch):
+    import scenarios.montecarlo
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the simulation started before the output paths were checked")
+
+    monkeypatch.setattr(scenarios.montecarlo, "run_many", must_not_run)
+    cases = [
+        (["--out", str(tmp_path / "missing" / "r.html")], "does not exist"),
+        (["--out", str(tmp_path / "r.pdf")], ".html"),
+        (["--out", str(tmp_path / "r.html"), "--data", str(tmp_path / "r.xlsx")], ".parquet"),
+        (["--out", str(tmp_path)], ".html"),
+    ]
+    for extra, message in cases:
+        assert main(["simulate", "rainy_season", "--days", "1", *extra]) == 2
+        assert message in capsys.readouterr().err
