@@ -134,6 +134,13 @@ class AcceleratedClock:
         """The current simulated time."""
         return self.start + dt.timedelta(seconds=(time.time() - self.epoch_s) * self.speed)
 
+    def advance(self, seconds: float) -> None:
+        """Jump simulated time forward by ``seconds`` [s] (seed 002's "one hour ahead")."""
+        if seconds < 0:
+            msg = f"a clock only moves forward; got {seconds} s"
+            raise ValueError(msg)
+        self.start += dt.timedelta(seconds=seconds)
+
 
 @dataclass(frozen=True, slots=True)
 class SimulatorSettings:

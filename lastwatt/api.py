@@ -24,12 +24,15 @@ from typing import Annotated, Any
 
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from lastwatt import api_console
 from lastwatt.auth import Credentials, Role, User
+from lastwatt.customers import CustomerRegistry
 from lastwatt.service import Service
 from microgrid.readings import MeterReading
 from settlement import (
@@ -126,6 +129,8 @@ def create_app(service: Service, credentials: Credentials) -> FastAPI:
         title="LastWatt",
         version="0.1.0",
         description="Dispatch, control and settlement of an off-grid solar mini-grid.",
+        docs_url=None,  # served below from the package: the container has no internet
+        redoc_url=None,
     )
     site = service.site
 
@@ -152,8 +157,22 @@ def create_app(service: Service, credentials: Credentials) -> FastAPI:
         except KeyError:
             raise HTTPException(404, f"no connection {connection_id!r} at this site") from None
 
-    # --- dashboard ---------------------------------------------------------------------
+    # --- dashboard and offline API docs -------------------------------------------------
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR), name="dashboard")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="LastWatt API",
+            swagger_js_url="/dashboard/vendor/swagger-ui-dist/swagger-ui-bundle.js",
+            swagger_css_url="/dashboard/vendor/swagger-ui-dist/swagger-ui.css",
+            swagger_favicon_url="data:,",
+        )
+
+    customers = CustomerRegistry(Path(service.config.data_dir) / "service.sqlite")
+    customers.seed((c.id for c in site.connections), service.clock.now())
+    app.include_router(api_console.router(service, customers, user, operator))
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

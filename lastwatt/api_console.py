@@ -1,0 +1,266 @@
+"""The operator console's endpoints: customers, a page per connection, the village map, ``me``.
+
+Included by :func:`lastwatt.api.create_app` with the app's own authentication
+dependencies, so the console follows the same roles as the rest of the API:
+
+=====================================  ===========================================
+endpoint                               who
+=====================================  ===========================================
+``GET /api/customers``                 operator (search, sort, page)
+``PUT /api/customers/{id}``            operator
+``GET /api/connections/{id}/page``     operator, or the resident holding it
+``GET /api/map``                       operator
+``GET /api/me``                        any signed-in user: their own accounts only
+``POST /api/sim/advance``              operator, simulated service only
+=====================================  ===========================================
+"""
+
+# No `from __future__ import annotations`: FastAPI evaluates the Depends() annotations,
+# which name this module's closures.
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+import pandas as pd
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from lastwatt.auth import Role, User
+from lastwatt.customers import Customer, CustomerIn, CustomerPage, CustomerRegistry, SortKey
+from microgrid.site import ConnectionKind
+from settlement import Asset
+
+if TYPE_CHECKING:
+    from lastwatt.service import Service
+
+__all__ = ["AdvanceRequest", "router"]
+
+log = logging.getLogger(__name__)
+
+_MAX_HOURS = 24.0 * 31
+
+
+class AdvanceRequest(BaseModel):
+    """How far to move a simulated service's clock."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    hours: int = Field(default=1, ge=1, le=24, description="Whole hours to step ahead")
+
+
+def router(
+    service: "Service",
+    customers: CustomerRegistry,
+    user: Callable[..., User],
+    operator: Callable[..., User],
+) -> APIRouter:
+    """The console's routes over a started service (module docstring)."""
+    api = APIRouter(tags=["console"])
+    site = service.site
+
+    def holds_connection(who: User, connection_id: str) -> bool:
+        if who.role is Role.OPERATOR:
+            return True
+        if who.household == connection_id:
+            return True
+        holder = customers.holder_of(connection_id)
+        return holder is not None and holder.wallet == who.name
+
+    def connection_or_404(connection_id: str) -> Any:
+        try:
+            return site.connection(connection_id)
+        except KeyError:
+            raise HTTPException(404, f"no connection {connection_id!r} at this site") from None
+
+    @api.get("/api/customers", response_model=CustomerPage)
+    async def list_customers(
+        _: Annotated[User, Depends(operator)],
+        q: Annotated[str, Query(max_length=100)] = "",
+        sort: SortKey = "id",
+        desc: bool = False,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> CustomerPage:
+        """Customers whose id, name, phone, plan or connections contain ``q``."""
+        return customers.search(q, sort, desc, limit, offset)
+
+    @api.put("/api/customers/{customer_id}", response_model=Customer)
+    async def put_customer(
+        customer_id: str, body: CustomerIn, who: Annotated[User, Depends(operator)]
+    ) -> Customer:
+        """Create or replace a customer (the operator's registry)."""
+        for connection_id in body.connections:
+            connection_or_404(connection_id)
+        try:
+            return customers.put(customer_id, body, who.name, service.clock.now())
+        except ValueError as exc:
+            raise HTTPException(409 if "belongs to" in str(exc) else 422, str(exc)) from None
+
+    @api.get("/api/connections/{connection_id}/page")
+    async def connection_page(
+        connection_id: str,
+        who: Annotated[User, Depends(user)],
+        hours: Annotated[float, Query(gt=0, le=_MAX_HOURS)] = 48.0,
+    ) -> dict[str, Any]:
+        """One connection: its customer, balance, readings, transactions, plan and reasons."""
+        connection = connection_or_404(connection_id)
+        if not holds_connection(who, connection_id):
+            raise HTTPException(403, f"{who.name!r} does not hold connection {connection_id!r}")
+        now = service.clock.now()
+        account = f"meter:{connection_id}"
+        readings = service.store.readings(now - dt.timedelta(hours=hours), now, [connection_id])
+        credit = service.credit.get(connection_id)
+        return {
+            "connection": {
+                "id": connection.id,
+                "kind": connection.kind.value,
+                "tariff": connection.tariff,
+                "relay_group": connection.relay_group,
+                "prosumer": getattr(connection, "pv", None) is not None,
+            },
+            "customer": None
+            if who.role is not Role.OPERATOR and customers.holder_of(connection_id) is None
+            else _dump(customers.holder_of(connection_id)),
+            "balance_minor": service.store.balance(account, Asset.COIN),
+            "credit": None if credit is None else credit.state.value,
+            "hold": service.state.holds().get(connection_id),
+            "readings": [
+                {
+                    "time": r.read_at.isoformat(),
+                    "import_wh": r.import_wh,
+                    "export_wh": r.export_wh,
+                }
+                for r in readings
+            ],
+            "transactions": [
+                {
+                    "seq": row.seq,
+                    "time": dt.datetime.fromtimestamp(row.posted_at_us / 1e6, dt.UTC).isoformat(),
+                    "amount_minor": row.amount if row.credit == account else -row.amount,
+                    "asset": row.asset,
+                    "code": row.code,
+                    "other": row.debit if row.credit == account else row.credit,
+                }
+                for row in service.store.history(account, 50)
+            ],
+            "plan": _unit_plan(service, connection),
+        }
+
+    @api.get("/api/map")
+    async def village_map(_: Annotated[User, Depends(operator)]) -> dict[str, Any]:
+        """Every connection with its position (metres from the container) and state."""
+        cycle = service.last_cycle
+        relays = {} if cycle is None else cycle.measured.relays_closed
+        latest = {} if cycle is None else {r.meter_id: r for r in cycle.readings}
+        points = []
+        for c in site.connections:
+            position = getattr(c, "position", None)
+            reading = latest.get(c.id)
+            group_on = relays.get(c.relay_group) if c.relay_group else None
+            points.append(
+                {
+                    "id": c.id,
+                    "kind": c.kind.value,
+                    "producer": getattr(c, "pv", None) is not None,
+                    "east_m": None if position is None else position.east_m,
+                    "north_m": None if position is None else position.north_m,
+                    "on": relays.get(c.id, True) is not False and group_on is not False,
+                    "import_wh": None if reading is None else reading.import_wh,
+                    "export_wh": None if reading is None else reading.export_wh,
+                }
+            )
+        return {
+            "time": service.clock.now().isoformat(),
+            "container": {"east_m": 0.0, "north_m": 0.0, "pv_kwp": site.pv.dc_capacity_kwp},
+            "simulated": callable(getattr(service.clock, "advance", None)),
+            "connections": points,
+        }
+
+    @api.get("/api/me")
+    async def me(who: Annotated[User, Depends(user)]) -> dict[str, Any]:
+        """The signed-in user's own wallet, connections, balances and stake."""
+        held = [c for c in customers.all() if c.wallet == who.name]
+        connections = sorted(
+            {cid for c in held for cid in c.connections}
+            | ({who.household} if who.household else set())
+        )
+        stake = None
+        if who.household:
+            choices = service.store.stake_choices(service.current_round() + 1)
+            stake = {
+                "tokens_minor": service.store.balance(f"stake:{who.household}", Asset.STAKE),
+                "next_round_choice": choices.get(who.household),
+            }
+        return {
+            "name": who.name,
+            "role": who.role.value,
+            "household": who.household,
+            "wallet": {
+                "account": f"user:{who.name}",
+                "balance_minor": service.store.balance(f"user:{who.name}", Asset.COIN),
+            },
+            "connections": [
+                {
+                    "id": cid,
+                    "balance_minor": service.store.balance(f"meter:{cid}", Asset.COIN),
+                    "credit": None
+                    if service.credit.get(cid) is None
+                    else service.credit[cid].state.value,
+                }
+                for cid in connections
+            ],
+            "stake": stake,
+        }
+
+    @api.post("/api/sim/advance")
+    async def advance(
+        body: AdvanceRequest, who: Annotated[User, Depends(operator)]
+    ) -> dict[str, Any]:
+        """Step a simulated service's clock ahead (seed 002's clock); 409 on a live service."""
+        step = getattr(service.clock, "advance", None)
+        if not callable(step):
+            raise HTTPException(409, "the clock of a live service cannot be moved")
+        step(3600.0 * body.hours)
+        anchor = service.state.get("clock_anchor")
+        if anchor is not None:  # a restart continues from the moved clock
+            start = dt.datetime.fromisoformat(anchor["start"]) + dt.timedelta(hours=body.hours)
+            service.state.set("clock_anchor", anchor | {"start": start.isoformat()})
+        log.info("%s moved the simulated clock %d h ahead", who.name, body.hours)
+        return {"time": service.clock.now().isoformat(), "advanced_hours": body.hours}
+
+    return api
+
+
+def _dump(customer: Customer | None) -> dict[str, Any] | None:
+    return None if customer is None else customer.model_dump(mode="json")
+
+
+def _unit_plan(service: "Service", connection: Any) -> list[dict[str, Any]]:
+    """The plan in force for a connection: relay, allotment and reason per period."""
+    stored = service.stored_schedule
+    if stored is None:
+        return []
+    unit = connection.relay_group if connection.kind is ConnectionKind.HOUSEHOLD else connection.id
+    relays = stored.relays.get(unit) if unit in stored.relays else None
+    allotment = stored.allotment_kw.get(unit) if unit in stored.allotment_kw else None
+    reasons: dict[str, str] = {}
+    if len(stored.reasons):
+        mine = stored.reasons[stored.reasons["unit"] == unit]
+        reasons = {
+            pd.Timestamp(t).isoformat(): str(r)
+            for t, r in zip(mine["time"], mine["reason"], strict=True)
+        }
+    rows = []
+    for time in stored.plan.index[:96]:
+        iso = pd.Timestamp(time).isoformat()
+        rows.append(
+            {
+                "time": iso,
+                "unit": unit,
+                "closed": None if relays is None else bool(relays.get(time, True)),
+                "allotment_kw": None if allotment is None else float(allotment.get(time, 0.0)),
+                "reason": reasons.get(iso),
+            }
+        )
+    return rows
