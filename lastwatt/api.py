@@ -168,6 +168,7 @@ def create_app(service: Service, credentials: Credentials) -> FastAPI:
             swagger_js_url="/dashboard/vendor/swagger-ui-dist/swagger-ui-bundle.js",
             swagger_css_url="/dashboard/vendor/swagger-ui-dist/swagger-ui.css",
             swagger_favicon_url="data:,",
+            swagger_ui_parameters={"validatorUrl": None},  # no badge from the internet
         )
 
     customers = CustomerRegistry(Path(service.config.data_dir) / "service.sqlite")
@@ -279,7 +280,9 @@ def create_app(service: Service, credentials: Credentials) -> FastAPI:
         columns = [
             c
             for c in stored.plan.columns
-            if c.startswith(("served_", "demand_", "pv_", "battery_", "soc", "curtailed"))
+            if c.startswith(
+                ("served_", "demand_", "pv_", "battery_", "soc", "curtailed", "reserve_")
+            )
         ]
         return {"issued_at": stored.issued_at.isoformat(), "periods": _rows(stored.plan[columns])}
 

@@ -31,6 +31,7 @@ __all__ = [
     "Gateway",
     "Location",
     "Meter",
+    "Position",
     "PriorityProfile",
     "PriorityUser",
     "PvArray",
@@ -342,6 +343,22 @@ class PriorityUser(_Frozen):
     daily_energy_kwh: float = Field(ge=0)
 
 
+class Position(_Frozen):
+    """Where a connection stands on the village plan, relative to the container.
+
+    A plan in metres is all the operator's map needs (no tiles, no internet); it is not a
+    geodetic survey.
+
+    Attributes
+    ----------
+    east_m, north_m : float
+        Offset from the container, east and north positive [m].
+    """
+
+    east_m: float = Field(ge=-20_000, le=20_000, allow_inf_nan=False)
+    north_m: float = Field(ge=-20_000, le=20_000, allow_inf_nan=False)
+
+
 class Connection(_Frozen):
     """One metered connection of the community.
 
@@ -363,6 +380,8 @@ class Connection(_Frozen):
         Businesses only.
     priority : PriorityUser or None
         Priority users only.
+    position : Position or None
+        Where it stands on the village plan (the operator's map).
     """
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -373,6 +392,7 @@ class Connection(_Frozen):
     annual_energy_kwh: float | None = Field(default=None, ge=0)
     business: Business | None = None
     priority: PriorityUser | None = None
+    position: Position | None = None
 
     @model_validator(mode="after")
     def _fields_of_kind(self) -> Self:

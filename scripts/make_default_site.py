@@ -185,8 +185,47 @@ def household_energies(rng: np.random.Generator) -> np.ndarray:
     return energies
 
 
+def village_positions(households: int, businesses: int, priority: int) -> dict[str, list]:
+    """A plausible village plan around the container [m east, m north], deterministic.
+
+    Priority users stand near the container, businesses along a market street to the north,
+    households in compounds of one relay group each on a grid around them. Its own random
+    generator, so adding positions changed no other number of the site.
+    """
+    rng = np.random.default_rng(SEED + 1)
+
+    def jitter(x: float, y: float, spread: float) -> dict[str, float]:
+        dx, dy = rng.normal(0.0, spread, 2)
+        return {"east_m": round(float(x + dx), 1), "north_m": round(float(y + dy), 1)}
+
+    angles = np.linspace(0.0, 2 * np.pi, priority, endpoint=False)
+    out: dict[str, list] = {
+        "priority": [jitter(60 * np.cos(a), 60 * np.sin(a), 8.0) for a in angles],
+        "business": [
+            jitter(-280 + 560 * k / max(businesses - 1, 1), 130 + 25 * (k % 2), 5.0)
+            for k in range(businesses)
+        ],
+    }
+    groups = households // HOUSEHOLDS_PER_RELAY_GROUP
+    columns = 8
+    homes = []
+    for i in range(households):
+        g = i // HOUSEHOLDS_PER_RELAY_GROUP
+        cx = -315 + 90 * (g % columns)
+        cy = (
+            -90 - 90 * (g // columns)
+            if g < groups / 2
+            else 220 + 90 * ((g - groups // 2) // columns)
+        )
+        homes.append(jitter(cx, cy, 18.0))
+    out["household"] = homes
+    return out
+
+
 def render() -> str:
     rng = np.random.default_rng(SEED)
+    business_count = sum(kind.count for kind in BUSINESS_TYPES)
+    plan = village_positions(HOUSEHOLDS, business_count, len(PRIORITY_USERS))
     out = [HEADER, CONTAINER]
     groups = HOUSEHOLDS // HOUSEHOLDS_PER_RELAY_GROUP
     out.append("# Feeder relays on the container's relay board: households are shed by group.")
@@ -215,6 +254,7 @@ def render() -> str:
                     "kind": "priority",
                     "tariff": "priority",
                     "priority": {"profile": profile, "daily_energy_kwh": kwh},
+                    "position": plan["priority"][i],
                 }
             )
         )
@@ -229,6 +269,7 @@ def render() -> str:
                     "tariff": "household",
                     "relay_group": f"HG{i // HOUSEHOLDS_PER_RELAY_GROUP + 1:02d}",
                     "annual_energy_kwh": float(kwh),
+                    "position": plan["household"][i],
                 }
             )
         )
@@ -259,6 +300,7 @@ def render() -> str:
                         "kind": "business",
                         "tariff": "business",
                         "business": business,
+                        "position": plan["business"][number - 1],
                     }
                 )
             )
