@@ -1,0 +1,178 @@
+"""The order book on the ledger: every match settles atomically and idempotently.
+
+A trade becomes one :class:`~settlement.ledger.Batch` keyed ``<prefix>:<trade id>`` with
+two transfers: the buyer's coins to the seller (``market.pay``) and the seller's WATT to the
+buyer (``market.watt``). Both move or neither does; posting the same trade again returns the
+first result. Neither transfer may overdraw, so the ledger re-checks what the book checked.
+
+:class:`LedgerHoldings` is the :class:`~settlement.orderbook.Holdings` the live market uses:
+it reads balances from the store and posts each match as it is made. :class:`Market` keeps
+one book, its action log and a lock, for the service.
+
+Accounts: a user's coins and WATT live in ``user:<id>`` (:func:`settlement.ledger.user_account`)
+unless another ``account_of`` is given. Bmax per user is a parameter (``caps_wh``) so that the
+storage accounting's caps can be passed in.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from settlement.ledger import (
+    Asset,
+    Batch,
+    InsufficientFundsError,
+    PostedBatch,
+    Transfer,
+    from_us,
+    to_us,
+    user_account,
+)
+from settlement.orderbook import (
+    Action,
+    ActionOutcome,
+    OrderBook,
+    Trade,
+    action_to_json,
+    apply_action,
+)
+from settlement.store import LedgerStore
+
+__all__ = [
+    "MARKET_PREFIX",
+    "LedgerHoldings",
+    "Market",
+    "settle_trades",
+    "trade_batch",
+]
+
+MARKET_PREFIX = "market"
+"""Default first part of a trade's batch key."""
+
+
+def trade_batch(
+    trade: Trade,
+    prefix: str = MARKET_PREFIX,
+    account_of: Callable[[str], str] = user_account,
+) -> Batch:
+    """The ledger batch of one trade: coins buyer → seller, WATT seller → buyer.
+
+    Examples
+    --------
+    >>> from settlement.orderbook import Side
+    >>> t = Trade("t1", "o1", "o2", "b", "s", 500_000, 1500, 750_000, 0, Side.BUY)
+    >>> [(x.debit, x.credit, x.asset.value, x.amount) for x in trade_batch(t).transfers]
+    [('user:b', 'user:s', 'coin', 750000), ('user:s', 'user:b', 'watt', 1500)]
+    """
+    buyer, seller = account_of(trade.buyer), account_of(trade.seller)
+    return Batch(
+        f"{prefix}:{trade.trade_id}",
+        (
+            Transfer(buyer, seller, Asset.COIN, trade.cost, "market.pay"),
+            Transfer(seller, buyer, Asset.WATT, trade.quantity_wh, "market.watt"),
+        ),
+    )
+
+
+def settle_trades(
+    store: LedgerStore,
+    trades: Sequence[Trade],
+    prefix: str = MARKET_PREFIX,
+    account_of: Callable[[str], str] = user_account,
+) -> list[PostedBatch]:
+    """Post trades matched elsewhere (a simulation's book) in one transaction: all or none.
+
+    Raises
+    ------
+    settlement.ledger.InsufficientFundsError
+        If any trade is not covered by the ledger's balances (nothing is posted).
+    """
+    if not trades:
+        return []
+    batches = [trade_batch(t, prefix, account_of) for t in trades]
+    return store.post_many(batches, from_us(trades[-1].at_us))
+
+
+@dataclass(slots=True)
+class LedgerHoldings:
+    """:class:`~settlement.orderbook.Holdings` read from and settled on a ledger store.
+
+    Attributes
+    ----------
+    store : LedgerStore
+        The ledger.
+    caps_wh : mapping of str to int
+        Bmax per user [Wh]; users not listed are uncapped.
+    prefix : str
+        First part of each trade's batch key.
+    account_of : callable
+        User id → account holding their coins and WATT.
+    """
+
+    store: LedgerStore
+    caps_wh: Mapping[str, int] = field(default_factory=dict)
+    prefix: str = MARKET_PREFIX
+    account_of: Callable[[str], str] = user_account
+
+    def watt_wh(self, owner: str) -> int:
+        """WATT the owner's account holds [Wh]."""
+        return self.store.balance(self.account_of(owner), Asset.WATT)
+
+    def coins(self, owner: str) -> int:
+        """Coins the owner's account holds [µcoin]."""
+        return self.store.balance(self.account_of(owner), Asset.COIN)
+
+    def headroom_wh(self, owner: str) -> int | None:
+        """Wh the owner may still receive under Bmax, None if uncapped."""
+        cap = self.caps_wh.get(owner)
+        return None if cap is None else max(cap - self.watt_wh(owner), 0)
+
+    def execute(self, trade: Trade) -> bool:
+        """Post the trade's batch; False if a balance changed under the book's feet."""
+        try:
+            self.store.post(trade_batch(trade, self.prefix, self.account_of), from_us(trade.at_us))
+        except InsufficientFundsError:
+            return False
+        return True
+
+
+class Market:
+    """One order book on a ledger, for the service: serialised actions and their log.
+
+    Parameters
+    ----------
+    store : LedgerStore
+        The ledger trades settle on.
+    caps_wh : mapping of str to int, optional
+        Bmax per user [Wh].
+    prefix : str
+        First part of each trade's batch key (one per book).
+    """
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        caps_wh: Mapping[str, int] | None = None,
+        prefix: str = MARKET_PREFIX,
+    ) -> None:
+        self.book = OrderBook()
+        self.holdings = LedgerHoldings(store, dict(caps_wh or {}), prefix)
+        self.log: list[str] = []
+        """Every applied action as a JSON line, in order (:func:`settlement.orderbook.replay`)."""
+        self.trades: list[Trade] = []
+        self._lock = threading.Lock()
+
+    def submit(self, action: Action) -> ActionOutcome:
+        """Apply one action and settle its trades; refused actions are logged too."""
+        with self._lock:
+            outcome = apply_action(self.book, action, self.holdings)
+            self.log.append(action_to_json(action))
+            self.trades.extend(outcome.trades)
+            return outcome
+
+    def now_us(self, moment: datetime) -> int:
+        """``moment`` in µs, never before the book's latest action (clocks may step back)."""
+        return max(to_us(moment), self.book.now_us)
