@@ -24,7 +24,7 @@ from _timing import machine, median_seconds
 
 from settlement import Asset, Batch, SqliteLedgerStore, Transfer
 from settlement.agents import random_zi_c_market, zi_c_session
-from settlement.ledger import FIAT_BRIDGE, WATT_ISSUER, user_account
+from settlement.ledger import FIAT_BRIDGE, WATT_ISSUER
 from settlement.market import LedgerHoldings, settle_trades
 from settlement.orderbook import MemoryHoldings, OrderBook, PlaceOrder, Side, Trade
 
@@ -70,12 +70,14 @@ def order_flow(n: int, seed: int = 1) -> list[PlaceOrder]:
         side = Side.BUY if rng.random() < 0.5 else Side.SELL
         offset = rng.randint(-30_000, 50_000)
         price = mid - offset if side is Side.BUY else mid + offset
-        flow.append(PlaceOrder(f"u{rng.randrange(16)}", side, price, rng.randint(100, 5_000), i))
+        flow.append(
+            PlaceOrder(f"user:u{rng.randrange(16)}", side, price, rng.randint(100, 5_000), i)
+        )
     return flow
 
 
 def rich(owners: int = 16) -> MemoryHoldings:
-    names = [f"u{i}" for i in range(owners)]
+    names = [f"user:u{i}" for i in range(owners)]
     return MemoryHoldings(dict.fromkeys(names, 10**15), dict.fromkeys(names, 10**12))
 
 
@@ -103,7 +105,7 @@ def funded_store(path: Path) -> SqliteLedgerStore:
     store = SqliteLedgerStore(path)  # synchronous=FULL: the durable rate
     transfers = []
     for i in range(16):
-        account = user_account(f"u{i}")
+        account = f"user:u{i}"  # the book's owners are ledger accounts
         transfers.append(Transfer(FIAT_BRIDGE, account, Asset.COIN, 10**15, "fiat.topup"))
         transfers.append(Transfer(WATT_ISSUER, account, Asset.WATT, 10**12, "watt.mint"))
     store.post(Batch("fund", tuple(transfers)))

@@ -2,7 +2,8 @@
 
 Reads are open like the rest of the noticeboard; placing and cancelling orders and setting a
 ZI agent need credentials (HTTP Basic, as the rest of the API): a resident trades for their
-own wallet ``user:<name>``, an operator may set anyone's agent.
+own wallet ``user:<name>`` (the book's owners are ledger accounts), an operator may set
+anyone's agent.
 
 ==========================================  ===============  ===========================
 endpoint                                     who              refusal
@@ -36,6 +37,7 @@ from pydantic import BaseModel, Field
 from lastwatt.auth import Credentials, Role, User
 from lastwatt.service import Service
 from settlement.agents import ZiSettings, zi_orders
+from settlement.ledger import user_account
 from settlement.market import Market
 from settlement.orderbook import (
     MAX_PRICE_PER_KWH,
@@ -177,7 +179,7 @@ def router(
 
     @api.get("/orders")
     async def orders(owner: str | None = None) -> dict[str, Any]:
-        """Open orders (of one owner), oldest first."""
+        """Open orders (of one owner account, e.g. ``user:amina``), oldest first."""
         return {"orders": [_order(o) for o in market.book.orders(owner)]}
 
     @api.post("/orders")
@@ -186,7 +188,12 @@ def router(
         at = now_us()
         expires = None if body.expires_in_s is None else at + body.expires_in_s * 1_000_000
         action = PlaceOrder(
-            who.name, Side(body.side), body.price_per_kwh_minor, body.quantity_wh, at, expires
+            user_account(who.name),
+            Side(body.side),
+            body.price_per_kwh_minor,
+            body.quantity_wh,
+            at,
+            expires,
         )
         outcome = market.submit(action)
         if outcome.error is not None:
@@ -206,9 +213,9 @@ def router(
         order = market.book.order(order_id)
         if order is None:
             raise HTTPException(404, f"no open order {order_id!r}; GET /api/market/orders")
-        if order.owner != who.name:
+        if order.owner != user_account(who.name):
             raise HTTPException(403, f"order {order_id!r} is not {who.name!r}'s")
-        outcome = market.submit(CancelOrder(order_id, who.name, now_us()))
+        outcome = market.submit(CancelOrder(order_id, order.owner, now_us()))
         if outcome.error is not None:
             raise HTTPException(400, outcome.error)
         run_agents()
@@ -220,7 +227,7 @@ def router(
         return {
             "agents": [
                 {
-                    "user": s.owner,
+                    "owner": s.owner,
                     "buy_price_per_kwh_minor": s.buy_price_per_kwh,
                     "sell_price_per_kwh_minor": s.sell_price_per_kwh,
                     "low_wh": s.low_wh,
@@ -239,7 +246,7 @@ def router(
             raise HTTPException(403, f"{who.name!r} may set only their own agent")
         try:
             settings = ZiSettings(
-                user_name,
+                user_account(user_name),
                 body.buy_price_per_kwh_minor,
                 body.sell_price_per_kwh_minor,
                 body.low_wh,

@@ -160,7 +160,7 @@ def run_market_day(site: Site, scenario: MarketScenario, store: LedgerStore) -> 
     for h in households:
         buy = max(1, round(tariff * rng.uniform(low_f, high_f)))
         sell = max(1, round(tariff * rng.uniform(low_f, high_f)))
-        agents.append(ZiSettings(h, buy, sell, *scenario.thresholds_wh))
+        agents.append(ZiSettings(user_account(h), buy, sell, *scenario.thresholds_wh))
     store.post(
         Batch(
             f"market-day:{scenario.seed}:opening",
@@ -174,7 +174,9 @@ def run_market_day(site: Site, scenario: MarketScenario, store: LedgerStore) -> 
         scenario.day,
     )
     market = Market(
-        store, dict.fromkeys(households, scenario.bmax_wh), prefix=f"market-day:{scenario.seed}"
+        store,
+        {user_account(h): scenario.bmax_wh for h in households},
+        prefix=f"market-day:{scenario.seed}",
     )
     surplus = stored = spilled = from_container = 0
     for k, start in enumerate(grid.index):
@@ -208,7 +210,7 @@ def run_market_day(site: Site, scenario: MarketScenario, store: LedgerStore) -> 
         market.submit(Tick(at_us))
         expires = at_us + round(scenario.order_life / timedelta(microseconds=1))
         for settings in rng.sample(agents, len(agents)):
-            balance = store.balance(user_account(settings.owner), Asset.WATT)
+            balance = store.balance(settings.owner, Asset.WATT)
             for action in zi_orders(
                 settings, balance, market.book.orders(settings.owner), at_us, expires
             ):

@@ -55,7 +55,7 @@ class ZiSettings:
     Attributes
     ----------
     owner : str
-        User id.
+        The ledger account the agent trades for (``user:<name>``).
     buy_price_per_kwh, sell_price_per_kwh : int
         Target prices [µcoin/kWh].
     low_wh, high_wh : int
@@ -112,7 +112,7 @@ def zi_orders(
 
     Examples
     --------
-    >>> s = ZiSettings("amina", 300_000, 600_000, low_wh=1000, high_wh=5000)
+    >>> s = ZiSettings("user:amina", 300_000, 600_000, low_wh=1000, high_wh=5000)
     >>> [(o.side.value, o.quantity_wh) for o in zi_orders(s, 200, [], 0)]
     [('buy', 2800)]
     >>> [(o.side.value, o.quantity_wh) for o in zi_orders(s, 8000, [], 0)]

@@ -9,15 +9,16 @@ first result. Neither transfer may overdraw, so the ledger re-checks what the bo
 it reads balances from the store and posts each match as it is made. :class:`Market` keeps
 one book, its action log and a lock, for the service.
 
-Accounts: a user's coins and WATT live in ``user:<id>`` (:func:`settlement.ledger.user_account`)
-unless another ``account_of`` is given. Bmax per user is a parameter (``caps_wh``) so that the
-storage accounting's caps can be passed in.
+Owners are ledger accounts: an order's owner is the account that holds its coins and WATT
+(``user:<name>`` for a resident, ``ev:<id>`` for a vehicle), so anything with a wallet can
+trade. Bmax per account is a parameter (``caps_wh``) so that the storage accounting's caps
+can be passed in.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,7 +30,6 @@ from settlement.ledger import (
     Transfer,
     from_us,
     to_us,
-    user_account,
 )
 from settlement.orderbook import (
     Action,
@@ -53,21 +53,17 @@ MARKET_PREFIX = "market"
 """Default first part of a trade's batch key."""
 
 
-def trade_batch(
-    trade: Trade,
-    prefix: str = MARKET_PREFIX,
-    account_of: Callable[[str], str] = user_account,
-) -> Batch:
+def trade_batch(trade: Trade, prefix: str = MARKET_PREFIX) -> Batch:
     """The ledger batch of one trade: coins buyer → seller, WATT seller → buyer.
 
     Examples
     --------
     >>> from settlement.orderbook import Side
-    >>> t = Trade("t1", "o1", "o2", "b", "s", 500_000, 1500, 750_000, 0, Side.BUY)
+    >>> t = Trade("t1", "o1", "o2", "user:b", "user:s", 500_000, 1500, 750_000, 0, Side.BUY)
     >>> [(x.debit, x.credit, x.asset.value, x.amount) for x in trade_batch(t).transfers]
     [('user:b', 'user:s', 'coin', 750000), ('user:s', 'user:b', 'watt', 1500)]
     """
-    buyer, seller = account_of(trade.buyer), account_of(trade.seller)
+    buyer, seller = trade.buyer, trade.seller
     return Batch(
         f"{prefix}:{trade.trade_id}",
         (
@@ -78,10 +74,7 @@ def trade_batch(
 
 
 def settle_trades(
-    store: LedgerStore,
-    trades: Sequence[Trade],
-    prefix: str = MARKET_PREFIX,
-    account_of: Callable[[str], str] = user_account,
+    store: LedgerStore, trades: Sequence[Trade], prefix: str = MARKET_PREFIX
 ) -> list[PostedBatch]:
     """Post trades matched elsewhere (a simulation's book) in one transaction: all or none.
 
@@ -92,7 +85,7 @@ def settle_trades(
     """
     if not trades:
         return []
-    batches = [trade_batch(t, prefix, account_of) for t in trades]
+    batches = [trade_batch(t, prefix) for t in trades]
     return store.post_many(batches, from_us(trades[-1].at_us))
 
 
@@ -105,25 +98,22 @@ class LedgerHoldings:
     store : LedgerStore
         The ledger.
     caps_wh : mapping of str to int
-        Bmax per user [Wh]; users not listed are uncapped.
+        Bmax per account [Wh]; accounts not listed are uncapped.
     prefix : str
         First part of each trade's batch key.
-    account_of : callable
-        User id → account holding their coins and WATT.
     """
 
     store: LedgerStore
     caps_wh: Mapping[str, int] = field(default_factory=dict)
     prefix: str = MARKET_PREFIX
-    account_of: Callable[[str], str] = user_account
 
     def watt_wh(self, owner: str) -> int:
         """WATT the owner's account holds [Wh]."""
-        return self.store.balance(self.account_of(owner), Asset.WATT)
+        return self.store.balance(owner, Asset.WATT)
 
     def coins(self, owner: str) -> int:
         """Coins the owner's account holds [µcoin]."""
-        return self.store.balance(self.account_of(owner), Asset.COIN)
+        return self.store.balance(owner, Asset.COIN)
 
     def headroom_wh(self, owner: str) -> int | None:
         """Wh the owner may still receive under Bmax, None if uncapped."""
@@ -133,7 +123,7 @@ class LedgerHoldings:
     def execute(self, trade: Trade) -> bool:
         """Post the trade's batch; False if a balance changed under the book's feet."""
         try:
-            self.store.post(trade_batch(trade, self.prefix, self.account_of), from_us(trade.at_us))
+            self.store.post(trade_batch(trade, self.prefix), from_us(trade.at_us))
         except InsufficientFundsError:
             return False
         return True
@@ -147,7 +137,7 @@ class Market:
     store : LedgerStore
         The ledger trades settle on.
     caps_wh : mapping of str to int, optional
-        Bmax per user [Wh].
+        Bmax per account [Wh].
     prefix : str
         First part of each trade's batch key (one per book).
     """

@@ -189,7 +189,7 @@ class Order:
     order_id : str
         Assigned by the book (``o<seq>``), so that replays assign the same ids.
     owner : str
-        User id.
+        The ledger account that holds its coins and WATT (``user:amina``, ``ev:EV01``).
     side : Side
         Buy or sell.
     price_per_kwh : int

@@ -108,7 +108,7 @@ def test_a_zi_agent_sells_above_its_threshold(tmp_path):
         }
         out["other's"] = await client.put("/api/market/agents/amina", json=settings, auth=bala)
         out["set"] = await client.put("/api/market/agents/amina", json=settings, auth=amina)
-        out["orders"] = await client.get("/api/market/orders?owner=amina")
+        out["orders"] = await client.get("/api/market/orders?owner=user:amina")
         out["bid"] = await client.post(
             "/api/market/orders",
             json={"side": "buy", "price_per_kwh_minor": 350_000, "quantity_wh": 10_000},

@@ -14,7 +14,6 @@ from settlement.ledger import (
     Batch,
     InsufficientFundsError,
     Transfer,
-    user_account,
 )
 from settlement.market import LedgerHoldings, Market, settle_trades, trade_batch
 from settlement.orderbook import (
@@ -28,26 +27,24 @@ from settlement.orderbook import (
     trades_of,
 )
 
-USERS = ["a", "b", "c", "d"]
+USERS = ["user:a", "user:b", "user:c", "user:d"]
 
 
-def fund(store, user, coins=0, watt_wh=0, key=""):
+def fund(store, account, coins=0, watt_wh=0, key=""):
     transfers = []
     if coins:
-        transfers.append(Transfer(FIAT_BRIDGE, user_account(user), Asset.COIN, coins, "fiat.topup"))
+        transfers.append(Transfer(FIAT_BRIDGE, account, Asset.COIN, coins, "fiat.topup"))
     if watt_wh:
-        transfers.append(
-            Transfer(WATT_ISSUER, user_account(user), Asset.WATT, watt_wh, "watt.mint")
-        )
-    store.post(Batch(f"fund:{user}:{key}", tuple(transfers)))
+        transfers.append(Transfer(WATT_ISSUER, account, Asset.WATT, watt_wh, "watt.mint"))
+    store.post(Batch(f"fund:{account}:{key}", tuple(transfers)))
 
 
 def test_a_trade_settles_both_legs_once(store):
-    fund(store, "s", watt_wh=5000)
-    fund(store, "b", coins=10_000_000)
+    fund(store, "user:s", watt_wh=5000)
+    fund(store, "user:b", coins=10_000_000)
     market = Market(store)
-    market.submit(PlaceOrder("s", Side.SELL, 400_000, 2000, 1))
-    outcome = market.submit(PlaceOrder("b", Side.BUY, 500_000, 1500, 2))
+    market.submit(PlaceOrder("user:s", Side.SELL, 400_000, 2000, 1))
+    outcome = market.submit(PlaceOrder("user:b", Side.BUY, 500_000, 1500, 2))
     (trade,) = outcome.trades
     assert (trade.price_per_kwh, trade.quantity_wh, trade.cost) == (400_000, 1500, 600_000)
     assert store.balance("user:s", Asset.COIN) == 600_000
@@ -61,11 +58,11 @@ def test_a_trade_settles_both_legs_once(store):
 
 
 def test_a_refused_leg_posts_neither(store):
-    fund(store, "s", watt_wh=1000)
-    fund(store, "b", coins=1_000_000)
-    book, mem = OrderBook(), MemoryHoldings({"b": 10**9}, {"s": 10**6})
-    book.place(PlaceOrder("s", Side.SELL, 500_000, 4000, 1), mem)
-    _, trades = book.place(PlaceOrder("b", Side.BUY, 500_000, 4000, 2), mem)
+    fund(store, "user:s", watt_wh=1000)
+    fund(store, "user:b", coins=1_000_000)
+    book, mem = OrderBook(), MemoryHoldings({"user:b": 10**9}, {"user:s": 10**6})
+    book.place(PlaceOrder("user:s", Side.SELL, 500_000, 4000, 1), mem)
+    _, trades = book.place(PlaceOrder("user:b", Side.BUY, 500_000, 4000, 2), mem)
     # The simulation believed in holdings the ledger does not have: nothing may move.
     with pytest.raises(InsufficientFundsError, match="holds"):
         settle_trades(store, trades)
@@ -76,8 +73,8 @@ def test_a_refused_leg_posts_neither(store):
 
 def test_ledger_refusal_keeps_the_orders(store):
     """A balance that vanished between the check and the post: the book keeps both orders."""
-    fund(store, "s", watt_wh=1000)
-    fund(store, "b", coins=10_000_000)
+    fund(store, "user:s", watt_wh=1000)
+    fund(store, "user:b", coins=10_000_000)
     holdings = LedgerHoldings(store)
 
     class Racy:
@@ -87,19 +84,19 @@ def test_ledger_refusal_keeps_the_orders(store):
         coins, headroom_wh, execute = holdings.coins, holdings.headroom_wh, holdings.execute
 
     book = OrderBook()
-    ask, _ = book.place(PlaceOrder("s", Side.SELL, 500_000, 4000, 1), Racy())
-    bid, trades = book.place(PlaceOrder("b", Side.BUY, 500_000, 4000, 2), Racy())
+    ask, _ = book.place(PlaceOrder("user:s", Side.SELL, 500_000, 4000, 1), Racy())
+    bid, trades = book.place(PlaceOrder("user:b", Side.BUY, 500_000, 4000, 2), Racy())
     assert trades == []
     assert book.order(ask.order_id).remaining_wh == 4000
     assert book.order(bid.order_id).remaining_wh == 4000
 
 
 def test_bmax_caps_what_the_ledger_buyer_receives(store):
-    fund(store, "s", watt_wh=5000)
-    fund(store, "b", coins=10_000_000, watt_wh=800)
-    market = Market(store, caps_wh={"b": 1000})
-    market.submit(PlaceOrder("s", Side.SELL, 100_000, 5000, 1))
-    outcome = market.submit(PlaceOrder("b", Side.BUY, 100_000, 5000, 2))
+    fund(store, "user:s", watt_wh=5000)
+    fund(store, "user:b", coins=10_000_000, watt_wh=800)
+    market = Market(store, caps_wh={"user:b": 1000})
+    market.submit(PlaceOrder("user:s", Side.SELL, 100_000, 5000, 1))
+    outcome = market.submit(PlaceOrder("user:b", Side.BUY, 100_000, 5000, 2))
     assert sum(t.quantity_wh for t in outcome.trades) == 200
     assert store.balance("user:b", Asset.WATT) == 1000
 
@@ -136,7 +133,7 @@ def test_coins_and_watt_are_conserved_over_random_order_flows(
             if c or w:
                 fund(store, user, c, w)
         before = {a: store.balances(a) for a in (Asset.COIN, Asset.WATT)}
-        market = Market(store, caps_wh={"d": 7_000})
+        market = Market(store, caps_wh={"user:d": 7_000})
         book_actions = []
         for at, step in enumerate(actions):
             if step[0] == "place":
@@ -167,7 +164,9 @@ def test_coins_and_watt_are_conserved_over_random_order_flows(
         assert store.verify().ok
         # The same actions from the same holdings in memory give the same trades.
         mem = MemoryHoldings(
-            dict(zip(USERS, coins, strict=True)), dict(zip(USERS, watt, strict=True)), {"d": 7_000}
+            dict(zip(USERS, coins, strict=True)),
+            dict(zip(USERS, watt, strict=True)),
+            {"user:d": 7_000},
         )
         _, outcomes = replay(book_actions, mem)
         assert trades_of(outcomes) == market.trades
