@@ -9,8 +9,9 @@ central system answers:
   vehicle whose wallet (``ev:<id>``) pays for a first kWh;
 - ``MeterValues``: the connector's energy register, kept per running transaction;
 - ``StopTransaction``: the session's energy (``meterStop − meterStart``) is paid from the
-  vehicle's wallet at the charger's tariff and fee (:func:`settlement.ev_charging.pay_session`),
-  unattended; a repeated stop pays nothing twice.
+  vehicle's wallet, unattended: at a ``purchase = "market"`` charger first bought from the
+  order book's sellers at no more than the tariff, the rest at the tariff, plus the
+  charger's service fee (:mod:`settlement.ev_charging`); a repeated stop pays nothing twice.
 
 A charger that misbehaves (bad JSON, unknown transaction, a register that goes back) gets an
 OCPP error or an empty answer and is logged; it never stops the server or other chargers.
@@ -37,10 +38,13 @@ from settlement.ev_charging import (
     Authorisation,
     ChargeSession,
     authorise,
+    buy_on_market,
     ev_account,
     pay_session,
+    tariff_per_kwh,
 )
 from settlement.ledger import Asset, LedgerError
+from settlement.market import Market
 from settlement.store import LedgerStore
 
 __all__ = ["OCPP_SUBPROTOCOL", "CentralSystem", "MeterSample", "PaidSession"]
@@ -65,11 +69,24 @@ class MeterSample:
 
 @dataclass(frozen=True, slots=True)
 class PaidSession:
-    """A finished session and what its vehicle paid [coin minor units]."""
+    """A finished session, what its vehicle paid the charger and bought on the market.
+
+    Attributes
+    ----------
+    session : ChargeSession
+        The session, with its stop register.
+    cost : int
+        Coins paid to the charger (tariff part and service fee) [µcoin].
+    replayed : bool
+        True when the stop was seen before (nothing was paid again).
+    bought_wh : int
+        Energy bought from the order book's sellers [Wh].
+    """
 
     session: ChargeSession
     cost: int
     replayed: bool
+    bought_wh: int = 0
 
 
 @dataclass
@@ -84,11 +101,15 @@ class CentralSystem:
         The ledger that holds the vehicles' wallets.
     clock : callable
         Now (aware); used when a charger sends no usable timestamp.
+    market : Market, optional
+        The order book ``purchase = "market"`` chargers buy from (the service's one book);
+        without it they buy at the tariff.
     """
 
     site: Site
     store: LedgerStore
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    market: Market | None = None
     running: dict[int, ChargeSession] = field(default_factory=dict)
     samples: dict[int, list[MeterSample]] = field(default_factory=dict)
     paid: dict[int, PaidSession] = field(default_factory=dict)
@@ -130,7 +151,7 @@ class CentralSystem:
         """
         if transaction_id in self.paid:
             done = self.paid[transaction_id]
-            return PaidSession(done.session, done.cost, replayed=True)
+            return PaidSession(done.session, done.cost, True, done.bought_wh)
         running = self.running.get(transaction_id)
         if running is None:
             return None
@@ -143,9 +164,14 @@ class CentralSystem:
             running.started_at,
             meter_stop_wh,
         )
-        posted, cost = pay_session(self.store, self.site, session)
+        charger = self.site.charger(session.charger_id)
+        bought = 0
+        if charger is not None and charger.purchase == "market" and self.market is not None:
+            limit = tariff_per_kwh(self.site, charger, session.started_at)
+            bought = buy_on_market(self.market, session, limit, self.market.now_us(self.clock()))
+        posted, cost = pay_session(self.store, self.site, session, bought_wh=bought)
         del self.running[transaction_id]
-        self.paid[transaction_id] = PaidSession(session, cost, posted.replayed)
+        self.paid[transaction_id] = PaidSession(session, cost, posted.replayed, bought)
         return self.paid[transaction_id]
 
     # --- the transport ---------------------------------------------------------------------

@@ -409,8 +409,11 @@ class Charger(_Frozen):
     tariff : str
         Name of the tariff in the site's ``tariffs`` table that prices its energy.
     service_fee_per_kwh_minor : int
-        The station's service fee on top of the tariff [coin minor units per kWh]; seed 003:
+        The station's service fee on top of the energy [coin minor units per kWh]; seed 003:
         "the only difference is the service fee charged by different charging stations".
+    purchase : {"tariff", "market"}
+        How a session's energy is bought: all at the tariff, or first from the order book's
+        sellers at no more than the tariff, the rest at the tariff.
     """
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -418,6 +421,7 @@ class Charger(_Frozen):
     power_kw_max: float = Field(gt=0)
     tariff: str
     service_fee_per_kwh_minor: int = Field(default=0, ge=0)
+    purchase: Literal["tariff", "market"] = "tariff"
 
 
 class ElectricVehicle(_Frozen):

@@ -2,9 +2,13 @@
 
 Seed 003: vehicles have "a digital ID and digital wallet" and pay "for the electricity it
 receives at any given charging station", "unattended". Here a vehicle's wallet is the ledger
-account ``ev:<id>``; a session's energy is priced at the charger's tariff in the local hour
-the session started, plus the charger's service fee, and paid to ``charger:<id>`` in one
-idempotent batch keyed by charger, transaction and start. The protocol (OCPP 1.6-J) lives in
+account ``ev:<id>``. A session's energy is bought either all at the charger's tariff (in the
+local hour the session started) or, at a ``purchase = "market"`` charger, first from the
+order book's sellers at no more than that tariff (:func:`buy_on_market`: the vehicle's
+wallet is an owner like any other) and the rest at the tariff. The WATT bought is burned as
+it leaves storage for the car; the tariff part and the charger's service fee on all the
+energy go to ``charger:<id>``, in one idempotent batch keyed by charger, transaction and
+start. The protocol (OCPP 1.6-J) lives in
 :mod:`controllers.ocpp_central`; this module is the pure rule and the ledger call.
 
 Energy already delivered must be paid for, so the payment uses a ``settle.*`` code, which the
@@ -21,8 +25,17 @@ from zoneinfo import ZoneInfo
 
 from microgrid.site import Charger, Site
 from settlement.hourly import price_at
-from settlement.ledger import Asset, Batch, LedgerError, PostedBatch, Transfer, to_us
-from settlement.orderbook import trade_cost
+from settlement.ledger import (
+    WATT_ISSUER,
+    Asset,
+    Batch,
+    LedgerError,
+    PostedBatch,
+    Transfer,
+    to_us,
+)
+from settlement.market import Market
+from settlement.orderbook import CancelOrder, PlaceOrder, Side, trade_cost
 from settlement.store import LedgerStore
 
 __all__ = [
@@ -30,11 +43,13 @@ __all__ = [
     "Authorisation",
     "ChargeSession",
     "authorise",
+    "buy_on_market",
     "charger_account",
     "ev_account",
     "pay_session",
     "session_batch",
     "session_price_per_kwh",
+    "tariff_per_kwh",
 ]
 
 MIN_AUTHORISED_WH = 1000
@@ -112,10 +127,15 @@ class ChargeSession:
         return energy
 
 
-def session_price_per_kwh(site: Site, charger: Charger, started_at: datetime) -> int:
-    """The charger's tariff at the session's local start hour plus its service fee [µcoin/kWh]."""
+def tariff_per_kwh(site: Site, charger: Charger, started_at: datetime) -> int:
+    """The charger's tariff in the local hour of ``started_at`` [µcoin/kWh]."""
     local_hour = started_at.astimezone(ZoneInfo(site.location.timezone)).hour
-    return price_at(site.tariffs[charger.tariff], local_hour) + charger.service_fee_per_kwh_minor
+    return price_at(site.tariffs[charger.tariff], local_hour)
+
+
+def session_price_per_kwh(site: Site, charger: Charger, started_at: datetime) -> int:
+    """Tariff plus service fee: what a kWh costs at the tariff [µcoin/kWh]."""
+    return tariff_per_kwh(site, charger, started_at) + charger.service_fee_per_kwh_minor
 
 
 def authorise(
@@ -134,24 +154,67 @@ def authorise(
     return Authorisation.ACCEPTED if balance >= needed else Authorisation.BLOCKED
 
 
-def session_batch(session: ChargeSession, price_per_kwh: int) -> Batch:
-    """The payment of a finished session; an empty batch for zero energy (still idempotent)."""
+def session_batch(
+    session: ChargeSession, tariff_per_kwh: int, fee_per_kwh: int, bought_wh: int = 0
+) -> Batch:
+    """The payment of a finished session (an empty batch for zero energy; still idempotent).
+
+    Parameters
+    ----------
+    session : ChargeSession
+        Finished.
+    tariff_per_kwh, fee_per_kwh : int
+        The tariff and the charger's service fee [µcoin/kWh].
+    bought_wh : int
+        Energy the vehicle bought on the market as WATT [Wh]; burned here, the rest of the
+        session's energy is paid at the tariff.
+    """
+    energy = session.energy_wh
+    if not 0 <= bought_wh <= energy:
+        msg = f"bought_wh {bought_wh} must be within the session's {energy} Wh"
+        raise LedgerError(msg)
     key = f"ev:{session.charger_id}:{session.transaction_id}:{to_us(session.started_at)}"
-    cost = trade_cost(price_per_kwh, session.energy_wh)
-    if cost == 0:
-        return Batch(key, ())
-    transfer = Transfer(
-        ev_account(session.ev_id),
-        charger_account(session.charger_id),
-        Asset.COIN,
-        cost,
-        "settle.ev_charge",
-    )
-    return Batch(key, (transfer,))
+    wallet, charger = ev_account(session.ev_id), charger_account(session.charger_id)
+    transfers = []
+    if bought_wh:
+        # The energy left storage for the car: its WATT leaves circulation.
+        transfers.append(Transfer(wallet, WATT_ISSUER, Asset.WATT, bought_wh, "watt.ev_discharge"))
+    for amount, code in (
+        (trade_cost(tariff_per_kwh, energy - bought_wh), "settle.ev_charge"),
+        (trade_cost(fee_per_kwh, energy), "settle.ev_fee"),
+    ):
+        if amount:
+            transfers.append(Transfer(wallet, charger, Asset.COIN, amount, code))
+    return Batch(key, tuple(transfers))
+
+
+def buy_on_market(market: Market, session: ChargeSession, limit_per_kwh: int, at_us: int) -> int:
+    """Buy the session's energy from the book's sellers at no more than ``limit_per_kwh``.
+
+    An immediate-or-cancel bid from the vehicle's wallet: what does not fill at once is
+    cancelled, and the caller pays it at the tariff.
+
+    Returns
+    -------
+    int
+        Energy bought [Wh]; its WATT is in the vehicle's wallet.
+    """
+    energy = session.energy_wh
+    if energy == 0:
+        return 0
+    wallet = ev_account(session.ev_id)
+    outcome = market.submit(PlaceOrder(wallet, Side.BUY, limit_per_kwh, energy, at_us))
+    if outcome.order_id is not None and market.book.order(outcome.order_id) is not None:
+        market.submit(CancelOrder(outcome.order_id, wallet, at_us))
+    return sum(t.quantity_wh for t in outcome.trades)
 
 
 def pay_session(
-    store: LedgerStore, site: Site, session: ChargeSession, now: datetime | None = None
+    store: LedgerStore,
+    site: Site,
+    session: ChargeSession,
+    now: datetime | None = None,
+    bought_wh: int = 0,
 ) -> tuple[PostedBatch, int]:
     """Post a finished session's payment; re-posting it (a repeated stop) changes nothing.
 
@@ -160,12 +223,18 @@ def pay_session(
     posted : PostedBatch
         The ledger's receipt.
     cost : int
-        What the vehicle paid [coin minor units].
+        Coins the vehicle paid the charger [µcoin] (market purchases are paid to their
+        sellers by the trades themselves).
     """
     charger = site.charger(session.charger_id)
     if charger is None:
         msg = f"no charger {session.charger_id!r} in site {site.name!r}; add it under [[chargers]]"
         raise LedgerError(msg)
-    batch = session_batch(session, session_price_per_kwh(site, charger, session.started_at))
-    cost = sum(t.amount for t in batch.transfers)
+    batch = session_batch(
+        session,
+        tariff_per_kwh(site, charger, session.started_at),
+        charger.service_fee_per_kwh_minor,
+        bought_wh,
+    )
+    cost = sum(t.amount for t in batch.transfers if t.asset is Asset.COIN)
     return store.post(batch, now), cost

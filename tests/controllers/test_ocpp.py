@@ -107,3 +107,47 @@ def test_an_unknown_charge_point_is_refused_and_the_server_keeps_serving(store):
     report = asyncio.run(with_central(store, body))
     assert report.authorisation == "Accepted"
     assert store.balance("charger:CP01") == trade_cost(220_000, 500)
+
+
+def test_a_market_charger_buys_from_neighbours_first_then_at_the_tariff(store):
+    from microgrid import Site
+    from settlement.ledger import WATT_ISSUER
+    from settlement.market import Market
+    from settlement.orderbook import PlaceOrder, Side
+
+    site = load_site(None)
+    charger = site.chargers[0].model_copy(update={"purchase": "market"})
+    site = Site.model_validate(site.model_copy(update={"chargers": (charger,)}).model_dump())
+    top_up(store, "EV01_moto_taxi", 5_000_000)
+    store.post(
+        Batch("mint", (Transfer(WATT_ISSUER, "user:amina", Asset.WATT, 5_000, "watt.mint"),))
+    )
+    market = Market(store)
+    # amina offers 2 kWh below the tariff (0.2 coin/kWh at 11:00); bako's ask is above it
+    market.submit(PlaceOrder("user:amina", Side.SELL, 150_000, 2_000, 0))
+    market.submit(PlaceOrder("user:bako", Side.SELL, 250_000, 9_000, 0))
+
+    async def body():
+        central = CentralSystem(site, store, clock=lambda: NOON, market=market)
+        server = await central.serve("127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with connect_charge_point(f"ws://127.0.0.1:{port}/ocpp", "CP01") as cp:
+                report = await cp.charge("EV01TAG", 3_250, NOON)
+            return central.paid[report.transaction_id]
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    paid = asyncio.run(body())
+    assert paid.bought_wh == 2_000
+    to_amina = trade_cost(150_000, 2_000)  # 300 000
+    to_charger = trade_cost(200_000, 1_250) + trade_cost(20_000, 3_250)  # tariff rest + fee
+    assert paid.cost == to_charger
+    assert store.balance("user:amina") == to_amina
+    assert store.balance("charger:CP01") == to_charger
+    assert store.balance("ev:EV01_moto_taxi") == 5_000_000 - to_amina - to_charger
+    assert store.balance("ev:EV01_moto_taxi", Asset.WATT) == 0  # burned: it went into the car
+    assert store.balance(WATT_ISSUER, Asset.WATT) == -3_000
+    assert [o.owner for o in market.book.orders()] == ["user:bako"]  # the rest was cancelled
+    assert store.verify().ok
