@@ -20,14 +20,20 @@ endpoint                                     who              refusal
 ==========================================  ===============  ===========================
 
 Every trade settles on the service's ledger as it is matched (:mod:`settlement.market`).
-Agents act after every order action and every tick.
+Agents act after every order action and every tick. Open orders, the latest trades and the
+agents' settings survive a restart in ``<data-dir>/market.json`` and
+``<data-dir>/market_agents.json``.
 
 No ``from __future__ import annotations`` here: FastAPI resolves the ``Depends`` on the
 local ``user`` dependency from the live annotations.
 """
 
 import datetime as dt
+import json
+import os
 from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -103,6 +109,22 @@ def _trade(t: Trade) -> dict[str, Any]:
     }
 
 
+def _read_agents(path: Path) -> dict[str, ZiSettings]:
+    if not path.exists():
+        return {}
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    return {row["owner"]: ZiSettings(**row) for row in rows}
+
+
+def _write_agents(path: Path, agents: Mapping[str, ZiSettings]) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        json.dump([asdict(s) for s in agents.values()], handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
 def router(
     service: Service, credentials: Credentials, caps_wh: Mapping[str, int] | None = None
 ) -> APIRouter:
@@ -118,8 +140,10 @@ def router(
         Bmax per user [Wh], from the storage accounting when it is configured.
     """
     api = APIRouter(prefix="/api/market", tags=["market"])
-    market = Market(service.store, caps_wh)
-    agents: dict[str, ZiSettings] = {}
+    data_dir = Path(service.config.data_dir)
+    market = Market(service.store, caps_wh, snapshot_path=data_dir / "market.json")
+    agents_path = data_dir / "market_agents.json"
+    agents = _read_agents(agents_path)
 
     def user(given: Annotated[HTTPBasicCredentials | None, Depends(_basic)]) -> User:
         if given is None:
@@ -254,7 +278,8 @@ def router(
             )
         except OrderRejectedError as exc:
             raise HTTPException(400, str(exc)) from None
-        agents[user_name] = settings
+        agents[settings.owner] = settings
+        _write_agents(agents_path, agents)
         return {"user": user_name, "trades": [_trade(t) for t in run_agents()]}
 
     @api.post("/tick")

@@ -17,10 +17,13 @@ can be passed in.
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from settlement.ledger import (
     Asset,
@@ -35,6 +38,8 @@ from settlement.orderbook import (
     Action,
     ActionOutcome,
     OrderBook,
+    OrderRejectedError,
+    Side,
     Trade,
     action_to_json,
     apply_action,
@@ -42,6 +47,7 @@ from settlement.orderbook import (
 from settlement.store import LedgerStore
 
 __all__ = [
+    "KEPT_TRADES",
     "MARKET_PREFIX",
     "LedgerHoldings",
     "Market",
@@ -51,6 +57,9 @@ __all__ = [
 
 MARKET_PREFIX = "market"
 """Default first part of a trade's batch key."""
+KEPT_TRADES = 500
+"""Latest trades a :class:`Market` keeps in memory and in its snapshot (the ledger keeps
+them all)."""
 
 
 def trade_batch(trade: Trade, prefix: str = MARKET_PREFIX) -> Batch:
@@ -140,6 +149,10 @@ class Market:
         Bmax per account [Wh].
     prefix : str
         First part of each trade's batch key (one per book).
+    snapshot_path : path, optional
+        Where the open orders and the latest trades are kept across restarts: rewritten
+        (write, fsync, rename) after every action that changed the book, read at start.
+        The trades themselves are durable on the ledger as they are matched.
     """
 
     def __init__(
@@ -147,12 +160,16 @@ class Market:
         store: LedgerStore,
         caps_wh: Mapping[str, int] | None = None,
         prefix: str = MARKET_PREFIX,
+        snapshot_path: str | Path | None = None,
     ) -> None:
-        self.book = OrderBook()
         self.holdings = LedgerHoldings(store, dict(caps_wh or {}), prefix)
-        self.log: list[str] = []
-        """Every applied action as a JSON line, in order (:func:`settlement.orderbook.replay`)."""
+        self.snapshot_path = None if snapshot_path is None else Path(snapshot_path)
+        self.book = OrderBook()
         self.trades: list[Trade] = []
+        if self.snapshot_path is not None and self.snapshot_path.exists():
+            self.book, self.trades = _read_snapshot(self.snapshot_path)
+        self.log: list[str] = []
+        """Actions applied since start as JSON lines (:func:`settlement.orderbook.replay`)."""
         self._lock = threading.Lock()
 
     def submit(self, action: Action) -> ActionOutcome:
@@ -161,8 +178,39 @@ class Market:
             outcome = apply_action(self.book, action, self.holdings)
             self.log.append(action_to_json(action))
             self.trades.extend(outcome.trades)
+            del self.trades[:-KEPT_TRADES]
+            if outcome.error is None and self.snapshot_path is not None:
+                _write_snapshot(self.snapshot_path, self.book, self.trades)
             return outcome
 
     def now_us(self, moment: datetime) -> int:
         """``moment`` in µs, never before the book's latest action (clocks may step back)."""
         return max(to_us(moment), self.book.now_us)
+
+
+def _write_snapshot(path: Path, book: OrderBook, trades: Sequence[Trade]) -> None:
+    data = {
+        "book": book.snapshot(),
+        "trades": [{**asdict(t), "aggressor": t.aggressor.value} for t in trades],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)  # atomic: a crash leaves the old snapshot or the new one
+
+
+def _read_snapshot(path: Path) -> tuple[OrderBook, list[Trade]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        book = OrderBook.restore(data["book"])
+        trades = [Trade(**{**t, "aggressor": Side(t["aggressor"])}) for t in data["trades"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        msg = (
+            f"cannot read the market snapshot {path} ({error}); move it aside to start with "
+            "an empty book (every trade is on the ledger)"
+        )
+        raise OrderRejectedError(msg) from error
+    return book, trades

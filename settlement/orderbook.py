@@ -36,9 +36,9 @@ from __future__ import annotations
 import enum
 import heapq
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from sortedcontainers import SortedDict
 
@@ -397,6 +397,39 @@ class OrderBook:
             return None
         return abs(int(levels.keys()[0]))
 
+    # --- saving -----------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The book's whole state as plain JSON-able data (:meth:`restore` reads it back)."""
+        return {
+            "now_us": self.now_us,
+            "order_seq": self._order_seq,
+            "trade_seq": self._trade_seq,
+            "orders": [
+                {**asdict(o), "side": o.side.value} for o in sorted(self._orders.values(), key=_seq)
+            ],
+        }
+
+    @classmethod
+    def restore(cls, data: Mapping[str, Any]) -> OrderBook:
+        """A book from :meth:`snapshot` data: same orders, priorities, ids and time.
+
+        Raises
+        ------
+        OrderRejectedError
+            If the data is not a snapshot.
+        """
+        book = cls()
+        try:
+            book.now_us = int(data["now_us"])
+            book._order_seq = int(data["order_seq"])
+            book._trade_seq = int(data["trade_seq"])
+            for fields in data["orders"]:
+                book._rest(Order(**{**fields, "side": Side(fields["side"])}))
+        except (KeyError, TypeError, ValueError) as error:
+            msg = f"not an order-book snapshot ({error!r}); restore from the file it wrote"
+            raise OrderRejectedError(msg) from error
+        return book
+
     # --- changing ---------------------------------------------------------------------------
     def place(self, action: PlaceOrder, holdings: Holdings) -> tuple[Order, list[Trade]]:
         """Add an order, match it against earlier ones, rest what remains.
@@ -573,6 +606,10 @@ class OrderBook:
         for key in keys:
             if key in levels and not levels[key]:
                 del levels[key]
+
+
+def _seq(order: Order) -> int:
+    return order.seq
 
 
 def _limit(order: Order, holdings: Holdings, price: int) -> int:

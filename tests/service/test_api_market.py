@@ -127,3 +127,43 @@ def test_a_zi_agent_sells_above_its_threshold(tmp_path):
     assert sum(t["quantity_wh"] for t in out["bid"].json()["trades"]) == 3_000
     assert out["amina watt"] == 2_000
     assert out["tick anyone"].status_code == 403
+
+
+def test_orders_and_agents_survive_a_restart_of_the_api(tmp_path):
+    async def scenario():
+        async with Rig(tmp_path) as rig:
+            _fund(rig.service.store)
+            amina = ("amina", rig.passwords["amina"])
+            answers = []
+            for _ in range(2):  # the second app starts from what the first one saved
+                app = create_app(rig.service, rig.credentials)
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+                    if not answers:
+                        await client.post(
+                            "/api/market/orders",
+                            json={"side": "sell", "price_per_kwh_minor": 9, "quantity_wh": 7},
+                            auth=amina,
+                        )
+                        await client.put(
+                            "/api/market/agents/amina",
+                            json={
+                                "buy_price_per_kwh_minor": 1,
+                                "sell_price_per_kwh_minor": 9,
+                                "low_wh": 0,
+                                "high_wh": 90_000,
+                            },
+                            auth=amina,
+                        )
+                    answers.append(
+                        (
+                            (await client.get("/api/market/orders")).json(),
+                            (await client.get("/api/market/agents")).json(),
+                        )
+                    )
+            return answers
+
+    first, second = asyncio.run(scenario())
+    assert first == second
+    assert len(second[0]["orders"]) == 1
+    assert second[1]["agents"][0]["owner"] == "user:amina"

@@ -20,6 +20,7 @@ from settlement.orderbook import (
     CancelOrder,
     MemoryHoldings,
     OrderBook,
+    OrderRejectedError,
     PlaceOrder,
     Side,
     Tick,
@@ -170,3 +171,31 @@ def test_coins_and_watt_are_conserved_over_random_order_flows(
         )
         _, outcomes = replay(book_actions, mem)
         assert trades_of(outcomes) == market.trades
+
+
+def test_open_orders_and_trades_survive_a_restart(store, tmp_path):
+    fund(store, "user:s", watt_wh=5000)
+    fund(store, "user:b", coins=10_000_000)
+    path = tmp_path / "market.json"
+    market = Market(store, snapshot_path=path)
+    market.submit(PlaceOrder("user:s", Side.SELL, 400_000, 3000, 1, 500))
+    market.submit(PlaceOrder("user:s", Side.SELL, 450_000, 1000, 2))
+    market.submit(PlaceOrder("user:b", Side.BUY, 500_000, 1000, 3))
+    restarted = Market(store, snapshot_path=path)
+    assert restarted.book.orders() == market.book.orders()
+    assert restarted.trades == market.trades
+    assert restarted.book.now_us == 3
+    # priorities, ids and expiry carry on where they were
+    outcome = restarted.submit(PlaceOrder("user:b", Side.BUY, 500_000, 2500, 4))
+    assert outcome.order_id == "o4"
+    assert [(t.trade_id, t.quantity_wh) for t in outcome.trades] == [("t2", 2000), ("t3", 500)]
+    restarted.submit(Tick(600))  # nothing left to expire; the 450 000 ask still stands
+    assert [o.remaining_wh for o in restarted.book.orders()] == [500]
+    assert store.verify().ok
+
+
+def test_a_damaged_snapshot_is_refused_with_advice(store, tmp_path):
+    path = tmp_path / "market.json"
+    path.write_text('{"book": {"orders": 3}}')
+    with pytest.raises(OrderRejectedError, match="move it aside"):
+        Market(store, snapshot_path=path)
