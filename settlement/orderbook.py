@@ -550,26 +550,25 @@ class OrderBook:
         opposite = self._levels[Side.SELL if buying else Side.BUY]
         trades: list[Trade] = []
         emptied: list[int] = []
-        for key, level in opposite.items():
+        taker_limit = 1
+        for key in opposite:  # best price first
             price = key if buying else -key
             if (price > taker.price_per_kwh) if buying else (price < taker.price_per_kwh):
                 break
-            for resting in list(level.values()):
+            # What the taker's owner can trade at this price; zero here means zero at every
+            # worse price too: the taker keeps its place (or rests) until its owner holds more.
+            taker_limit = _limit(taker, holdings, price)
+            if not taker_limit:
+                break
+            level = opposite[key]
+            filled: list[Order] = []
+            for resting in level.values():  # earliest first
                 if resting.seq > taker.seq or resting.owner == taker.owner:
                     continue  # later orders take, not make; no self-trade
-                buy, sell = (taker, resting) if buying else (resting, taker)
-                taker_limit = _limit(taker, holdings, price)
-                if taker_limit == 0:
-                    # The taker cannot trade at this price or any worse one: it keeps its
-                    # place (or rests) until its owner holds more.
-                    self._drop_levels(opposite, emptied)
-                    return trades
-                quantity = min(
-                    taker.remaining_wh, resting.remaining_wh, taker_limit,
-                    _limit(resting, holdings, price),
-                )  # fmt: skip
-                if quantity == 0:
+                quantity = min(taker_limit, _limit(resting, holdings, price))
+                if not quantity:
                     continue  # the resting owner cannot deliver or pay now: it keeps its place
+                buy, sell = (taker, resting) if buying else (resting, taker)
                 self._trade_seq += 1
                 trade = Trade(
                     trade_id=f"t{self._trade_seq}",
@@ -590,22 +589,20 @@ class OrderBook:
                 taker.remaining_wh -= quantity
                 resting.remaining_wh -= quantity
                 if not resting.remaining_wh:
-                    del level[resting.order_id]
-                    del self._orders[resting.order_id]
-                if not taker.remaining_wh:
+                    filled.append(resting)
+                taker_limit = _limit(taker, holdings, price)
+                if not taker_limit:
                     break
+            for resting in filled:
+                del level[resting.order_id]
+                del self._orders[resting.order_id]
             if not level:
                 emptied.append(key)
-            if not taker.remaining_wh:
+            if not taker_limit:
                 break
-        self._drop_levels(opposite, emptied)
+        for key in emptied:
+            del opposite[key]
         return trades
-
-    @staticmethod
-    def _drop_levels(levels: SortedDict, keys: list[int]) -> None:
-        for key in keys:
-            if key in levels and not levels[key]:
-                del levels[key]
 
 
 def _seq(order: Order) -> int:
