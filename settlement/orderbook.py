@@ -493,27 +493,33 @@ class OrderBook:
         return order
 
     def rematch(self, at_us: int, holdings: Holdings) -> list[Trade]:
-        """Expire orders up to ``at_us``, then retry every crossed order.
+        """Expire orders up to ``at_us``, then retry crossed orders until none can trade.
 
         Owners' holdings change outside the market (storage credits WATT, top-ups credit
         coins), so an order skipped for lack of them may fill now. Orders are retried as
         takers in arrival order, each against the earlier ones only, which is what
-        continuous matching would have done had the holdings been there.
+        continuous matching would have done had the holdings been there. A pass's trades
+        move holdings and may enable pairs it already passed, so passes repeat until one
+        trades nothing; each trade shrinks an order, so this ends. Afterwards no two
+        crossed orders of different owners can trade with each other.
         """
         _check_time(at_us, self.now_us)
         self._advance(at_us)
-        bid, ask = self._best_listed(Side.BUY), self._best_listed(Side.SELL)
-        if bid is None or ask is None or bid < ask:
-            return []
-        crossed = [o for o in self._orders.values() if _in_cross(o, bid, ask)]
-        crossed.sort(key=lambda o: o.seq)
         trades: list[Trade] = []
-        for order in crossed:
-            if order.remaining_wh and order.order_id in self._orders:
-                trades.extend(self._match(order, holdings))
-                if not order.remaining_wh:
-                    self._remove(order)
-        return trades
+        while True:
+            bid, ask = self._best_listed(Side.BUY), self._best_listed(Side.SELL)
+            if bid is None or ask is None or bid < ask:
+                return trades
+            crossed = [o for o in self._orders.values() if _in_cross(o, bid, ask)]
+            crossed.sort(key=_seq)
+            traded = len(trades)
+            for order in crossed:
+                if order.remaining_wh and order.order_id in self._orders:
+                    trades.extend(self._match(order, holdings))
+                    if not order.remaining_wh:
+                        self._remove(order)
+            if len(trades) == traded:
+                return trades
 
     def _advance(self, at_us: int) -> None:
         self.now_us = at_us

@@ -81,3 +81,14 @@ def test_zi_c_budget_constraint_is_what_makes_it_efficient(monkeypatch):
         market = random_zi_c_market(random.Random(seed))
         effs.append(agents.zi_c_session(market, Unconstrained(seed), steps=400).efficiency)
     assert statistics.mean(effs) < 0.9
+
+
+@pytest.mark.slow
+def test_zi_c_meets_the_issue_targets_over_400_sessions():
+    effs = []
+    for seed in range(400):
+        rng = random.Random(seed)
+        effs.append(zi_c_session(random_zi_c_market(rng), rng, steps=1000).efficiency)
+    effs.sort()
+    assert statistics.mean(effs) >= 0.97
+    assert effs[len(effs) // 20] >= 0.90  # 5th percentile

@@ -219,3 +219,21 @@ def test_depth_lists_listed_and_executable():
     assert levels[SELL, 500].executable_wh == 300
     assert levels[SELL, 500].orders == 2
     assert levels[BUY, 400].executable_wh == 700
+
+
+def test_rematch_repeats_until_trades_enable_nothing_more():
+    """A tick's trade can pay an owner whose bid the same pass had already skipped."""
+    h = MemoryHoldings(coin={"d": RICH})
+    book = OrderBook()
+    bid_a, _ = place(book, h, "a", BUY, 500_000, 1000, at=1)  # a has no coins yet
+    place(book, h, "c", SELL, 500_000, 1000, at=2)  # c has no WATT yet
+    place(book, h, "a", SELL, 100_000, 1000, at=3)  # nor has a
+    place(book, h, "d", BUY, 500_000, 1000, at=4)
+    h.watt.update(a=1000, c=1000)  # storage credits both
+    trades = book.rematch(5, h)
+    # d buys a's WATT, which pays a, whose bid (skipped earlier in the pass) then buys c's
+    assert [(t.buyer, t.seller, t.quantity_wh) for t in trades] == [
+        ("d", "a", 1000),
+        ("a", "c", 200),
+    ]
+    assert book.order(bid_a.order_id).remaining_wh == 800
