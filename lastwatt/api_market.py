@@ -168,7 +168,7 @@ def router(
         for settings in list(agents.values()):
             balance = market.holdings.watt_wh(settings.owner)
             for action in zi_orders(
-                settings, balance, market.book.orders(settings.owner), now_us()
+                settings, balance, market.book.orders(settings.owner, now_us()), now_us()
             ):
                 trades.extend(market.submit(action).trades)
         return trades
@@ -176,8 +176,9 @@ def router(
     @api.get("/book")
     async def book(levels: int = 10) -> dict[str, Any]:
         """Depth per price level (listed and executable Wh) and the best prices."""
-        quote = market.book.quote(market.holdings)
-        depth = market.book.depth(market.holdings, max(1, min(levels, 100)))
+        at = now_us()  # orders expired since the last action are not shown
+        quote = market.book.quote(market.holdings, at)
+        depth = market.book.depth(market.holdings, max(1, min(levels, 100)), at)
         return {
             "best_bid": quote.best_bid,
             "best_ask": quote.best_ask,
@@ -204,7 +205,7 @@ def router(
     @api.get("/orders")
     async def orders(owner: str | None = None) -> dict[str, Any]:
         """Open orders (of one owner account, e.g. ``user:amina``), oldest first."""
-        return {"orders": [_order(o) for o in market.book.orders(owner)]}
+        return {"orders": [_order(o) for o in market.book.orders(owner, now_us())]}
 
     @api.post("/orders")
     async def place(body: OrderRequest, who: Annotated[User, Depends(user)]) -> dict[str, Any]:
@@ -234,12 +235,13 @@ def router(
     @api.delete("/orders/{order_id}")
     async def cancel(order_id: str, who: Annotated[User, Depends(user)]) -> dict[str, Any]:
         """Cancel one of the caller's orders."""
+        at = now_us()
         order = market.book.order(order_id)
-        if order is None:
+        if order is None or (order.expires_at_us is not None and order.expires_at_us <= at):
             raise HTTPException(404, f"no open order {order_id!r}; GET /api/market/orders")
         if order.owner != user_account(who.name):
             raise HTTPException(403, f"order {order_id!r} is not {who.name!r}'s")
-        outcome = market.submit(CancelOrder(order_id, order.owner, now_us()))
+        outcome = market.submit(CancelOrder(order_id, order.owner, at))
         if outcome.error is not None:
             raise HTTPException(400, outcome.error)
         run_agents()

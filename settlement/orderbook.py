@@ -336,45 +336,47 @@ class OrderBook:
         """A live order, or None if it filled, expired, was cancelled or never existed."""
         return self._orders.get(order_id)
 
-    def orders(self, owner: str | None = None) -> list[Order]:
-        """Live orders (of one owner), in arrival order."""
+    def orders(self, owner: str | None = None, as_of_us: int | None = None) -> list[Order]:
+        """Live orders (of one owner), in arrival order.
+
+        ``as_of_us`` hides orders that will have expired by then (views between actions).
+        """
         return sorted(
-            (o for o in self._orders.values() if owner is None or o.owner == owner),
-            key=lambda o: o.seq,
+            (
+                o
+                for o in self._orders.values()
+                if (owner is None or o.owner == owner) and _alive(o, as_of_us)
+            ),
+            key=_seq,
         )
 
     def __len__(self) -> int:
         return len(self._orders)
 
-    def side_in_priority(self, side: Side) -> Iterator[Order]:
+    def side_in_priority(self, side: Side, as_of_us: int | None = None) -> Iterator[Order]:
         """Live orders of one side, best price first, then earliest."""
         for level in self._levels[side].values():
-            yield from level.values()
+            yield from (o for o in level.values() if _alive(o, as_of_us))
 
-    def quote(self, holdings: Holdings) -> Quote:
-        """Best listed and best executable bid and ask."""
+    def quote(self, holdings: Holdings, as_of_us: int | None = None) -> Quote:
+        """Best listed and best executable bid and ask (as of ``as_of_us``, see :meth:`orders`)."""
+        best: dict[tuple[Side, bool], int | None] = {}
+        for side in Side:
+            orders = list(self.side_in_priority(side, as_of_us))
+            best[side, False] = orders[0].price_per_kwh if orders else None
+            best[side, True] = next(
+                (o.price_per_kwh for o in orders if _capacity(o, holdings)), None
+            )
         return Quote(
-            best_bid=self._best_listed(Side.BUY),
-            best_ask=self._best_listed(Side.SELL),
-            best_executable_bid=next(
-                (
-                    o.price_per_kwh
-                    for o in self.side_in_priority(Side.BUY)
-                    if _capacity(o, holdings)
-                ),
-                None,
-            ),
-            best_executable_ask=next(
-                (
-                    o.price_per_kwh
-                    for o in self.side_in_priority(Side.SELL)
-                    if _capacity(o, holdings)
-                ),
-                None,
-            ),
+            best_bid=best[Side.BUY, False],
+            best_ask=best[Side.SELL, False],
+            best_executable_bid=best[Side.BUY, True],
+            best_executable_ask=best[Side.SELL, True],
         )
 
-    def depth(self, holdings: Holdings, levels: int = 10) -> list[DepthLevel]:
+    def depth(
+        self, holdings: Holdings, levels: int = 10, as_of_us: int | None = None
+    ) -> list[DepthLevel]:
         """The best ``levels`` price levels of each side, bids first.
 
         ``executable_wh`` counts each order up to what its owner can trade now (each order
@@ -382,13 +384,15 @@ class OrderBook:
         """
         out: list[DepthLevel] = []
         for side in (Side.BUY, Side.SELL):
-            for level in self._levels[side].values()[:levels]:
-                first = next(iter(level.values()))
-                listed = sum(o.remaining_wh for o in level.values())
-                executable = sum(
-                    min(o.remaining_wh, _capacity(o, holdings)) for o in level.values()
-                )
-                out.append(DepthLevel(side, first.price_per_kwh, listed, executable, len(level)))
+            for level in self._levels[side].values():
+                live = [o for o in level.values() if _alive(o, as_of_us)]
+                if not live:
+                    continue
+                listed = sum(o.remaining_wh for o in live)
+                executable = sum(_capacity(o, holdings) for o in live)
+                out.append(DepthLevel(side, live[0].price_per_kwh, listed, executable, len(live)))
+                if sum(d.side is side for d in out) == levels:
+                    break
         return out
 
     def _best_listed(self, side: Side) -> int | None:
@@ -613,6 +617,10 @@ class OrderBook:
 
 def _seq(order: Order) -> int:
     return order.seq
+
+
+def _alive(order: Order, as_of_us: int | None) -> bool:
+    return as_of_us is None or order.expires_at_us is None or order.expires_at_us > as_of_us
 
 
 def _limit(order: Order, holdings: Holdings, price: int) -> int:

@@ -167,3 +167,26 @@ def test_orders_and_agents_survive_a_restart_of_the_api(tmp_path):
     assert first == second
     assert len(second[0]["orders"]) == 1
     assert second[1]["agents"][0]["owner"] == "user:amina"
+
+
+def test_expired_orders_leave_the_views_without_any_action(tmp_path):
+    async def calls(rig, client):
+        amina = ("amina", rig.passwords["amina"])
+        placed = await client.post(
+            "/api/market/orders",
+            json={"side": "sell", "price_per_kwh_minor": 9, "quantity_wh": 7, "expires_in_s": 60},
+            auth=amina,
+        )
+        before = (await client.get("/api/market/book")).json()
+        rig.clock.advance(61)
+        after = (await client.get("/api/market/book")).json()
+        listed = (await client.get("/api/market/orders")).json()
+        cancel = await client.delete(f"/api/market/orders/{placed.json()['order_id']}", auth=amina)
+        return before, after, listed, cancel
+
+    _rig, (before, after, listed, cancel) = _run(tmp_path, calls)
+    assert before["best_ask"] == 9
+    assert after["best_ask"] is None
+    assert after["levels"] == []
+    assert listed["orders"] == []
+    assert cancel.status_code == 404
