@@ -166,9 +166,13 @@ class CentralSystem:
         )
         charger = self.site.charger(session.charger_id)
         bought = 0
-        if charger is not None and charger.purchase == "market" and self.market is not None:
-            limit = tariff_per_kwh(self.site, charger, session.started_at)
-            bought = buy_on_market(self.market, session, limit, self.market.now_us(self.clock()))
+        if charger is not None and charger.purchase == "market":
+            if self.market is None:
+                _LOG.warning("%s buys from the market but no book is attached: tariff", charger.id)
+            else:
+                limit = tariff_per_kwh(self.site, charger, session.started_at)
+                at_us = self.market.now_us(self.clock())
+                bought = buy_on_market(self.market, session, limit, at_us)
         posted, cost = pay_session(self.store, self.site, session, bought_wh=bought)
         del self.running[transaction_id]
         self.paid[transaction_id] = PaidSession(session, cost, posted.replayed, bought)
