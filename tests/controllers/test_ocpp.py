@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 import websockets
+from ocpp.v16 import call
 
 from controllers.ocpp_central import CentralSystem
 from controllers.ocpp_sim import connect_charge_point
@@ -151,3 +152,28 @@ def test_a_market_charger_buys_from_neighbours_first_then_at_the_tariff(store):
     assert store.balance(WATT_ISSUER, Asset.WATT) == -3_000
     assert [o.owner for o in market.book.orders()] == ["user:bako"]  # the rest was cancelled
     assert store.verify().ok
+
+
+def test_a_misbehaving_charger_never_stops_the_central_system(store):
+    top_up(store, "EV01_moto_taxi", 5_000_000)
+
+    async def body(central, url):
+        async with connect_charge_point(url, "CP01") as cp:
+            await cp._connection.send("{not ocpp")  # garbage: logged, ignored
+            await cp.stop(999, 1, NOON)  # a transaction that never started
+            # a register that runs backwards: nothing is charged, the session stays open
+            started = await cp.call(
+                call.StartTransaction(
+                    connector_id=1, id_tag="EV01TAG", meter_start=5_000, timestamp=NOON.isoformat()
+                )
+            )
+            cp.register_wh[1] = 100
+            await cp.stop(started.transaction_id, 1, NOON)
+            # and the next session goes through
+            good = await cp.charge("EV01TAG", 2_000, NOON)
+        return central, started.transaction_id, good
+
+    central, backwards, good = asyncio.run(with_central(store, body))
+    assert backwards in central.running  # left for an operator to look at
+    assert central.paid[good.transaction_id].session.energy_wh == 2_000
+    assert store.balance("charger:CP01") == trade_cost(220_000, 2_000)
