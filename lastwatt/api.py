@@ -30,7 +30,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from lastwatt import api_console
+from lastwatt import api_console, api_market
 from lastwatt.auth import Credentials, Role, User
 from lastwatt.customers import CustomerRegistry
 from lastwatt.service import Service
@@ -533,4 +533,5 @@ def create_app(service: Service, credentials: Credentials) -> FastAPI:
         stored = service.stored_schedule
         return {"issued_at": None if stored is None else stored.issued_at.isoformat()}
 
+    app.include_router(api_market.router(service, credentials))
     return app

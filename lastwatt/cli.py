@@ -23,6 +23,7 @@ from lastwatt import (
     contract_commands,
     device_commands,
     ledger_commands,
+    market_commands,
     scenario_commands,
     service_commands,
 )
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     scenario_commands.add_commands(commands)
     service_commands.add_commands(commands)
     contract_commands.add_commands(commands)
+    market_commands.add_commands(commands)
     return parser
 
 

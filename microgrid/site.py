@@ -25,9 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "Battery",
     "Business",
+    "Charger",
     "Connection",
     "ConnectionKind",
     "ContainerDevice",
+    "ElectricVehicle",
     "Gateway",
     "Location",
     "Meter",
@@ -413,6 +415,53 @@ class Connection(_Frozen):
         return self
 
 
+class Charger(_Frozen):
+    """An EV charging station at the site, speaking OCPP 1.6-J to the central system.
+
+    Attributes
+    ----------
+    id : str
+        Its charge point identity: the last part of the WebSocket path it connects to.
+    connectors : int
+        Number of connectors (OCPP ``connectorId`` 1…connectors).
+    power_kw_max : float
+        Largest charging power [kW].
+    tariff : str
+        Name of the tariff in the site's ``tariffs`` table that prices its energy.
+    service_fee_per_kwh_minor : int
+        The station's service fee on top of the energy [coin minor units per kWh]; seed 003:
+        "the only difference is the service fee charged by different charging stations".
+    purchase : {"tariff", "market"}
+        How a session's energy is bought: all at the tariff, or first from the order book's
+        sellers at no more than the tariff, the rest at the tariff.
+    """
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    connectors: int = Field(default=1, ge=1, le=8)
+    power_kw_max: float = Field(gt=0)
+    tariff: str
+    service_fee_per_kwh_minor: int = Field(default=0, ge=0)
+    purchase: Literal["tariff", "market"] = "tariff"
+
+
+class ElectricVehicle(_Frozen):
+    """An electric vehicle with its own identity and wallet (seed 003).
+
+    Attributes
+    ----------
+    id : str
+        Its id; its wallet is the ledger account ``ev:<id>``.
+    id_tag : str
+        The identifier it presents to chargers (OCPP ``idTag``, at most 20 characters).
+    battery_kwh : float
+        Usable battery capacity [kWh].
+    """
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    id_tag: str = Field(min_length=1, max_length=20)
+    battery_kwh: float = Field(gt=0)
+
+
 class Site(_Frozen):
     """A whole site: container, network and community.
 
@@ -431,6 +480,8 @@ class Site(_Frozen):
     relay_groups: tuple[RelayGroup, ...] = ()
     tariffs: dict[str, Tariff]
     connections: tuple[Connection, ...] = Field(min_length=1)
+    chargers: tuple[Charger, ...] = ()
+    electric_vehicles: tuple[ElectricVehicle, ...] = ()
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
@@ -457,10 +508,34 @@ class Site(_Frozen):
                     f"relay_groups[{i}] (id {g.id!r}): no connection is in this group; "
                     "remove it or assign connections to it"
                 )
+        problems += self._check_charging()
         problems += self._check_devices()
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _check_charging(self) -> list[str]:
+        """Chargers name known tariffs; charger, EV and idTag identities are unique."""
+        problems = _duplicates("chargers", [c.id for c in self.chargers], "id")
+        problems += _duplicates("electric_vehicles", [v.id for v in self.electric_vehicles], "id")
+        problems += _duplicates(
+            "electric_vehicles", [v.id_tag for v in self.electric_vehicles], "id_tag"
+        )
+        for i, charger in enumerate(self.chargers):
+            if charger.tariff not in self.tariffs:
+                problems.append(
+                    f"chargers[{i}] (id {charger.id!r}).tariff: unknown tariff "
+                    f"{charger.tariff!r}; defined: {', '.join(sorted(self.tariffs)) or 'none'}"
+                )
+        return problems
+
+    def charger(self, charger_id: str) -> Charger | None:
+        """The charger with that id, or None."""
+        return next((c for c in self.chargers if c.id == charger_id), None)
+
+    def vehicle_with_tag(self, id_tag: str) -> ElectricVehicle | None:
+        """The EV that presents ``id_tag``, or None."""
+        return next((v for v in self.electric_vehicles if v.id_tag == id_tag), None)
 
     def _check_devices(self) -> list[str]:
         """Every device sits on a known gateway; no two devices share a Modbus address."""

@@ -222,6 +222,28 @@ def village_positions(households: int, businesses: int, priority: int) -> dict[s
     return out
 
 
+CHARGING = """# An EV charger (OCPP 1.6-J, controllers/ocpp_central.py) and the vehicles that use it
+# (seed 003: each with its own identity and wallet, paying unattended). Assumption: one
+# 7 kW AC charger priced like a business, with a small service fee; two village vehicles.
+[[chargers]]
+id = "CP01"
+connectors = 1
+power_kw_max = 7.0
+tariff = "business"
+service_fee_per_kwh_minor = 20000
+
+[[electric_vehicles]]
+id = "EV01_moto_taxi"
+id_tag = "EV01TAG"
+battery_kwh = 4.0
+
+[[electric_vehicles]]
+id = "EV02_clinic_van"
+id_tag = "EV02TAG"
+battery_kwh = 30.0
+"""
+
+
 def render() -> str:
     rng = np.random.default_rng(SEED)
     business_count = sum(kind.count for kind in BUSINESS_TYPES)
@@ -304,6 +326,7 @@ def render() -> str:
                     }
                 )
             )
+    out.append(CHARGING)
     return "\n".join(out)
 
 

@@ -202,3 +202,17 @@ def test_business_energy_above_what_its_power_allows():
     problems = problems_of(text)
     assert len(problems) == 1, problems
     assert "(id 'B01_grain_mill').business: daily_energy_kwh (999.0) exceeds" in problems[0]
+
+
+def test_chargers_and_vehicles_are_checked():
+    site = load_site()
+    assert site.charger("CP01").tariff == "business"
+    assert site.vehicle_with_tag("EV01TAG").id == "EV01_moto_taxi"
+    problems = problems_of(
+        edited('tariff = "business"\nservice_fee', 'tariff = "fuel"\nservice_fee').replace(
+            'id_tag = "EV02TAG"', 'id_tag = "EV01TAG"'
+        )
+    )
+    text = "\n".join(problems)
+    assert "chargers[0] (id 'CP01').tariff: unknown tariff 'fuel'" in text
+    assert "id_tag 'EV01TAG' appears 2 times" in text

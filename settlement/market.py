@@ -1,0 +1,216 @@
+"""The order book on the ledger: every match settles atomically and idempotently.
+
+A trade becomes one :class:`~settlement.ledger.Batch` keyed ``<prefix>:<trade id>`` with
+two transfers: the buyer's coins to the seller (``market.pay``) and the seller's WATT to the
+buyer (``market.watt``). Both move or neither does; posting the same trade again returns the
+first result. Neither transfer may overdraw, so the ledger re-checks what the book checked.
+
+:class:`LedgerHoldings` is the :class:`~settlement.orderbook.Holdings` the live market uses:
+it reads balances from the store and posts each match as it is made. :class:`Market` keeps
+one book, its action log and a lock, for the service.
+
+Owners are ledger accounts: an order's owner is the account that holds its coins and WATT
+(``user:<name>`` for a resident, ``ev:<id>`` for a vehicle), so anything with a wallet can
+trade. Bmax per account is a parameter (``caps_wh``) so that the storage accounting's caps
+can be passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from settlement.ledger import (
+    Asset,
+    Batch,
+    InsufficientFundsError,
+    PostedBatch,
+    Transfer,
+    from_us,
+    to_us,
+)
+from settlement.orderbook import (
+    Action,
+    ActionOutcome,
+    OrderBook,
+    OrderRejectedError,
+    Side,
+    Trade,
+    action_to_json,
+    apply_action,
+)
+from settlement.store import LedgerStore
+
+__all__ = [
+    "KEPT_TRADES",
+    "MARKET_PREFIX",
+    "LedgerHoldings",
+    "Market",
+    "settle_trades",
+    "trade_batch",
+]
+
+MARKET_PREFIX = "market"
+"""Default first part of a trade's batch key."""
+KEPT_TRADES = 500
+"""Latest trades a :class:`Market` keeps in memory and in its snapshot (the ledger keeps
+them all)."""
+
+
+def trade_batch(trade: Trade, prefix: str = MARKET_PREFIX) -> Batch:
+    """The ledger batch of one trade: coins buyer → seller, WATT seller → buyer.
+
+    Examples
+    --------
+    >>> from settlement.orderbook import Side
+    >>> t = Trade("t1", "o1", "o2", "user:b", "user:s", 500_000, 1500, 750_000, 0, Side.BUY)
+    >>> [(x.debit, x.credit, x.asset.value, x.amount) for x in trade_batch(t).transfers]
+    [('user:b', 'user:s', 'coin', 750000), ('user:s', 'user:b', 'watt', 1500)]
+    """
+    buyer, seller = trade.buyer, trade.seller
+    return Batch(
+        f"{prefix}:{trade.trade_id}",
+        (
+            Transfer(buyer, seller, Asset.COIN, trade.cost, "market.pay"),
+            Transfer(seller, buyer, Asset.WATT, trade.quantity_wh, "market.watt"),
+        ),
+    )
+
+
+def settle_trades(
+    store: LedgerStore, trades: Sequence[Trade], prefix: str = MARKET_PREFIX
+) -> list[PostedBatch]:
+    """Post trades matched elsewhere (a simulation's book) in one transaction: all or none.
+
+    Raises
+    ------
+    settlement.ledger.InsufficientFundsError
+        If any trade is not covered by the ledger's balances (nothing is posted).
+    """
+    if not trades:
+        return []
+    batches = [trade_batch(t, prefix) for t in trades]
+    return store.post_many(batches, from_us(trades[-1].at_us))
+
+
+@dataclass(slots=True)
+class LedgerHoldings:
+    """:class:`~settlement.orderbook.Holdings` read from and settled on a ledger store.
+
+    Attributes
+    ----------
+    store : LedgerStore
+        The ledger.
+    caps_wh : mapping of str to int
+        Bmax per account [Wh]; accounts not listed are uncapped.
+    prefix : str
+        First part of each trade's batch key.
+    """
+
+    store: LedgerStore
+    caps_wh: Mapping[str, int] = field(default_factory=dict)
+    prefix: str = MARKET_PREFIX
+
+    def watt_wh(self, owner: str) -> int:
+        """WATT the owner's account holds [Wh]."""
+        return self.store.balance(owner, Asset.WATT)
+
+    def coins(self, owner: str) -> int:
+        """Coins the owner's account holds [µcoin]."""
+        return self.store.balance(owner, Asset.COIN)
+
+    def headroom_wh(self, owner: str) -> int | None:
+        """Wh the owner may still receive under Bmax, None if uncapped."""
+        cap = self.caps_wh.get(owner)
+        return None if cap is None else max(cap - self.watt_wh(owner), 0)
+
+    def execute(self, trade: Trade) -> bool:
+        """Post the trade's batch; False if a balance changed under the book's feet."""
+        try:
+            self.store.post(trade_batch(trade, self.prefix), from_us(trade.at_us))
+        except InsufficientFundsError:
+            return False
+        return True
+
+
+class Market:
+    """One order book on a ledger, for the service: serialised actions and their log.
+
+    Parameters
+    ----------
+    store : LedgerStore
+        The ledger trades settle on.
+    caps_wh : mapping of str to int, optional
+        Bmax per account [Wh].
+    prefix : str
+        First part of each trade's batch key (one per book).
+    snapshot_path : path, optional
+        Where the open orders and the latest trades are kept across restarts: rewritten
+        (write, fsync, rename) after every action that changed the book, read at start.
+        The trades themselves are durable on the ledger as they are matched.
+    """
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        caps_wh: Mapping[str, int] | None = None,
+        prefix: str = MARKET_PREFIX,
+        snapshot_path: str | Path | None = None,
+    ) -> None:
+        self.holdings = LedgerHoldings(store, dict(caps_wh or {}), prefix)
+        self.snapshot_path = None if snapshot_path is None else Path(snapshot_path)
+        self.book = OrderBook()
+        self.trades: list[Trade] = []
+        if self.snapshot_path is not None and self.snapshot_path.exists():
+            self.book, self.trades = _read_snapshot(self.snapshot_path)
+        self.log: list[str] = []
+        """Actions applied since start as JSON lines (:func:`settlement.orderbook.replay`)."""
+        self._lock = threading.Lock()
+
+    def submit(self, action: Action) -> ActionOutcome:
+        """Apply one action and settle its trades; refused actions are logged too."""
+        with self._lock:
+            outcome = apply_action(self.book, action, self.holdings)
+            self.log.append(action_to_json(action))
+            self.trades.extend(outcome.trades)
+            del self.trades[:-KEPT_TRADES]
+            if outcome.error is None and self.snapshot_path is not None:
+                _write_snapshot(self.snapshot_path, self.book, self.trades)
+            return outcome
+
+    def now_us(self, moment: datetime) -> int:
+        """``moment`` in µs, never before the book's latest action (clocks may step back)."""
+        return max(to_us(moment), self.book.now_us)
+
+
+def _write_snapshot(path: Path, book: OrderBook, trades: Sequence[Trade]) -> None:
+    data = {
+        "book": book.snapshot(),
+        "trades": [{**asdict(t), "aggressor": t.aggressor.value} for t in trades],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)  # atomic: a crash leaves the old snapshot or the new one
+
+
+def _read_snapshot(path: Path) -> tuple[OrderBook, list[Trade]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        book = OrderBook.restore(data["book"])
+        trades = [Trade(**{**t, "aggressor": Side(t["aggressor"])}) for t in data["trades"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        msg = (
+            f"cannot read the market snapshot {path} ({error}); move it aside to start with "
+            "an empty book (every trade is on the ledger)"
+        )
+        raise OrderRejectedError(msg) from error
+    return book, trades
