@@ -30,7 +30,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from lastwatt import api_console, api_market
+from lastwatt import api_console, api_contracts, api_market
 from lastwatt.auth import Credentials, Role, User
 from lastwatt.customers import CustomerRegistry
 from lastwatt.service import Service
@@ -174,6 +174,7 @@ def create_app(service: Service, credentials: Credentials) -> FastAPI:
     customers = CustomerRegistry(Path(service.config.data_dir) / "service.sqlite")
     customers.seed((c.id for c in site.connections), service.clock.now())
     app.include_router(api_console.router(service, customers, user, operator))
+    app.include_router(api_contracts.router(service, customers, user, operator))
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
