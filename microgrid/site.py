@@ -36,6 +36,7 @@ __all__ = [
     "PvArray",
     "RelayAddress",
     "RelayGroup",
+    "RooftopPv",
     "Site",
     "Tariff",
     "TariffBand",
@@ -113,6 +114,39 @@ class PvArray(_Frozen):
     inverter_ac_capacity_kw: float = Field(gt=0)
     inverter_nominal_efficiency: float = Field(gt=0.5, le=1)
     system_losses_percent: float = Field(ge=0, lt=100)
+
+
+class RooftopPv(_Frozen):
+    """A prosumer's own panels behind its connection's meter [002: Angel's and Bennie's].
+
+    Everything not given here (temperature coefficient, losses, inverter efficiency) is
+    taken from the container's array by :meth:`as_array`, so one pvlib chain models both.
+
+    Attributes
+    ----------
+    dc_capacity_kwp : float
+        Nameplate DC power at STC [kWp].
+    surface_tilt_deg, surface_azimuth_deg : float
+        Panel tilt from horizontal and azimuth clockwise from north [degrees].
+    inverter_ac_capacity_kw : float or None
+        Maximum AC output [kW]; the DC nameplate if None.
+    """
+
+    dc_capacity_kwp: float = Field(gt=0, le=1000)
+    surface_tilt_deg: float = Field(ge=0, le=90)
+    surface_azimuth_deg: float = Field(ge=0, lt=360)
+    inverter_ac_capacity_kw: float | None = Field(default=None, gt=0)
+
+    def as_array(self, container: PvArray) -> PvArray:
+        """The roof as a :class:`PvArray`, the container's array giving the rest."""
+        return container.model_copy(
+            update={
+                "dc_capacity_kwp": self.dc_capacity_kwp,
+                "surface_tilt_deg": self.surface_tilt_deg,
+                "surface_azimuth_deg": self.surface_azimuth_deg,
+                "inverter_ac_capacity_kw": self.inverter_ac_capacity_kw or self.dc_capacity_kwp,
+            }
+        )
 
 
 class Battery(_Frozen):
@@ -363,6 +397,9 @@ class Connection(_Frozen):
         Businesses only.
     priority : PriorityUser or None
         Priority users only.
+    pv : RooftopPv or None
+        The connection's own panels, if it is a prosumer: its meter's export register
+        counts what it feeds into the grid, settled as production [002].
     """
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -373,6 +410,12 @@ class Connection(_Frozen):
     annual_energy_kwh: float | None = Field(default=None, ge=0)
     business: Business | None = None
     priority: PriorityUser | None = None
+    pv: RooftopPv | None = None
+
+    @property
+    def is_prosumer(self) -> bool:
+        """Whether the connection has its own PV."""
+        return self.pv is not None
 
     @model_validator(mode="after")
     def _fields_of_kind(self) -> Self:
@@ -513,6 +556,11 @@ class Site(_Frozen):
     def priority_users(self) -> tuple[Connection, ...]:
         """Priority connections."""
         return self.connections_of(ConnectionKind.PRIORITY)
+
+    @property
+    def prosumers(self) -> tuple[Connection, ...]:
+        """Connections with their own PV (any tier), in file order."""
+        return tuple(c for c in self.connections if c.pv is not None)
 
     def connection(self, connection_id: str) -> Connection:
         """Look a connection up by id.

@@ -23,16 +23,20 @@ from settlement.hourly import (
     DEFAULT_MAX_POWER_W,
     HourPlan,
     MeterEnergy,
+    StorageInput,
     hourly_energy,
     plan_hour,
     posted_net,
     price_at,
     transfers_through_pool,
+    watt_transfers,
 )
-from settlement.ledger import Batch, PostedBatch, Transfer
+from settlement.ledger import WATT_ISSUER, Asset, Batch, PostedBatch, Transfer, meter_account
+from settlement.storage import StoragePolicy
 from settlement.store import LedgerStore
 
 __all__ = [
+    "BATTERY_METER",
     "CONTAINER_METERS",
     "HourSettlement",
     "RecordOutcome",
@@ -44,6 +48,8 @@ __all__ = [
     "settle_hours",
     "settle_pending",
     "settlement_key",
+    "storage_policy_for",
+    "watt_balances_before",
 ]
 
 CONTAINER_METERS = ("pv_inverter", "battery_inverter", "bulk_meter")
@@ -67,16 +73,48 @@ class SettlementConfig:
         Fastest plausible register rise [W].
     site_id : str or None
         The site's id in batch keys; the site's name if None.
+    storage : StoragePolicy or None
+        Settle the battery as a producer (:mod:`settlement.storage`) from the
+        ``battery_inverter`` meter's readings (import = charge, export = discharge);
+        None settles without storage (night consumption is then held).
     """
 
     utility_fee_minor: int = COIN_SCALE // 100
     producer_ids: tuple[str, ...] = ("pv_inverter",)
     max_power_w: int = DEFAULT_MAX_POWER_W
     site_id: str | None = None
+    storage: StoragePolicy | None = None
 
     def site_key(self, site: Site) -> str:
         """The site id used in batch keys."""
         return self.site_id or site.name
+
+    def producers(self, site: Site) -> tuple[str, ...]:
+        """Meters whose readings must be known before an hour pays out.
+
+        The configured container producers and every prosumer the site declares.
+        """
+        prosumers = tuple(c.id for c in site.prosumers if c.id not in self.producer_ids)
+        return self.producer_ids + prosumers
+
+
+BATTERY_METER = "battery_inverter"
+"""The battery inverter's meter id: import = energy charged, export = discharged [Wh AC]."""
+
+
+def storage_policy_for(site: Site, **overrides: object) -> StoragePolicy:
+    """A storage policy from the site's battery.
+
+    Its efficiencies, the container owning all capacity; ``overrides`` replace any
+    other field (commission, Bmax, accounts).
+    """
+    battery = site.battery
+    fields: dict[str, object] = {
+        "round_trip_ppm": round(battery.charge_efficiency * battery.discharge_efficiency * 1e6),
+        "charge_ppm": round(battery.charge_efficiency * 1e6),
+        **overrides,
+    }
+    return StoragePolicy(**fields)  # type: ignore[arg-type]
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -270,12 +308,47 @@ def plan_site_hour(
     h1 = h0 + _HOUR
     local_hour = h0.astimezone(zoneinfo.ZoneInfo(site.location.timezone)).hour
     prices = {c.id: price_at(site.tariffs[c.tariff], local_hour) for c in site.connections}
-    meters = [c.id for c in site.connections] + list(config.producer_ids)
+    producers = config.producers(site)
+    meters = [c.id for c in site.connections] + [p for p in config.producer_ids if p not in prices]
+    if config.storage is not None and BATTERY_METER not in meters:
+        meters.append(BATTERY_METER)
     grouped = _hour_readings(store, meters, h0, h1)
     energies: dict[str, MeterEnergy] = {
         m: hourly_energy(m, grouped.get(m, ()), h0, config.max_power_w) for m in meters
     }
-    return plan_hour(h0, energies, prices, config.producer_ids, config.utility_fee_minor)
+    storage = None
+    if config.storage is not None:
+        storage = StorageInput(
+            BATTERY_METER,
+            watt_balances_before(store, site, h0, config),
+            config.storage,
+            frozenset(meter_account(c.id) for c in site.connections),
+        )
+    return plan_hour(h0, energies, prices, producers, config.utility_fee_minor, storage)
+
+
+def watt_balances_before(
+    store: LedgerStore, site: Site, hour: datetime, config: SettlementConfig
+) -> dict[str, int]:
+    """WATT balances of every holder before ``hour`` was settled [Wh].
+
+    The store's current balances minus what the hour's own batches already moved, so a
+    re-settled hour starts from the same balances as its first settlement (hours are
+    settled in order; a correction of an old hour does not replay later hours).
+    """
+    balances = {
+        account: amount
+        for (account, _), amount in store.balances(Asset.WATT).items()
+        if account != WATT_ISSUER and amount
+    }
+    base = settlement_key(config.site_key(site), hour)
+    posted: list[Transfer] = []
+    for key in store.keys_with_prefix(base):
+        posted.extend(store.transfers_of(key))
+    for account, amount in posted_net(posted, Asset.WATT).items():
+        if account != WATT_ISSUER:
+            balances[account] = balances.get(account, 0) - amount
+    return {a: v for a, v in balances.items() if v}
 
 
 def settle_hour(
@@ -320,7 +393,9 @@ def settle_hour(
     already: list[Transfer] = []
     for key in keys:
         already.extend(store.transfers_of(key))
-    transfers = transfers_through_pool(plan.net(), posted_net(already))
+    transfers = transfers_through_pool(plan.net(), posted_net(already)) + watt_transfers(
+        plan.watt_net(), posted_net(already, Asset.WATT)
+    )
     posted: PostedBatch | None = None
     if not keys or transfers:
         key = base if not keys else f"{base}#{len(keys)}"
