@@ -44,6 +44,7 @@ __all__ = [
     "floor_hour",
     "plan_site_hour",
     "record_readings",
+    "retry_delay",
     "settle_hour",
     "settle_hours",
     "settle_pending",
@@ -402,8 +403,34 @@ def settle_hour(
         posted = store.post(Batch(key, transfers), now)
     if plan.alarms:
         store.add_alarms(plan.alarms)
-    store.mark_hour(site_id, plan.hour, plan.complete)
+    retry_at = None
+    if not plan.complete:
+        attempts = store.hour_attempts(site_id, plan.hour) + 1
+        retry_at = (now or datetime.now(UTC)) + retry_delay(attempts)
+    store.mark_hour(site_id, plan.hour, plan.complete, retry_at)
     return HourSettlement(plan, transfers, posted)
+
+
+RETRY_FIRST = timedelta(hours=1)
+"""Wait before retrying an incomplete hour the first time."""
+RETRY_MAX = timedelta(hours=24)
+"""Longest wait between retries: a meter back after a week is still settled daily (and
+at once when its reading arrives, through :func:`record_readings`' ``late_hours``)."""
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff after ``attempts`` incomplete settlements of one hour.
+
+    Examples
+    --------
+    >>> [retry_delay(n).total_seconds() / 3600 for n in (1, 2, 3, 6, 20)]
+    [1.0, 2.0, 4.0, 24.0, 24.0]
+    """
+    if attempts < 1:
+        msg = f"attempts must be ≥ 1, got {attempts}"
+        raise ValueError(msg)
+    delay: timedelta = RETRY_FIRST * (1 << min(attempts - 1, 16))
+    return min(delay, RETRY_MAX)
 
 
 def settle_hours(
@@ -423,6 +450,13 @@ def settle_pending(
     config: SettlementConfig | None = None,
     now: datetime | None = None,
 ) -> list[HourSettlement]:
-    """Re-settle every hour that still missed readings or held payouts."""
+    """Re-settle the incomplete hours whose retry is due (backoff: :func:`retry_delay`).
+
+    An hour still missing a reading is retried after 1, 2, 4 … hours, at most daily, not
+    every hour for ever; a late reading re-settles its hours at once through
+    :func:`record_readings`' ``late_hours``.
+    """
     config = config or SettlementConfig()
-    return settle_hours(store, site, store.incomplete_hours(config.site_key(site)), config, now)
+    due = now or datetime.now(UTC)
+    hours = store.incomplete_hours(config.site_key(site), due_at=due)
+    return settle_hours(store, site, hours, config, now)

@@ -97,6 +97,13 @@ CREATE TABLE IF NOT EXISTS settled_hours (
     complete INTEGER NOT NULL,
     PRIMARY KEY (site, hour_us)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hour_retries (
+    site TEXT NOT NULL,
+    hour_us INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_at_us INTEGER NOT NULL,
+    PRIMARY KEY (site, hour_us)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS owners (
     account TEXT PRIMARY KEY,
     owner TEXT NOT NULL
@@ -497,13 +504,45 @@ class SqliteLedgerStore:
         )
         return [Alarm(AlarmKind(k), str(s), from_us(int(t)), str(m)) for k, s, t, m in rows]
 
-    def mark_hour(self, site_id: str, hour: datetime, complete: bool) -> None:
-        """Record that an hour was settled, completely or with meters still missing."""
-        self._db.execute(
-            "INSERT INTO settled_hours VALUES (?, ?, ?) ON CONFLICT (site, hour_us) "
-            "DO UPDATE SET complete = excluded.complete",
-            (site_id, to_us(hour), int(complete)),
-        )
+    def mark_hour(
+        self, site_id: str, hour: datetime, complete: bool, retry_at: datetime | None = None
+    ) -> None:
+        """Record that an hour was settled, completely or with meters still missing.
+
+        An incomplete hour counts one more attempt and is due again at ``retry_at``
+        (at once if None); a complete one forgets its attempts.
+        """
+        hour_us = to_us(hour)
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "INSERT INTO settled_hours VALUES (?, ?, ?) ON CONFLICT (site, hour_us) "
+                "DO UPDATE SET complete = excluded.complete",
+                (site_id, hour_us, int(complete)),
+            )
+            if complete:
+                db.execute(
+                    "DELETE FROM hour_retries WHERE site = ? AND hour_us = ?", (site_id, hour_us)
+                )
+            else:
+                db.execute(
+                    "INSERT INTO hour_retries VALUES (?, ?, 1, ?) ON CONFLICT (site, hour_us) "
+                    "DO UPDATE SET attempts = attempts + 1, next_at_us = excluded.next_at_us",
+                    (site_id, hour_us, hour_us if retry_at is None else to_us(retry_at)),
+                )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def hour_attempts(self, site_id: str, hour: datetime) -> int:
+        """How many settlements of an hour ended incomplete since it was last complete."""
+        row = self._db.execute(
+            "SELECT attempts FROM hour_retries WHERE site = ? AND hour_us = ?",
+            (site_id, to_us(hour)),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
 
     def settled_hours(self, site_id: str, start: datetime, end: datetime) -> list[datetime]:
         """Settled hours (complete or not) starting in ``[start, end)``, oldest first."""
@@ -514,12 +553,25 @@ class SqliteLedgerStore:
         )
         return [from_us(int(r[0])) for r in rows]
 
-    def incomplete_hours(self, site_id: str) -> list[datetime]:
-        """Settled hours that still miss readings (or hold payouts), oldest first."""
-        rows = self._db.execute(
-            "SELECT hour_us FROM settled_hours WHERE site = ? AND complete = 0 ORDER BY hour_us",
-            (site_id,),
-        )
+    def incomplete_hours(self, site_id: str, due_at: datetime | None = None) -> list[datetime]:
+        """Settled hours that still miss readings (or hold payouts), oldest first.
+
+        With ``due_at``, only those whose retry is due by then.
+        """
+        if due_at is None:
+            rows = self._db.execute(
+                "SELECT hour_us FROM settled_hours WHERE site = ? AND complete = 0 "
+                "ORDER BY hour_us",
+                (site_id,),
+            )
+        else:
+            rows = self._db.execute(
+                "SELECT s.hour_us FROM settled_hours AS s LEFT JOIN hour_retries AS r "
+                "ON r.site = s.site AND r.hour_us = s.hour_us WHERE s.site = ? AND "
+                "s.complete = 0 AND (r.next_at_us IS NULL OR r.next_at_us <= ?) "
+                "ORDER BY s.hour_us",
+                (site_id, to_us(due_at)),
+            )
         return [from_us(int(r[0])) for r in rows]
 
     # --- owners and stakes ---------------------------------------------------------------

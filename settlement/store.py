@@ -123,16 +123,29 @@ class LedgerStore(Protocol):
         """Recorded alarms, oldest first."""
         ...
 
-    def mark_hour(self, site_id: str, hour: datetime, complete: bool) -> None:
-        """Record that an hour was settled, completely or with meters still missing."""
+    def mark_hour(
+        self, site_id: str, hour: datetime, complete: bool, retry_at: datetime | None = None
+    ) -> None:
+        """Record that an hour was settled, completely or with meters still missing.
+
+        An incomplete hour counts one more attempt and is due again at ``retry_at``
+        (at once if None); a complete one forgets its attempts.
+        """
+        ...
+
+    def hour_attempts(self, site_id: str, hour: datetime) -> int:
+        """How many settlements of an hour ended incomplete since it was last complete."""
         ...
 
     def settled_hours(self, site_id: str, start: datetime, end: datetime) -> list[datetime]:
         """Settled hours (complete or not) starting in ``[start, end)``, oldest first."""
         ...
 
-    def incomplete_hours(self, site_id: str) -> list[datetime]:
-        """Settled hours that still miss readings (or hold payouts), oldest first."""
+    def incomplete_hours(self, site_id: str, due_at: datetime | None = None) -> list[datetime]:
+        """Settled hours that still miss readings (or hold payouts), oldest first.
+
+        With ``due_at``, only those whose retry is due by then.
+        """
         ...
 
     # --- owners and stakes ---------------------------------------------------------------
