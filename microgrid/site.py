@@ -23,6 +23,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "CONTAINER_DEVICES",
     "Battery",
     "Business",
     "Connection",
@@ -436,6 +437,10 @@ class Connection(_Frozen):
         return self
 
 
+CONTAINER_DEVICES = ("pv_inverter", "battery_inverter", "bulk_meter")
+"""The container's own devices; their names are also their meter ids in readings."""
+
+
 class Site(_Frozen):
     """A whole site: container, network and community.
 
@@ -454,6 +459,10 @@ class Site(_Frozen):
     relay_groups: tuple[RelayGroup, ...] = ()
     tariffs: dict[str, Tariff]
     connections: tuple[Connection, ...] = Field(min_length=1)
+    producer_meters: tuple[str, ...] | None = None
+    """Meters whose readings settlement must have before it pays producers: container
+    devices (``pv_inverter``, ``battery_inverter``) and connection ids; None leaves it to
+    settlement (the container's PV inverter and every prosumer)."""
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
@@ -480,6 +489,14 @@ class Site(_Frozen):
                     f"relay_groups[{i}] (id {g.id!r}): no connection is in this group; "
                     "remove it or assign connections to it"
                 )
+        if self.producer_meters is not None:
+            known = {c.id for c in self.connections} | set(CONTAINER_DEVICES)
+            for name in self.producer_meters:
+                if name not in known:
+                    problems.append(
+                        f"producer_meters: unknown meter {name!r}; name a connection id or "
+                        f"one of {', '.join(CONTAINER_DEVICES)}"
+                    )
         problems += self._check_devices()
         if problems:
             raise ValueError("\n".join(problems))
@@ -518,7 +535,7 @@ class Site(_Frozen):
             else:
                 coils[key] = where
 
-        for role in ("pv_inverter", "battery_inverter", "bulk_meter"):
+        for role in CONTAINER_DEVICES:
             device = getattr(self, role)
             if device is not None:
                 claim(role, device.gateway, device.unit_id)

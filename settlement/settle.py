@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from microgrid.readings import MeterReading
-from microgrid.site import Site
+from microgrid.site import CONTAINER_DEVICES, Site
 from microgrid.units import COIN_SCALE
 from settlement.alarms import Alarm, AlarmKind
 from settlement.hourly import (
@@ -53,7 +53,7 @@ __all__ = [
     "watt_balances_before",
 ]
 
-CONTAINER_METERS = ("pv_inverter", "battery_inverter", "bulk_meter")
+CONTAINER_METERS = CONTAINER_DEVICES
 """Meter ids of the container's own devices (besides the connections)."""
 
 _HOUR = timedelta(hours=1)
@@ -69,7 +69,8 @@ class SettlementConfig:
         The utility's hourly fee [coin minor units]; 0.01 coin (seed 002).
     producer_ids : tuple of str
         Container meters whose export is production and must be known before payouts
-        (the PV inverter). Connections' export counts too (prosumers).
+        (the PV inverter), unless the site declares ``producer_meters``. Connections'
+        export counts too; the site's prosumers must be known.
     max_power_w : int
         Fastest plausible register rise [W].
     site_id : str or None
@@ -93,8 +94,11 @@ class SettlementConfig:
     def producers(self, site: Site) -> tuple[str, ...]:
         """Meters whose readings must be known before an hour pays out.
 
-        The configured container producers and every prosumer the site declares.
+        The site's ``producer_meters`` if it declares them, else the configured container
+        producers and every prosumer of the site.
         """
+        if site.producer_meters is not None:
+            return site.producer_meters
         prosumers = tuple(c.id for c in site.prosumers if c.id not in self.producer_ids)
         return self.producer_ids + prosumers
 

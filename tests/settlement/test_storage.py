@@ -316,3 +316,15 @@ def test_settling_in_lots_equals_settling_at_once(tmp_path_factory, cuts):
             return store.balances()
 
     assert run(ends) == run([0, 24])
+
+
+def test_verify_flags_watt_created_outside_storage_accounting(store):
+    from settlement.ledger import Batch, Transfer
+
+    store.post(Batch("ok", (Transfer(WATT_ISSUER, "meter:a", Asset.WATT, 5, "watt.mint"),)))
+    assert store.verify().ok
+    # settle.* codes may overdraw, so this posts, but it creates WATT from a meter.
+    store.post(Batch("bad", (Transfer("meter:b", "meter:c", Asset.WATT, 7, "settle.payout"),)))
+    report = store.verify()
+    assert not report.ok
+    assert any("only watt.* transfers" in p.message for p in report.problems)
