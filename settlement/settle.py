@@ -19,6 +19,7 @@ from microgrid.readings import MeterReading
 from microgrid.site import CONTAINER_DEVICES, Site
 from microgrid.units import COIN_SCALE
 from settlement.alarms import Alarm, AlarmKind
+from settlement.decisions import decide_hour
 from settlement.hourly import (
     DEFAULT_MAX_POWER_W,
     HourPlan,
@@ -412,7 +413,18 @@ def settle_hour(
         attempts = store.hour_attempts(site_id, plan.hour) + 1
         retry_at = (now or datetime.now(UTC)) + retry_delay(attempts)
     store.mark_hour(site_id, plan.hour, plan.complete, retry_at)
+    meter_balances = store.balances(Asset.COIN, prefix=_METER_PREFIX)
+    decisions = decide_hour(
+        site,
+        plan,
+        {c.id: meter_balances.get((meter_account(c.id), Asset.COIN), 0) for c in site.connections},
+        store.connected_after(site_id, plan.hour - _HOUR),
+    )
+    store.add_decisions(site_id, decisions)
     return HourSettlement(plan, transfers, posted)
+
+
+_METER_PREFIX = meter_account("")
 
 
 RETRY_FIRST = timedelta(hours=1)

@@ -28,6 +28,7 @@ from typing import Literal
 
 from microgrid.readings import MeterReading
 from settlement.alarms import Alarm, AlarmKind
+from settlement.decisions import MeterDecision
 from settlement.ledger import (
     _SEP,
     GENESIS_HASH,
@@ -103,6 +104,20 @@ CREATE TABLE IF NOT EXISTS hour_retries (
     attempts INTEGER NOT NULL,
     next_at_us INTEGER NOT NULL,
     PRIMARY KEY (site, hour_us)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meter_decisions (
+    site TEXT NOT NULL,
+    meter_id TEXT NOT NULL,
+    hour_us INTEGER NOT NULL,
+    import_wh INTEGER NOT NULL,
+    export_wh INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    charge_minor INTEGER NOT NULL,
+    payout_minor INTEGER NOT NULL,
+    balance_minor INTEGER NOT NULL,
+    connected INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (site, meter_id, hour_us)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS owners (
     account TEXT PRIMARY KEY,
@@ -573,6 +588,57 @@ class SqliteLedgerStore:
                 (site_id, to_us(due_at)),
             )
         return [from_us(int(r[0])) for r in rows]
+
+    # --- meter decisions (seed 002's two-way hour) -----------------------------------
+    def add_decisions(self, site_id: str, decisions: Sequence[MeterDecision]) -> None:
+        """Store meters' decisions; a re-settled hour replaces its earlier ones."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT OR REPLACE INTO meter_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        site_id,
+                        d.meter_id,
+                        to_us(d.hour),
+                        d.import_wh,
+                        d.export_wh,
+                        d.status,
+                        d.charge_minor,
+                        d.payout_minor,
+                        d.balance_minor,
+                        int(d.connected),
+                        d.state,
+                    )
+                    for d in decisions
+                ],
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def decisions(self, site_id: str, meter_id: str, limit: int = 24) -> list[MeterDecision]:
+        """A meter's latest decisions, newest first."""
+        rows = self._db.execute(
+            "SELECT meter_id, hour_us, import_wh, export_wh, status, charge_minor, "
+            "payout_minor, balance_minor, connected, state FROM meter_decisions "
+            "WHERE site = ? AND meter_id = ? ORDER BY hour_us DESC LIMIT ?",
+            (site_id, meter_id, limit),
+        )
+        return [
+            MeterDecision(m, from_us(int(h)), i, x, st, c, p, b, bool(on), state)
+            for m, h, i, x, st, c, p, b, on, state in rows
+        ]
+
+    def connected_after(self, site_id: str, hour: datetime) -> dict[str, bool]:
+        """Each meter's decision (relay closed?) made when ``hour`` was settled."""
+        rows = self._db.execute(
+            "SELECT meter_id, connected FROM meter_decisions WHERE site = ? AND hour_us = ?",
+            (site_id, to_us(hour)),
+        )
+        return {str(m): bool(on) for m, on in rows}
 
     # --- owners and stakes ---------------------------------------------------------------
     def set_owner(self, account: str, owner: str) -> None:

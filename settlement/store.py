@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from microgrid.readings import MeterReading
 from settlement.alarms import Alarm
 from settlement.ledger import Asset, Batch, JournalRow, PostedBatch, Transfer, VerifyReport
+
+if TYPE_CHECKING:
+    from settlement.decisions import MeterDecision
 
 __all__ = ["LedgerStore", "ReadingsAdded"]
 
@@ -146,6 +149,18 @@ class LedgerStore(Protocol):
 
         With ``due_at``, only those whose retry is due by then.
         """
+        ...
+
+    def add_decisions(self, site_id: str, decisions: Sequence[MeterDecision]) -> None:
+        """Store meters' decisions; a re-settled hour replaces its earlier ones."""
+        ...
+
+    def decisions(self, site_id: str, meter_id: str, limit: int = 24) -> list[MeterDecision]:
+        """A meter's latest decisions, newest first."""
+        ...
+
+    def connected_after(self, site_id: str, hour: datetime) -> dict[str, bool]:
+        """Each meter's decision (relay closed?) made when ``hour`` was settled."""
         ...
 
     # --- owners and stakes ---------------------------------------------------------------

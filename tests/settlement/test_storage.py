@@ -328,3 +328,25 @@ def test_verify_flags_watt_created_outside_storage_accounting(store):
     report = store.verify()
     assert not report.ok
     assert any("only watt.* transfers" in p.message for p in report.problems)
+
+
+def test_each_hour_stores_every_meters_two_way_decision(tmp_path):
+    """Seed 002: the meter reports usage and gets back whether to stay connected."""
+    site = seed_002_site()
+    config = SettlementConfig(storage=storage_policy_for(site, commission_ppm=0))
+    readings, _ = _day_readings(site)
+    with SqliteLedgerStore(tmp_path / "l.sqlite") as store:
+        record_readings(store, site, readings, recorded_at=HOUR + 25 * H, config=config)
+        for h in range(3):
+            settle_hour(store, site, HOUR + h * H, config)
+        carlos = store.decisions(site.name, "carlos")
+        angel = store.decisions(site.name, "angel", limit=1)[0]
+    assert [d.hour for d in carlos] == [HOUR + 2 * H, HOUR + H, HOUR]
+    assert carlos[-1].import_wh == 400
+    assert carlos[-1].charge_minor == 400_000
+    # Carlos has no credit: told to disconnect (11:00–13:00 local is not a friendly hour).
+    assert (carlos[-1].connected, carlos[-1].state) == (False, "disconnected")
+    assert carlos[0].state == "disconnected"
+    assert angel.payout_minor > 0
+    assert angel.balance_minor > 0
+    assert angel.connected
