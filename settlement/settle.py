@@ -406,13 +406,10 @@ def settle_hour(
     if not keys or transfers:
         key = base if not keys else f"{base}#{len(keys)}"
         posted = store.post(Batch(key, transfers), now)
-    if plan.alarms:
-        store.add_alarms(plan.alarms)
     retry_at = None
     if not plan.complete:
         attempts = store.hour_attempts(site_id, plan.hour) + 1
         retry_at = (now or datetime.now(UTC)) + retry_delay(attempts)
-    store.mark_hour(site_id, plan.hour, plan.complete, retry_at)
     meter_balances = store.balances(Asset.COIN, prefix=_METER_PREFIX)
     decisions = decide_hour(
         site,
@@ -420,7 +417,7 @@ def settle_hour(
         {c.id: meter_balances.get((meter_account(c.id), Asset.COIN), 0) for c in site.connections},
         store.connected_after(site_id, plan.hour - _HOUR),
     )
-    store.add_decisions(site_id, decisions)
+    store.finish_hour(site_id, plan.hour, plan.complete, retry_at, plan.alarms, decisions)
     return HourSettlement(plan, transfers, posted)
 
 

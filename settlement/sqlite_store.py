@@ -503,11 +503,15 @@ class SqliteLedgerStore:
     def add_alarms(self, alarms: Sequence[Alarm]) -> None:
         """Record alarms (an identical alarm is recorded once)."""
         self._db.execute("BEGIN IMMEDIATE")
-        self._db.executemany(
-            "INSERT OR IGNORE INTO alarms VALUES (?, ?, ?, ?)",
-            [(a.kind.value, a.subject, to_us(a.at), a.message) for a in alarms],
-        )
+        self._add_alarms_locked(alarms)
         self._db.execute("COMMIT")
+
+    def _add_alarms_locked(self, alarms: Sequence[Alarm]) -> None:
+        if alarms:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO alarms VALUES (?, ?, ?, ?)",
+                [(a.kind.value, a.subject, to_us(a.at), a.message) for a in alarms],
+            )
 
     def alarms(self, since: datetime | None = None) -> list[Alarm]:
         """Recorded alarms, oldest first."""
@@ -527,29 +531,53 @@ class SqliteLedgerStore:
         An incomplete hour counts one more attempt and is due again at ``retry_at``
         (at once if None); a complete one forgets its attempts.
         """
-        hour_us = to_us(hour)
+        self.finish_hour(site_id, hour, complete, retry_at)
+
+    def finish_hour(
+        self,
+        site_id: str,
+        hour: datetime,
+        complete: bool,
+        retry_at: datetime | None = None,
+        alarms: Sequence[Alarm] = (),
+        decisions: Sequence[MeterDecision] = (),
+    ) -> None:
+        """Record an hour's alarms, mark and meter decisions, atomically.
+
+        One transaction (one fsync, not three): the alarms, :meth:`mark_hour` and
+        :meth:`add_decisions` after the hour's batch is posted.
+        """
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute(
-                "INSERT INTO settled_hours VALUES (?, ?, ?) ON CONFLICT (site, hour_us) "
-                "DO UPDATE SET complete = excluded.complete",
-                (site_id, hour_us, int(complete)),
-            )
-            if complete:
-                db.execute(
-                    "DELETE FROM hour_retries WHERE site = ? AND hour_us = ?", (site_id, hour_us)
-                )
-            else:
-                db.execute(
-                    "INSERT INTO hour_retries VALUES (?, ?, 1, ?) ON CONFLICT (site, hour_us) "
-                    "DO UPDATE SET attempts = attempts + 1, next_at_us = excluded.next_at_us",
-                    (site_id, hour_us, hour_us if retry_at is None else to_us(retry_at)),
-                )
+            self._add_alarms_locked(alarms)
+            self._mark_hour_locked(site_id, hour, complete, retry_at)
+            self._add_decisions_locked(site_id, decisions)
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def _mark_hour_locked(
+        self, site_id: str, hour: datetime, complete: bool, retry_at: datetime | None
+    ) -> None:
+        hour_us = to_us(hour)
+        db = self._db
+        db.execute(
+            "INSERT INTO settled_hours VALUES (?, ?, ?) ON CONFLICT (site, hour_us) "
+            "DO UPDATE SET complete = excluded.complete",
+            (site_id, hour_us, int(complete)),
+        )
+        if complete:
+            db.execute(
+                "DELETE FROM hour_retries WHERE site = ? AND hour_us = ?", (site_id, hour_us)
+            )
+        else:
+            db.execute(
+                "INSERT INTO hour_retries VALUES (?, ?, 1, ?) ON CONFLICT (site, hour_us) "
+                "DO UPDATE SET attempts = attempts + 1, next_at_us = excluded.next_at_us",
+                (site_id, hour_us, hour_us if retry_at is None else to_us(retry_at)),
+            )
 
     def hour_attempts(self, site_id: str, hour: datetime) -> int:
         """How many settlements of an hour ended incomplete since it was last complete."""
@@ -595,29 +623,32 @@ class SqliteLedgerStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(
-                "INSERT OR REPLACE INTO meter_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        site_id,
-                        d.meter_id,
-                        to_us(d.hour),
-                        d.import_wh,
-                        d.export_wh,
-                        d.status,
-                        d.charge_minor,
-                        d.payout_minor,
-                        d.balance_minor,
-                        int(d.connected),
-                        d.state,
-                    )
-                    for d in decisions
-                ],
-            )
+            self._add_decisions_locked(site_id, decisions)
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def _add_decisions_locked(self, site_id: str, decisions: Sequence[MeterDecision]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO meter_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    site_id,
+                    d.meter_id,
+                    to_us(d.hour),
+                    d.import_wh,
+                    d.export_wh,
+                    d.status,
+                    d.charge_minor,
+                    d.payout_minor,
+                    d.balance_minor,
+                    int(d.connected),
+                    d.state,
+                )
+                for d in decisions
+            ],
+        )
 
     def decisions(self, site_id: str, meter_id: str, limit: int = 24) -> list[MeterDecision]:
         """A meter's latest decisions, newest first."""

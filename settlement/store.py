@@ -136,6 +136,22 @@ class LedgerStore(Protocol):
         """
         ...
 
+    def finish_hour(
+        self,
+        site_id: str,
+        hour: datetime,
+        complete: bool,
+        retry_at: datetime | None = None,
+        alarms: Sequence[Alarm] = (),
+        decisions: Sequence[MeterDecision] = (),
+    ) -> None:
+        """Record an hour's alarms, mark and meter decisions, atomically.
+
+        One transaction (one fsync, not three): the alarms, :meth:`mark_hour` and
+        :meth:`add_decisions` after the hour's batch is posted.
+        """
+        ...
+
     def hour_attempts(self, site_id: str, hour: datetime) -> int:
         """How many settlements of an hour ended incomplete since it was last complete."""
         ...
