@@ -50,7 +50,7 @@ def test_a_modbus_day_settles_all_24_hours_with_prosumers_and_the_battery(site, 
         async with Rig(site, sim_settings, ctl) as rig:
             rig.controller.set_schedule(schedule)
             readings = list((await rig.step(1.0)).readings)
-            for _ in range(24 * 12):
+            for _ in range(25 * 12):
                 readings += (await rig.step(300.0)).readings
             return readings, rig.sim
 
@@ -58,14 +58,14 @@ def test_a_modbus_day_settles_all_24_hours_with_prosumers_and_the_battery(site, 
     start = min(r.read_at for r in readings)
     first_hour = (start + HOUR).replace(minute=0, second=0, microsecond=0)
     with SqliteLedgerStore(tmp_path / "ledger.sqlite") as store:
-        record_readings(store, site, readings, recorded_at=start + 25 * HOUR, config=config)
-        results = [settle_hour(store, site, first_hour + h * HOUR, config) for h in range(23)]
+        record_readings(store, site, readings, recorded_at=start + 26 * HOUR, config=config)
+        results = [settle_hour(store, site, first_hour + h * HOUR, config) for h in range(24)]
         held = store.balance(HELD)
         outstanding = -store.balance(WATT_ISSUER, Asset.WATT)
         owner = store.balance(STORAGE_PRODUCER, Asset.WATT)
         assert store.verify().ok
     # Every hour settles completely; nothing is held.
-    assert [r.plan.complete for r in results] == [True] * 23
+    assert [r.plan.complete for r in results] == [True] * 24
     assert held == 0
     # The prosumers' meters export around noon, and are paid for it.
     exported = {p: max(r.export_wh for r in readings if r.meter_id == p) for p in prosumers}
