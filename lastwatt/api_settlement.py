@@ -36,7 +36,6 @@ from settlement import (
     InsufficientFundsError,
     LedgerError,
     NotOwnerError,
-    SettlementConfig,
     record_readings,
     reserve_withdrawal,
     settle_hour,
@@ -178,7 +177,7 @@ def router(service: Service, credentials: Credentials) -> APIRouter:
         if outcome.unknown:
             raise HTTPException(400, f"meter {body.meter_id!r} is not part of this site")
         for hour in outcome.late_hours:
-            settle_hour(service.store, site, hour, now=now)
+            settle_hour(service.store, site, hour, service.settlement, now)
         if outcome.conflicts:
             new, old = outcome.conflicts[0]
             raise HTTPException(
@@ -202,7 +201,7 @@ def router(service: Service, credentials: Credentials) -> APIRouter:
             raise HTTPException(404, f"no connection {meter_id!r} at this site") from None
         if not 1 <= limit <= 24 * 31:
             raise HTTPException(400, f"limit must be 1–744 hours, got {limit}")
-        rows = service.store.decisions(SettlementConfig().site_key(site), meter_id, limit)
+        rows = service.store.decisions(service.settlement.site_key(site), meter_id, limit)
         return {
             "meter_id": meter_id,
             "decisions": [

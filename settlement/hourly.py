@@ -451,7 +451,9 @@ def plan_hour(
             storage.policy,
             storage.capped,
         )
-        sold = {a: wh for a, wh in storage_hour.sold_wh.items() if wh}
+        # Consumers paid but every produced Wh went into the battery (meters disagree by
+        # a few Wh): the money goes to the producers by export rather than being held.
+        sold = {a: wh for a, wh in storage_hour.sold_wh.items() if wh} or sold
     payouts: dict[str, int] = {}
     account_payouts: dict[str, int] = {}
     held = 0

@@ -350,3 +350,28 @@ def test_each_hour_stores_every_meters_two_way_decision(tmp_path):
     assert angel.payout_minor > 0
     assert angel.balance_minor > 0
     assert angel.connected
+
+
+@given(
+    consumers=st.dictionaries(st.sampled_from(["c1", "c2", "c3"]), st.integers(0, 20_000)),
+    producers=st.dictionaries(st.sampled_from(["p1", "p2"]), st.integers(0, 20_000)),
+    battery=st.tuples(st.integers(0, 20_000), st.integers(0, 20_000)),
+    balances=st.dictionaries(
+        st.sampled_from(["meter:p1", "meter:p2", "meter:c1"]), st.integers(0, 30_000)
+    ),
+    price=st.integers(0, 2_000_000),
+    fee=st.integers(0, 50_000),
+)
+def test_coins_are_conserved_with_storage(consumers, producers, battery, balances, price, fee):
+    rows = [(m, wh, 0) for m, wh in consumers.items()]
+    rows += [(m, 0, wh) for m, wh in producers.items()]
+    energies = _energies([*rows, (BATTERY_METER, *battery)])
+    storage = StorageInput(BATTERY_METER, balances, StoragePolicy(commission_ppm=100))
+    plan = plan_hour(HOUR, energies, dict.fromkeys(consumers, price), list(producers), fee, storage)
+    paid = sum(plan.payouts.values()) + sum(plan.account_payouts.values())
+    assert plan.fee + paid + plan.held == plan.pool_minor
+    assert sum(plan.net().values()) == 0
+    assert sum(plan.watt_net().values()) == 0
+    # Nothing is held when production or discharge is known and there is money to pay.
+    if plan.pool_minor > plan.fee and (sum(producers.values()) or battery[1]):
+        assert plan.held == 0
