@@ -236,9 +236,10 @@ def _dispatch(site: Site, args: argparse.Namespace) -> Schedule:
         grid,
         forecast.pv_kw["p50"].to_numpy(),
         forecast.pv_kw["p10"].to_numpy(),
-        {c: forecast.demand_kw[c].to_numpy() for c in forecast.demand_kw.columns},
+        {str(c): v.to_numpy() for c, v in forecast.grid_demand_kw().items()},
         soc_kwh=soc,
         stakes=stakes,
+        export_kw={str(c): v.to_numpy() for c, v in forecast.prosumer_export_kw().items()},
     )
     return solve_dispatch(problem, SolverSettings(time_limit_s=args.time_limit))
 

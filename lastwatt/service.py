@@ -388,8 +388,11 @@ class Service:
             assert self.forecast is not None
             forecast = self.forecast
             pv = forecast.pv_kw.reindex(grid.index).ffill().fillna(0.0)
-            demand_frame = forecast.demand_kw.reindex(grid.index).ffill().fillna(0.0)
+            # Prosumers: what their meters import is demand, what they export is supply.
+            demand_frame = forecast.grid_demand_kw().reindex(grid.index).ffill().fillna(0.0)
             demand = {c: demand_frame[c].to_numpy() for c in demand_frame.columns}
+            export_frame = forecast.prosumer_export_kw().reindex(grid.index).ffill().fillna(0.0)
+            export = {c: export_frame[c].to_numpy() for c in export_frame.columns}
             soc = self._soc_kwh
             if soc is None:
                 soc = self.site.battery.energy_capacity_kwh * 0.5
@@ -412,6 +415,7 @@ class Service:
                 credit=credit,
                 relays=relays,
                 policy=DispatchPolicy(reserve=self.reserve_enabled),
+                export_kw=export,
             )
             settings = SolverSettings(time_limit_s=self.config.solver_time_limit_s)
             loop = asyncio.get_running_loop()
