@@ -243,6 +243,8 @@ class Controller:
         self._operator: dict[str, bool] = {}
         self._units_on: dict[str, bool] = {}
         self._soc: tuple[dt.datetime, float, float] | None = None  # time, fraction, kWh
+        self._battery_charged_wh = 0  # derived charge register, kept monotone
+        self._battery_baseline_wh: int | None = None
         self._last_meter: dict[str, tuple[dt.datetime, int]] = {}
         self._devices = self._build_devices()
         self.household_groups = tuple(g.id for g in site.relay_groups)
@@ -712,6 +714,9 @@ class Controller:
             readings.append(
                 MeterReading("pv_inverter", now, 0, pv.energy_wh % ENERGY_REGISTER_MODULUS_WH)
             )
+        bulk = next((r for r in readings if r.meter_id == "bulk_meter"), None)
+        if pv is not None and storage is not None and bulk is not None:
+            readings.append(self._battery_reading(now, pv.energy_wh, storage.energy_wh, bulk))
         soc = self._soc if self._soc and self._soc[0] == now else None
         measured = MeasuredState(
             time=now,
@@ -726,6 +731,29 @@ class Controller:
             relays_closed=relays,
         )
         return readings, measured
+
+    def _battery_reading(
+        self, now: dt.datetime, pv_wh: int, discharged_wh: int, bulk: MeterReading
+    ) -> MeterReading:
+        """The battery's charge and discharge registers, for settling it as a producer.
+
+        The storage inverter counts only what it delivers (SunSpec 103 ``WH``); what it
+        takes follows from the container's AC bus, where PV and discharge feed the
+        village (bulk meter) and the charge: charged = PV + discharged − bulk, all
+        cumulative [Wh]. Read at slightly different instants, the difference can dip;
+        the register is kept monotone (a dip is counted when the next reading has it).
+        """
+        raw = pv_wh + discharged_wh - bulk.import_wh
+        if self._battery_baseline_wh is None:
+            self._battery_baseline_wh = min(raw, 0)  # meters installed with other histories
+        charged = max(raw - self._battery_baseline_wh, self._battery_charged_wh)
+        self._battery_charged_wh = charged
+        return MeterReading(
+            "battery_inverter",
+            now,
+            charged % ENERGY_REGISTER_MODULUS_WH,
+            discharged_wh % ENERGY_REGISTER_MODULUS_WH,
+        )
 
     async def run(
         self,

@@ -404,8 +404,11 @@ def add_energy_balance(model: pyo.ConcreteModel, problem: DispatchProblem, data:
     -----
     .. math::
 
-        p^{pv}_t + p^{dis}_t - p^{ch}_t = p^{pri}_t + \sum_g p^{hh}_{g,t} + P^{bus}_{h(t)},
-        \qquad P^{bus}_h = \sum_b p^{bus}_{b,h}
+        p^{pv}_t + p^{pro}_t + p^{dis}_t - p^{ch}_t = p^{pri}_t + \sum_g p^{hh}_{g,t}
+        + P^{bus}_{h(t)}, \qquad P^{bus}_h = \sum_b p^{bus}_{b,h},
+        \qquad 0 \le p^{pro}_t \le X_t
+
+    with :math:`X_t` the prosumers' forecast export (supply at their connections).
 
     The business total is one variable per relay block: every period of a block shares
     it, so the balance rows hold one business term instead of one per business.
@@ -424,19 +427,26 @@ def add_energy_balance(model: pyo.ConcreteModel, problem: DispatchProblem, data:
         return linear(coefs, variables) == 0.0
 
     household = household_demand_kw(problem)
+    # Prosumers' export is supply at their connections, up to its forecast; the grid-
+    # forming inverter can curtail it (frequency shift), like the container's own PV.
+    export = problem.prosumer_export_kw
+    model.prosumer_power = pyo.Var(
+        model.T, bounds=lambda m, t: (0.0, 0.0 if export is None else max(float(export[t]), 0.0))
+    )
 
     @model.Constraint(model.T)
     def energy_balance(m: pyo.ConcreteModel, t: int) -> object:
         h = t // k
         supply_and_tiers = (
             m.pv_power[t],
+            m.prosumer_power[t],
             m.battery_discharge[t],
             m.battery_charge[t],
             m.priority_power[t],
             m.business_total[h],
         )
         groups = [m.household_on[g, h] for g in m.G]
-        coefs = [1.0, 1.0, -1.0, -1.0, -1.0, *(-household[:, t])]
+        coefs = [1.0, 1.0, 1.0, -1.0, -1.0, -1.0, *(-household[:, t])]
         return linear(coefs, (*supply_and_tiers, *groups)) == 0.0
 
 

@@ -230,6 +230,10 @@ class DispatchProblem:
         Tier 4.
     policy : DispatchPolicy
         Sharing rules.
+    prosumer_export_kw : numpy.ndarray or None
+        Forecast export of the prosumers' own PV at their connections [kW], summed:
+        supply, never negative demand (their demand is what their meters import).
+        None: no prosumers.
     """
 
     grid: TimeGrid
@@ -240,6 +244,7 @@ class DispatchProblem:
     households: tuple[HouseholdGroupLoad, ...]
     businesses: tuple[BusinessLoad, ...]
     policy: DispatchPolicy = field(default_factory=DispatchPolicy)
+    prosumer_export_kw: np.ndarray | None = None
 
     @property
     def periods(self) -> int:
@@ -309,6 +314,7 @@ def problem_from_site(
     relays: Mapping[str, RelayState] | None = None,
     shed_hours: Mapping[str, float] | None = None,
     policy: DispatchPolicy | None = None,
+    export_kw: Mapping[str, np.ndarray] | None = None,
 ) -> DispatchProblem:
     """Assemble a dispatch problem for a site from forecasts and measured state.
 
@@ -335,8 +341,21 @@ def problem_from_site(
         Past shed hours per relay group.
     policy : DispatchPolicy, optional
         Sharing rules.
+    export_kw : mapping of str to numpy.ndarray, optional
+        Forecast export of each prosumer at its connection [kW], ≥ 0
+        (:meth:`forecasts.Forecast.prosumer_export_kw`); pass their import as demand.
     """
     stakes = default_stakes(site) if stakes is None else stakes
+    supply = None
+    if export_kw:
+        not_prosumers = sorted(set(export_kw) - {c.id for c in site.prosumers})
+        if not_prosumers:
+            msg = f"export_kw names connections without PV: {', '.join(not_prosumers[:5])}"
+            raise ValueError(msg)
+        supply = sum(
+            (np.clip(np.asarray(v, dtype=float), 0.0, None) for v in export_kw.values()),
+            start=np.zeros(grid.periods),
+        )
     credit = credit or {}
     relays = relays or {}
     shed_hours = shed_hours or {}
@@ -397,4 +416,5 @@ def problem_from_site(
         households=tuple(groups),
         businesses=businesses,
         policy=policy or DispatchPolicy(),
+        prosumer_export_kw=supply,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -31,7 +31,11 @@ class Forecast:
     pv_kw : pandas.DataFrame
         Mean AC power per period [kW]: ``p10``, ``p50``, ``p90`` and ``clear_sky``.
     demand_kw : pandas.DataFrame
-        Mean power per period of every connection [kW], columns by connection id.
+        Mean power per period of every connection [kW], columns by connection id: its
+        own load, before any of its own PV.
+    prosumer_pv_kw : pandas.DataFrame
+        Median AC power of each prosumer's own panels [kW], columns by connection id
+        (none if the site has no prosumers); the same pvlib chain as the container's.
     """
 
     site: Site
@@ -39,6 +43,21 @@ class Forecast:
     weather: pd.DataFrame
     pv_kw: pd.DataFrame
     demand_kw: pd.DataFrame
+    prosumer_pv_kw: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def prosumer_export_kw(self) -> pd.DataFrame:
+        """What each prosumer's meter exports [kW]: its PV beyond its own load, ≥ 0."""
+        own = self.demand_kw.reindex(columns=self.prosumer_pv_kw.columns, fill_value=0.0)
+        return (self.prosumer_pv_kw - own).clip(lower=0.0)
+
+    def grid_demand_kw(self) -> pd.DataFrame:
+        """What each connection's meter imports [kW]: its load less its own PV, ≥ 0.
+
+        Dispatch takes this as demand and :meth:`prosumer_export_kw` as supply, so a
+        prosumer is never negative demand.
+        """
+        pv = self.prosumer_pv_kw.reindex(columns=self.demand_kw.columns, fill_value=0.0)
+        return (self.demand_kw - pv).clip(lower=0.0)
 
     def demand_by_tier_kw(self) -> pd.DataFrame:
         """Mean power per period of each tier [kW]."""
@@ -103,10 +122,18 @@ def forecast_site(
     )
     quantiles = pv_quantiles(p50, clear, cloud_cover, issued=issued, model=error_model)
     pv = quantiles.assign(clear_sky=clear.to_numpy()).set_axis(grid.index)
+    roofs = {
+        c.id: pv_ac_power_kw(c.pv.as_array(site.pv), site.location, at_midpoints, solpos)
+        .set_axis(grid.index)
+        .rename(c.id)
+        for c in site.prosumers
+        if c.pv is not None
+    }
     return Forecast(
         site=site,
         grid=grid,
         weather=on_grid,
         pv_kw=pv,
         demand_kw=demand_kw(site, grid),
+        prosumer_pv_kw=pd.DataFrame(roofs, index=grid.index),
     )

@@ -30,7 +30,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from lastwatt import api_console, api_contracts, api_market
+from lastwatt import api_console, api_contracts, api_market, api_settlement
 from lastwatt.auth import Credentials, Role, User
 from lastwatt.customers import CustomerRegistry
 from lastwatt.service import Service
@@ -156,6 +156,8 @@ def create_app(service: Service, credentials: Credentials) -> FastAPI:
             site.connection(connection_id)
         except KeyError:
             raise HTTPException(404, f"no connection {connection_id!r} at this site") from None
+
+    app.include_router(api_settlement.router(service, credentials))
 
     # --- dashboard and offline API docs -------------------------------------------------
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR), name="dashboard")

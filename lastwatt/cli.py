@@ -26,6 +26,7 @@ from lastwatt import (
     market_commands,
     scenario_commands,
     service_commands,
+    storage_commands,
 )
 from lastwatt.commands import Handler, Subcommands, UsageError, add_site_option, command
 from lastwatt.inputs import read_stakes
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     service_commands.add_commands(commands)
     contract_commands.add_commands(commands)
     market_commands.add_commands(commands)
+    storage_commands.add_commands(commands)
     return parser
 
 
@@ -238,9 +240,10 @@ def _dispatch(site: Site, args: argparse.Namespace) -> Schedule:
         grid,
         forecast.pv_kw["p50"].to_numpy(),
         forecast.pv_kw["p10"].to_numpy(),
-        {c: forecast.demand_kw[c].to_numpy() for c in forecast.demand_kw.columns},
+        {str(c): v.to_numpy() for c, v in forecast.grid_demand_kw().items()},
         soc_kwh=soc,
         stakes=stakes,
+        export_kw={str(c): v.to_numpy() for c, v in forecast.prosumer_export_kw().items()},
     )
     return solve_dispatch(problem, SolverSettings(time_limit_s=args.time_limit))
 

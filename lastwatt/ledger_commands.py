@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lastwatt.commands import Subcommands, UsageError, add_site_option, command
+from lastwatt.storage_options import add_storage_options, storage_policy_from_args
 from microgrid import load_site, parse_datetime
 from microgrid.readings import MeterReading
-from microgrid.units import COIN_SCALE
+from microgrid.units import WATT_SCALE
 from settlement import (
     Asset,
     LedgerError,
@@ -25,6 +26,7 @@ from settlement import (
     settle_hour,
     settle_hours,
 )
+from settlement.ledger import ASSET_SCALE, WATT_ISSUER
 
 __all__ = ["DEFAULT_DB", "add_commands", "read_readings_csv"]
 
@@ -103,6 +105,7 @@ def add_commands(commands: Subcommands) -> None:
         default=SettlementConfig().utility_fee_minor,
         help="utility fee per hour [coin minor units] (default 10000 = 0.01 coin)",
     )
+    add_storage_options(settle)
 
 
 def _add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -124,7 +127,7 @@ def _open(path: Path, must_exist: bool = True) -> SqliteLedgerStore:
 
 
 def _coins(minor: int, asset: Asset) -> str:
-    scale = COIN_SCALE if asset is Asset.COIN else 1_000_000
+    scale = ASSET_SCALE[asset]
     sign = "-" if minor < 0 else ""
     whole, frac = divmod(abs(minor), scale)
     return f"{sign}{whole}.{frac:06d}"
@@ -173,10 +176,12 @@ def _run_history(args: argparse.Namespace) -> int:
 def _run_verify(args: argparse.Namespace) -> int:
     with _open(args.db) as store:
         report = store.verify()
+        watt_outstanding = -store.balance(WATT_ISSUER, Asset.WATT)
     if report.ok:
         print(
             f"ledger OK: {report.rows} journal rows in {report.batches} batches, "
-            f"chain head {report.head_hash.hex()[:16]}…"
+            f"chain head {report.head_hash.hex()[:16]}…; WATT outstanding "
+            f"{watt_outstanding / WATT_SCALE:.3f} kWh, all minted for stored energy"
         )
         return 0
     first = report.first_bad_seq
@@ -257,7 +262,9 @@ def _run_settle(args: argparse.Namespace) -> int:
         hour = parse_datetime(args.hour, site.location.timezone).to_pydatetime()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    config = SettlementConfig(utility_fee_minor=args.fee_minor)
+    config = SettlementConfig(
+        utility_fee_minor=args.fee_minor, storage=storage_policy_from_args(args, site)
+    )
     with _open(args.db, must_exist=False) as store:
         try:
             result = settle_hour(store, site, hour, config)
@@ -267,9 +274,16 @@ def _run_settle(args: argparse.Namespace) -> int:
     print(
         f"hour {plan.hour.isoformat()}: pool {_coins(plan.pool_minor, Asset.COIN)} coin from "
         f"{len(plan.charges)} consumers, fee {_coins(plan.fee, Asset.COIN)}, paid out "
-        f"{_coins(sum(plan.payouts.values()), Asset.COIN)} to {len(plan.payouts)} producers"
+        f"{_coins(sum(plan.payouts.values()) + sum(plan.account_payouts.values()), Asset.COIN)}"
+        f" to {len(plan.payouts) + len(plan.account_payouts)} producers"
         + (f", held {_coins(plan.held, Asset.COIN)}" if plan.held else "")
     )
+    if plan.storage is not None:
+        s = plan.storage
+        print(
+            f"storage: minted {sum(s.minted.values())} WATT Wh, burned {sum(s.burned.values())},"
+            f" commission {sum(s.commission.values())}, over Bmax {sum(s.over_cap_wh.values())} Wh"
+        )
     if result.posted is None:
         print("already settled: nothing changed")
     elif result.posted.replayed:

@@ -59,8 +59,10 @@ from settlement import (
     CreditPolicy,
     CreditStatus,
     FiatConfig,
+    SettlementConfig,
     SqliteLedgerStore,
     StakingPolicy,
+    StoragePolicy,
     credit_for_dispatch,
     issue_tokens,
     read_credit,
@@ -69,6 +71,7 @@ from settlement import (
     settle_pending,
     settle_round,
     stake_totals,
+    storage_policy_for,
 )
 from settlement.fiat import topup_batch
 from settlement.hourly import price_at
@@ -116,6 +119,12 @@ class ServiceConfig:
         Rewards and slashing.
     controller : ControllerSettings
         Modbus and fail-safe settings.
+    storage_commission_ppm : int or None
+        Settle the battery as a producer (WATT tokens, :mod:`settlement.storage`) with
+        this commission per 15 min [ppm]; None settles without storage. Needs the
+        site's bulk meter (the controller derives the battery's charge from it).
+    storage_bmax_wh : int or None
+        Cap on each connection's WATT balance [Wh]; None for no cap.
     """
 
     data_dir: Path
@@ -130,6 +139,8 @@ class ServiceConfig:
     credit_policy: CreditPolicy = field(default_factory=CreditPolicy)
     staking_policy: StakingPolicy = field(default_factory=StakingPolicy)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
+    storage_commission_ppm: int | None = StoragePolicy().commission_ppm
+    storage_bmax_wh: int | None = None
 
 
 def _floor(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
@@ -182,6 +193,12 @@ class Service:
         self.store = SqliteLedgerStore(data / "ledger.sqlite")
         self.state = ServiceState(data / "service.sqlite")
         self.controller = Controller(site, config.controller, clock)
+        storage = None
+        if config.storage_commission_ppm is not None and site.bulk_meter is not None:
+            storage = storage_policy_for(
+                site, commission_ppm=config.storage_commission_ppm, bmax_wh=config.storage_bmax_wh
+            )
+        self.settlement = SettlementConfig(storage=storage)
         self.fiat = (
             None
             if webhook_secret is None
@@ -316,7 +333,7 @@ class Service:
             outcome = record_readings(self.store, self.site, result.readings, recorded_at=now)
             if outcome.late_hours:
                 for hour in outcome.late_hours:
-                    settle_hour(self.store, self.site, hour, now=now)
+                    settle_hour(self.store, self.site, hour, self.settlement, now)
             self.state.add_telemetry(now, self._telemetry(result))
             self.state.set("last_reading_at", now.isoformat())
             if self.state.get("first_reading_at") is None:
@@ -371,8 +388,11 @@ class Service:
             assert self.forecast is not None
             forecast = self.forecast
             pv = forecast.pv_kw.reindex(grid.index).ffill().fillna(0.0)
-            demand_frame = forecast.demand_kw.reindex(grid.index).ffill().fillna(0.0)
+            # Prosumers: what their meters import is demand, what they export is supply.
+            demand_frame = forecast.grid_demand_kw().reindex(grid.index).ffill().fillna(0.0)
             demand = {c: demand_frame[c].to_numpy() for c in demand_frame.columns}
+            export_frame = forecast.prosumer_export_kw().reindex(grid.index).ffill().fillna(0.0)
+            export = {c: export_frame[c].to_numpy() for c in export_frame.columns}
             soc = self._soc_kwh
             if soc is None:
                 soc = self.site.battery.energy_capacity_kwh * 0.5
@@ -395,6 +415,7 @@ class Service:
                 credit=credit,
                 relays=relays,
                 policy=DispatchPolicy(reserve=self.reserve_enabled),
+                export_kw=export,
             )
             settings = SolverSettings(time_limit_s=self.config.solver_time_limit_s)
             loop = asyncio.get_running_loop()
@@ -432,10 +453,10 @@ class Service:
         hour = _floor(dt.datetime.fromisoformat(nxt), _HOUR)
         now = self.clock.now()
         while hour + _HOUR <= closed_until:
-            settle_hour(self.store, self.site, hour, now=now)
+            settle_hour(self.store, self.site, hour, self.settlement, now)
             hour += _HOUR
             self.state.set("settle_next_hour", hour.isoformat())
-        settle_pending(self.store, self.site, now=now)
+        settle_pending(self.store, self.site, self.settlement, now)
 
     # --- staking ----------------------------------------------------------------------------
     def round_outcomes(self, round_number: int) -> dict[str, BusinessOutcome]:

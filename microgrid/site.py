@@ -23,6 +23,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "CONTAINER_DEVICES",
     "Battery",
     "Business",
     "Charger",
@@ -39,6 +40,7 @@ __all__ = [
     "PvArray",
     "RelayAddress",
     "RelayGroup",
+    "RooftopPv",
     "Site",
     "Tariff",
     "TariffBand",
@@ -116,6 +118,39 @@ class PvArray(_Frozen):
     inverter_ac_capacity_kw: float = Field(gt=0)
     inverter_nominal_efficiency: float = Field(gt=0.5, le=1)
     system_losses_percent: float = Field(ge=0, lt=100)
+
+
+class RooftopPv(_Frozen):
+    """A prosumer's own panels behind its connection's meter [002: Angel's and Bennie's].
+
+    Everything not given here (temperature coefficient, losses, inverter efficiency) is
+    taken from the container's array by :meth:`as_array`, so one pvlib chain models both.
+
+    Attributes
+    ----------
+    dc_capacity_kwp : float
+        Nameplate DC power at STC [kWp].
+    surface_tilt_deg, surface_azimuth_deg : float
+        Panel tilt from horizontal and azimuth clockwise from north [degrees].
+    inverter_ac_capacity_kw : float or None
+        Maximum AC output [kW]; the DC nameplate if None.
+    """
+
+    dc_capacity_kwp: float = Field(gt=0, le=1000)
+    surface_tilt_deg: float = Field(ge=0, le=90)
+    surface_azimuth_deg: float = Field(ge=0, lt=360)
+    inverter_ac_capacity_kw: float | None = Field(default=None, gt=0)
+
+    def as_array(self, container: PvArray) -> PvArray:
+        """The roof as a :class:`PvArray`, the container's array giving the rest."""
+        return container.model_copy(
+            update={
+                "dc_capacity_kwp": self.dc_capacity_kwp,
+                "surface_tilt_deg": self.surface_tilt_deg,
+                "surface_azimuth_deg": self.surface_azimuth_deg,
+                "inverter_ac_capacity_kw": self.inverter_ac_capacity_kw or self.dc_capacity_kwp,
+            }
+        )
 
 
 class Battery(_Frozen):
@@ -384,6 +419,9 @@ class Connection(_Frozen):
         Priority users only.
     position : Position or None
         Where it stands on the village plan (the operator's map).
+    pv : RooftopPv or None
+        The connection's own panels, if it is a prosumer: its meter's export register
+        counts what it feeds into the grid, settled as production [002].
     """
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -395,6 +433,12 @@ class Connection(_Frozen):
     business: Business | None = None
     priority: PriorityUser | None = None
     position: Position | None = None
+    pv: RooftopPv | None = None
+
+    @property
+    def is_prosumer(self) -> bool:
+        """Whether the connection has its own PV."""
+        return self.pv is not None
 
     @model_validator(mode="after")
     def _fields_of_kind(self) -> Self:
@@ -462,6 +506,10 @@ class ElectricVehicle(_Frozen):
     battery_kwh: float = Field(gt=0)
 
 
+CONTAINER_DEVICES = ("pv_inverter", "battery_inverter", "bulk_meter")
+"""The container's own devices; their names are also their meter ids in readings."""
+
+
 class Site(_Frozen):
     """A whole site: container, network and community.
 
@@ -482,6 +530,10 @@ class Site(_Frozen):
     connections: tuple[Connection, ...] = Field(min_length=1)
     chargers: tuple[Charger, ...] = ()
     electric_vehicles: tuple[ElectricVehicle, ...] = ()
+    producer_meters: tuple[str, ...] | None = None
+    """Meters whose readings settlement must have before it pays producers: container
+    devices (``pv_inverter``, ``battery_inverter``) and connection ids; None leaves it to
+    settlement (the container's PV inverter and every prosumer)."""
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
@@ -509,6 +561,14 @@ class Site(_Frozen):
                     "remove it or assign connections to it"
                 )
         problems += self._check_charging()
+        if self.producer_meters is not None:
+            known = {c.id for c in self.connections} | set(CONTAINER_DEVICES)
+            for name in self.producer_meters:
+                if name not in known:
+                    problems.append(
+                        f"producer_meters: unknown meter {name!r}; name a connection id or "
+                        f"one of {', '.join(CONTAINER_DEVICES)}"
+                    )
         problems += self._check_devices()
         if problems:
             raise ValueError("\n".join(problems))
@@ -570,7 +630,7 @@ class Site(_Frozen):
             else:
                 coils[key] = where
 
-        for role in ("pv_inverter", "battery_inverter", "bulk_meter"):
+        for role in CONTAINER_DEVICES:
             device = getattr(self, role)
             if device is not None:
                 claim(role, device.gateway, device.unit_id)
@@ -608,6 +668,11 @@ class Site(_Frozen):
     def priority_users(self) -> tuple[Connection, ...]:
         """Priority connections."""
         return self.connections_of(ConnectionKind.PRIORITY)
+
+    @property
+    def prosumers(self) -> tuple[Connection, ...]:
+        """Connections with their own PV (any tier), in file order."""
+        return tuple(c for c in self.connections if c.pv is not None)
 
     def connection(self, connection_id: str) -> Connection:
         """Look a connection up by id.

@@ -4,7 +4,9 @@ Entry points other packages call:
 
 - :func:`record_readings` — the controllers hand over :class:`~microgrid.readings.MeterReading`
   snapshots;
-- :func:`settle_hour` / :func:`settle_pending` — hourly settlement and late corrections;
+- :func:`settle_hour` / :func:`settle_pending` — hourly settlement, late corrections and
+  retries with backoff; with a :class:`StoragePolicy` the battery settles as a producer
+  (WATT tokens, :mod:`settlement.storage`);
 - :func:`read_credit` / :func:`credit_for_dispatch` — relay decisions for the controller
   and dispatch's ``credit`` argument;
 - :func:`stake_totals` — dispatch's ``stakes`` argument;
@@ -54,6 +56,7 @@ from settlement.settle import (
     settle_hour,
     settle_hours,
     settle_pending,
+    storage_policy_for,
 )
 from settlement.sqlite_store import SqliteLedgerStore
 from settlement.staking import (
@@ -64,6 +67,7 @@ from settlement.staking import (
     settle_round,
     stake_totals,
 )
+from settlement.storage import StorageHour, StoragePolicy, plan_storage
 from settlement.store import LedgerStore
 
 __all__ = [
@@ -91,6 +95,8 @@ __all__ = [
     "SettlementConfig",
     "SqliteLedgerStore",
     "StakingPolicy",
+    "StorageHour",
+    "StoragePolicy",
     "Topup",
     "Transfer",
     "VerifyReport",
@@ -105,6 +111,7 @@ __all__ = [
     "meter_account",
     "place_stake",
     "plan_hour",
+    "plan_storage",
     "read_credit",
     "record_readings",
     "reserve_withdrawal",
@@ -114,6 +121,7 @@ __all__ = [
     "settle_round",
     "sign_webhook",
     "stake_totals",
+    "storage_policy_for",
     "user_account",
     "void_withdrawal",
     "withdraw",

@@ -227,6 +227,10 @@ def handle_webhook(
 ) -> Topup | PostedBatch:
     """Authenticate and apply one processor call; safe to receive any number of times.
 
+    A ``payment`` with a negative ``amount_fiat_minor`` is seed 002's ``addFiat`` for a
+    producer who sold coins: it names the reserved ``withdrawal_id`` and confirms it,
+    if account and amount match the reservation.
+
     Returns
     -------
     Topup or PostedBatch
@@ -248,6 +252,10 @@ def handle_webhook(
         if type(amount) is not int:
             msg = "webhook body needs an integer 'amount_fiat_minor'"
             raise WebhookRejectedError(msg)
+        if amount < 0:  # seed 002's addFiat with a negative amount: a producer cashed out
+            withdrawal_id = _text(payload, "withdrawal_id")
+            _check_paid_out(store, withdrawal_id, account, -amount, config)
+            return confirm_withdrawal(store, withdrawal_id, config, now)
         batch, coins, remainder = topup_batch(payment_id, account, amount, config)
         return Topup(payment_id, account, coins, remainder, store.post(batch, now))
     if kind == "withdrawal.succeeded":
@@ -256,6 +264,24 @@ def handle_webhook(
         return void_withdrawal(store, _text(payload, "withdrawal_id"), now)
     msg = f"unknown webhook type {kind!r}; expected payment, withdrawal.succeeded or .failed"
     raise WebhookRejectedError(msg)
+
+
+def _check_paid_out(
+    store: LedgerStore, withdrawal_id: str, account: str, paid_fiat_minor: int, config: FiatConfig
+) -> None:
+    """A negative payment must match its reserved withdrawal's account and amount."""
+    reserved = _reserved(store, withdrawal_id)
+    owed = reserved.amount * config.coin_price_fiat_minor  # [fiat minor × 10⁻⁶]
+    if (
+        reserved.debit != account
+        or abs(paid_fiat_minor * ASSET_SCALE[Asset.FIAT] - owed) >= (ASSET_SCALE[Asset.FIAT])
+    ):
+        msg = (
+            f"withdrawal {withdrawal_id!r} reserved {reserved.amount} micro-coins of "
+            f"{reserved.debit} (≈ {owed // ASSET_SCALE[Asset.FIAT]} fiat minor units); the "
+            f"processor reports {paid_fiat_minor} paid out of {account}"
+        )
+        raise WebhookRejectedError(msg)
 
 
 def _withdrawal_key(withdrawal_id: str, step: str) -> str:

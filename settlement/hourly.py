@@ -49,19 +49,32 @@ from itertools import pairwise
 from microgrid.readings import ENERGY_REGISTER_MODULUS_WH, MeterReading
 from microgrid.site import Tariff
 from settlement.alarms import Alarm, AlarmKind
-from settlement.ledger import HELD, POOL, UTILITY, Asset, Transfer, from_us, meter_account, to_us
+from settlement.ledger import (
+    HELD,
+    POOL,
+    UTILITY,
+    WATT_ISSUER,
+    Asset,
+    Transfer,
+    from_us,
+    meter_account,
+    to_us,
+)
 from settlement.rounding import largest_remainder, round_half_up_div
+from settlement.storage import StorageHour, StoragePolicy, plan_storage
 
 __all__ = [
     "DEFAULT_MAX_POWER_W",
     "EnergyStatus",
     "HourPlan",
     "MeterEnergy",
+    "StorageInput",
     "hourly_energy",
     "plan_hour",
     "posted_net",
     "price_at",
     "transfers_through_pool",
+    "watt_transfers",
 ]
 
 DEFAULT_MAX_POWER_W = 100_000
@@ -276,6 +289,11 @@ class HourPlan:
         Every settled meter's energy.
     alarms : tuple of Alarm
         Everything an operator should see.
+    account_payouts : dict of str to int
+        What accounts that are not meters receive (WATT holders such as the education
+        fund) [coin minor units].
+    storage : StorageHour or None
+        The hour's storage accounting (WATT moves), if the battery is settled.
     """
 
     hour: datetime
@@ -285,6 +303,8 @@ class HourPlan:
     held: int
     energies: dict[str, MeterEnergy]
     alarms: tuple[Alarm, ...] = field(default=())
+    account_payouts: dict[str, int] = field(default_factory=dict)
+    storage: StorageHour | None = None
 
     @property
     def pool_minor(self) -> int:
@@ -310,11 +330,44 @@ class HourPlan:
         for meter, amount in self.payouts.items():
             account = meter_account(meter)
             net[account] = net.get(account, 0) + amount
+        for account, amount in self.account_payouts.items():
+            net[account] = net.get(account, 0) + amount
         if self.fee:
             net[UTILITY] = self.fee
         if self.held:
             net[HELD] = self.held
         return {a: v for a, v in net.items() if v}
+
+    def watt_net(self) -> dict[str, int]:
+        """Desired net WATT change of every account this hour, issuer included [Wh]."""
+        if self.storage is None or not self.storage.watt_net:
+            return {}
+        net = dict(self.storage.watt_net)
+        if self.storage.issuer_net:
+            net[WATT_ISSUER] = self.storage.issuer_net
+        return net
+
+
+@dataclass(frozen=True, slots=True)
+class StorageInput:
+    """What :func:`plan_hour` needs to settle the battery as a producer.
+
+    Attributes
+    ----------
+    battery_meter : str
+        The battery inverter's meter: import is charge, export is discharge [Wh AC].
+    balances : mapping of str to int
+        WATT balance of every holder account at the start of the hour [Wh].
+    policy : StoragePolicy
+        Efficiency, commission, Bmax.
+    capped : frozenset of str
+        Accounts Bmax applies to.
+    """
+
+    battery_meter: str
+    balances: Mapping[str, int]
+    policy: StoragePolicy
+    capped: frozenset[str] = frozenset()
 
 
 def plan_hour(
@@ -323,6 +376,7 @@ def plan_hour(
     prices: Mapping[str, int],
     producers: Iterable[str],
     utility_fee_minor: int,
+    storage: StorageInput | None = None,
 ) -> HourPlan:
     """Settle one hour: consumers pay into the pool, the fee, producers pro rata.
 
@@ -340,6 +394,11 @@ def plan_hour(
         PV); any meter's export counts as production.
     utility_fee_minor : int
         The utility's hourly fee [coin minor units].
+    storage : StorageInput, optional
+        Settle the battery as a producer (:mod:`settlement.storage`): its charge is
+        credited as WATT to the hour's producers (who are paid in coins only for what
+        they did not store), its discharge pays the WATT holders. Without it the
+        battery meter, if given, is an ordinary meter.
 
     Returns
     -------
@@ -363,10 +422,11 @@ def plan_hour(
     charges: dict[str, int] = {}
     production: dict[str, int] = {}
     alarms: list[Alarm] = []
+    battery = storage.battery_meter if storage is not None else None
     for meter in sorted(energies):
         energy = energies[meter]
         alarms.extend(energy.alarms)
-        if energy.status is EnergyStatus.MISSING:
+        if energy.status is EnergyStatus.MISSING or meter == battery:
             continue
         price = prices.get(meter)
         if price is not None and energy.import_wh:
@@ -378,12 +438,29 @@ def plan_hour(
     pool = sum(charges.values())
     fee = min(utility_fee_minor, pool)
     rest = pool - fee
+    required = set(producers) | ({battery} if battery is not None else set())
     missing_producers = sorted(
-        p for p in producers if p not in energies or energies[p].status is EnergyStatus.MISSING
+        p for p in required if p not in energies or energies[p].status is EnergyStatus.MISSING
     )
+    storage_hour: StorageHour | None = None
+    sold = {meter_account(m): wh for m, wh in production.items()}
+    if storage is not None and not missing_producers:
+        assert battery is not None
+        storage_hour = plan_storage(
+            sold,
+            energies[battery].import_wh,
+            energies[battery].export_wh,
+            storage.balances,
+            storage.policy,
+            storage.capped,
+        )
+        # Consumers paid but every produced Wh went into the battery (meters disagree by
+        # a few Wh): the money goes to the producers by export rather than being held.
+        sold = {a: wh for a, wh in storage_hour.sold_wh.items() if wh} or sold
     payouts: dict[str, int] = {}
+    account_payouts: dict[str, int] = {}
     held = 0
-    if rest and (missing_producers or not production):
+    if rest and (missing_producers or not sold):
         held = rest
         why = (
             f"producer readings missing ({', '.join(missing_producers)})"
@@ -400,8 +477,27 @@ def plan_hour(
             )
         )
     elif rest:
-        payouts = {m: v for m, v in largest_remainder(production, rest).items() if v}
-    return HourPlan(hour, charges, fee, payouts, held, dict(energies), tuple(alarms))
+        for account, amount in largest_remainder(sold, rest).items():
+            if not amount:
+                continue
+            if account.startswith(_METER_PREFIX):
+                payouts[account.removeprefix(_METER_PREFIX)] = amount
+            else:
+                account_payouts[account] = amount
+    return HourPlan(
+        hour,
+        charges,
+        fee,
+        payouts,
+        held,
+        dict(energies),
+        tuple(alarms),
+        account_payouts,
+        storage_hour,
+    )
+
+
+_METER_PREFIX = meter_account("")
 
 
 def transfers_through_pool(
@@ -411,6 +507,7 @@ def transfers_through_pool(
 
     Every account whose net must fall pays into the pool; the pool pays every account
     whose net must rise; the pool nets to zero because both mappings sum to zero.
+    Coins only; WATT moves through :func:`watt_transfers`.
 
     Raises
     ------
@@ -448,11 +545,40 @@ def _code(account: str, credit: bool) -> str:
     return "settle.payout" if credit else "settle.charge"
 
 
-def posted_net(transfers: Iterable[Transfer]) -> dict[str, int]:
-    """Net change per account of posted coin transfers, pool excluded."""
+def watt_transfers(desired: Mapping[str, int], posted: Mapping[str, int]) -> tuple[Transfer, ...]:
+    """WATT transfers taking holders from their ``posted`` to their ``desired`` net.
+
+    The issuer (:data:`~settlement.ledger.WATT_ISSUER`) is the clearing account: a holder
+    whose net must fall returns WATT to it (``watt.burn``: discharge, commission paid),
+    a holder whose net must rise receives from it (``watt.mint``: charge, commission
+    received). Both mappings include the issuer, so each sums to zero.
+
+    Raises
+    ------
+    ValueError
+        If a mapping does not sum to zero.
+    """
+    for name, mapping in (("desired", desired), ("posted", posted)):
+        if sum(mapping.values()):
+            msg = f"{name} WATT nets sum to {sum(mapping.values())}; they must sum to zero"
+            raise ValueError(msg)
+    delta = {
+        a: desired.get(a, 0) - posted.get(a, 0)
+        for a in sorted(set(desired) | set(posted))
+        if a != WATT_ISSUER and desired.get(a, 0) != posted.get(a, 0)
+    }
+    burn = [
+        Transfer(a, WATT_ISSUER, Asset.WATT, -d, "watt.burn") for a, d in delta.items() if d < 0
+    ]
+    mint = [Transfer(WATT_ISSUER, a, Asset.WATT, d, "watt.mint") for a, d in delta.items() if d > 0]
+    return tuple(burn + mint)
+
+
+def posted_net(transfers: Iterable[Transfer], asset: Asset = Asset.COIN) -> dict[str, int]:
+    """Net change per account of posted transfers of one asset, the coin pool excluded."""
     net: dict[str, int] = {}
     for t in transfers:
-        if t.asset is not Asset.COIN:
+        if t.asset is not asset:
             continue
         net[t.debit] = net.get(t.debit, 0) - t.amount
         net[t.credit] = net.get(t.credit, 0) + t.amount

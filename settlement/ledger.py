@@ -495,11 +495,14 @@ def verify_journal(
     the recomputed one (chained on the *stored* previous hash, so only an edited row is
     flagged, not every row after it); the amount is positive, the accounts differ, the
     asset is known; no account goes below zero unless :func:`may_overdraw` allows it;
-    ``fiat:bridge`` moves only with ``fiat.*`` codes (coins come from nowhere else).
-    Per batch: its rows are contiguous and match the batch index (first row, count,
-    content digest); clearing accounts (the settlement pool) net to zero. At the end: the
-    balance table equals the balances the journal adds up to, and no indexed batch is
-    missing from the journal.
+    ``fiat:bridge`` moves only with ``fiat.*`` codes (coins come from nowhere else);
+    ``watt:battery`` mints and burns WATT only with ``watt.*`` codes (holders may trade
+    WATT among themselves, e.g. ``market.watt``), so the WATT outstanding (minus the
+    issuer's balance) is what storage accounting minted less what was burned, and no holder
+    is ever below zero. Per batch: its rows are contiguous and
+    match the batch index (first row, count, content digest); clearing accounts (the
+    settlement pool) net to zero. At the end: the balance table equals the balances the
+    journal adds up to, and no indexed batch is missing from the journal.
     """
     problems: list[Problem] = []
 
@@ -599,6 +602,12 @@ def verify_journal(
             problem(
                 seq,
                 f"row {seq}: {code!r} moves coins through {FIAT_BRIDGE}; only fiat.* transfers may",
+            )
+        if WATT_ISSUER in (debit, credit) and (asset != Asset.WATT or not code.startswith("watt.")):
+            problem(
+                seq,
+                f"row {seq}: {code!r} mints or burns through {WATT_ISSUER}; only watt.* "
+                "transfers of WATT may (WATT exist only as minted for stored energy)",
             )
         if debit.startswith("pool:"):
             clearing_net[debit_key] = clearing_net.get(debit_key, 0) - amount

@@ -16,23 +16,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from microgrid.readings import MeterReading
-from microgrid.site import Site
+from microgrid.site import CONTAINER_DEVICES, Site
 from microgrid.units import COIN_SCALE
 from settlement.alarms import Alarm, AlarmKind
+from settlement.decisions import decide_hour
 from settlement.hourly import (
     DEFAULT_MAX_POWER_W,
     HourPlan,
     MeterEnergy,
+    StorageInput,
     hourly_energy,
     plan_hour,
     posted_net,
     price_at,
     transfers_through_pool,
+    watt_transfers,
 )
-from settlement.ledger import Batch, PostedBatch, Transfer
+from settlement.ledger import WATT_ISSUER, Asset, Batch, PostedBatch, Transfer, meter_account
+from settlement.storage import StoragePolicy
 from settlement.store import LedgerStore
 
 __all__ = [
+    "BATTERY_METER",
     "CONTAINER_METERS",
     "HourSettlement",
     "RecordOutcome",
@@ -40,13 +45,16 @@ __all__ = [
     "floor_hour",
     "plan_site_hour",
     "record_readings",
+    "retry_delay",
     "settle_hour",
     "settle_hours",
     "settle_pending",
     "settlement_key",
+    "storage_policy_for",
+    "watt_balances_before",
 ]
 
-CONTAINER_METERS = ("pv_inverter", "battery_inverter", "bulk_meter")
+CONTAINER_METERS = CONTAINER_DEVICES
 """Meter ids of the container's own devices (besides the connections)."""
 
 _HOUR = timedelta(hours=1)
@@ -62,21 +70,57 @@ class SettlementConfig:
         The utility's hourly fee [coin minor units]; 0.01 coin (seed 002).
     producer_ids : tuple of str
         Container meters whose export is production and must be known before payouts
-        (the PV inverter). Connections' export counts too (prosumers).
+        (the PV inverter), unless the site declares ``producer_meters``. Connections'
+        export counts too; the site's prosumers must be known.
     max_power_w : int
         Fastest plausible register rise [W].
     site_id : str or None
         The site's id in batch keys; the site's name if None.
+    storage : StoragePolicy or None
+        Settle the battery as a producer (:mod:`settlement.storage`) from the
+        ``battery_inverter`` meter's readings (import = charge, export = discharge);
+        None settles without storage (night consumption is then held).
     """
 
     utility_fee_minor: int = COIN_SCALE // 100
     producer_ids: tuple[str, ...] = ("pv_inverter",)
     max_power_w: int = DEFAULT_MAX_POWER_W
     site_id: str | None = None
+    storage: StoragePolicy | None = None
 
     def site_key(self, site: Site) -> str:
         """The site id used in batch keys."""
         return self.site_id or site.name
+
+    def producers(self, site: Site) -> tuple[str, ...]:
+        """Meters whose readings must be known before an hour pays out.
+
+        The site's ``producer_meters`` if it declares them, else the configured container
+        producers and every prosumer of the site.
+        """
+        if site.producer_meters is not None:
+            return site.producer_meters
+        prosumers = tuple(c.id for c in site.prosumers if c.id not in self.producer_ids)
+        return self.producer_ids + prosumers
+
+
+BATTERY_METER = "battery_inverter"
+"""The battery inverter's meter id: import = energy charged, export = discharged [Wh AC]."""
+
+
+def storage_policy_for(site: Site, **overrides: object) -> StoragePolicy:
+    """A storage policy from the site's battery.
+
+    Its efficiencies, the container owning all capacity; ``overrides`` replace any
+    other field (commission, Bmax, accounts).
+    """
+    battery = site.battery
+    fields: dict[str, object] = {
+        "round_trip_ppm": round(battery.charge_efficiency * battery.discharge_efficiency * 1e6),
+        "charge_ppm": round(battery.charge_efficiency * 1e6),
+        **overrides,
+    }
+    return StoragePolicy(**fields)  # type: ignore[arg-type]
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -270,12 +314,47 @@ def plan_site_hour(
     h1 = h0 + _HOUR
     local_hour = h0.astimezone(zoneinfo.ZoneInfo(site.location.timezone)).hour
     prices = {c.id: price_at(site.tariffs[c.tariff], local_hour) for c in site.connections}
-    meters = [c.id for c in site.connections] + list(config.producer_ids)
+    producers = config.producers(site)
+    meters = [c.id for c in site.connections] + [p for p in config.producer_ids if p not in prices]
+    if config.storage is not None and BATTERY_METER not in meters:
+        meters.append(BATTERY_METER)
     grouped = _hour_readings(store, meters, h0, h1)
     energies: dict[str, MeterEnergy] = {
         m: hourly_energy(m, grouped.get(m, ()), h0, config.max_power_w) for m in meters
     }
-    return plan_hour(h0, energies, prices, config.producer_ids, config.utility_fee_minor)
+    storage = None
+    if config.storage is not None:
+        storage = StorageInput(
+            BATTERY_METER,
+            watt_balances_before(store, site, h0, config),
+            config.storage,
+            frozenset(meter_account(c.id) for c in site.connections),
+        )
+    return plan_hour(h0, energies, prices, producers, config.utility_fee_minor, storage)
+
+
+def watt_balances_before(
+    store: LedgerStore, site: Site, hour: datetime, config: SettlementConfig
+) -> dict[str, int]:
+    """WATT balances of every holder before ``hour`` was settled [Wh].
+
+    The store's current balances minus what the hour's own batches already moved, so a
+    re-settled hour starts from the same balances as its first settlement (hours are
+    settled in order; a correction of an old hour does not replay later hours).
+    """
+    balances = {
+        account: amount
+        for (account, _), amount in store.balances(Asset.WATT).items()
+        if account != WATT_ISSUER and amount
+    }
+    base = settlement_key(config.site_key(site), hour)
+    posted: list[Transfer] = []
+    for key in store.keys_with_prefix(base):
+        posted.extend(store.transfers_of(key))
+    for account, amount in posted_net(posted, Asset.WATT).items():
+        if account != WATT_ISSUER:
+            balances[account] = balances.get(account, 0) - amount
+    return {a: v for a, v in balances.items() if v}
 
 
 def settle_hour(
@@ -320,15 +399,51 @@ def settle_hour(
     already: list[Transfer] = []
     for key in keys:
         already.extend(store.transfers_of(key))
-    transfers = transfers_through_pool(plan.net(), posted_net(already))
+    transfers = transfers_through_pool(plan.net(), posted_net(already)) + watt_transfers(
+        plan.watt_net(), posted_net(already, Asset.WATT)
+    )
     posted: PostedBatch | None = None
     if not keys or transfers:
         key = base if not keys else f"{base}#{len(keys)}"
         posted = store.post(Batch(key, transfers), now)
-    if plan.alarms:
-        store.add_alarms(plan.alarms)
-    store.mark_hour(site_id, plan.hour, plan.complete)
+    retry_at = None
+    if not plan.complete:
+        attempts = store.hour_attempts(site_id, plan.hour) + 1
+        retry_at = (now or datetime.now(UTC)) + retry_delay(attempts)
+    meter_balances = store.balances(Asset.COIN, prefix=_METER_PREFIX)
+    decisions = decide_hour(
+        site,
+        plan,
+        {c.id: meter_balances.get((meter_account(c.id), Asset.COIN), 0) for c in site.connections},
+        store.connected_after(site_id, plan.hour - _HOUR),
+    )
+    store.finish_hour(site_id, plan.hour, plan.complete, retry_at, plan.alarms, decisions)
     return HourSettlement(plan, transfers, posted)
+
+
+_METER_PREFIX = meter_account("")
+
+
+RETRY_FIRST = timedelta(hours=1)
+"""Wait before retrying an incomplete hour the first time."""
+RETRY_MAX = timedelta(hours=24)
+"""Longest wait between retries: a meter back after a week is still settled daily (and
+at once when its reading arrives, through :func:`record_readings`' ``late_hours``)."""
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff after ``attempts`` incomplete settlements of one hour.
+
+    Examples
+    --------
+    >>> [retry_delay(n).total_seconds() / 3600 for n in (1, 2, 3, 6, 20)]
+    [1.0, 2.0, 4.0, 24.0, 24.0]
+    """
+    if attempts < 1:
+        msg = f"attempts must be ≥ 1, got {attempts}"
+        raise ValueError(msg)
+    delay: timedelta = RETRY_FIRST * (1 << min(attempts - 1, 16))
+    return min(delay, RETRY_MAX)
 
 
 def settle_hours(
@@ -348,6 +463,13 @@ def settle_pending(
     config: SettlementConfig | None = None,
     now: datetime | None = None,
 ) -> list[HourSettlement]:
-    """Re-settle every hour that still missed readings or held payouts."""
+    """Re-settle the incomplete hours whose retry is due (backoff: :func:`retry_delay`).
+
+    An hour still missing a reading is retried after 1, 2, 4 … hours, at most daily, not
+    every hour for ever; a late reading re-settles its hours at once through
+    :func:`record_readings`' ``late_hours``.
+    """
     config = config or SettlementConfig()
-    return settle_hours(store, site, store.incomplete_hours(config.site_key(site)), config, now)
+    due = now or datetime.now(UTC)
+    hours = store.incomplete_hours(config.site_key(site), due_at=due)
+    return settle_hours(store, site, hours, config, now)

@@ -28,6 +28,7 @@ from typing import Literal
 
 from microgrid.readings import MeterReading
 from settlement.alarms import Alarm, AlarmKind
+from settlement.decisions import MeterDecision
 from settlement.ledger import (
     _SEP,
     GENESIS_HASH,
@@ -96,6 +97,27 @@ CREATE TABLE IF NOT EXISTS settled_hours (
     hour_us INTEGER NOT NULL,
     complete INTEGER NOT NULL,
     PRIMARY KEY (site, hour_us)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hour_retries (
+    site TEXT NOT NULL,
+    hour_us INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_at_us INTEGER NOT NULL,
+    PRIMARY KEY (site, hour_us)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meter_decisions (
+    site TEXT NOT NULL,
+    meter_id TEXT NOT NULL,
+    hour_us INTEGER NOT NULL,
+    import_wh INTEGER NOT NULL,
+    export_wh INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    charge_minor INTEGER NOT NULL,
+    payout_minor INTEGER NOT NULL,
+    balance_minor INTEGER NOT NULL,
+    connected INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (site, meter_id, hour_us)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS owners (
     account TEXT PRIMARY KEY,
@@ -481,11 +503,15 @@ class SqliteLedgerStore:
     def add_alarms(self, alarms: Sequence[Alarm]) -> None:
         """Record alarms (an identical alarm is recorded once)."""
         self._db.execute("BEGIN IMMEDIATE")
-        self._db.executemany(
-            "INSERT OR IGNORE INTO alarms VALUES (?, ?, ?, ?)",
-            [(a.kind.value, a.subject, to_us(a.at), a.message) for a in alarms],
-        )
+        self._add_alarms_locked(alarms)
         self._db.execute("COMMIT")
+
+    def _add_alarms_locked(self, alarms: Sequence[Alarm]) -> None:
+        if alarms:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO alarms VALUES (?, ?, ?, ?)",
+                [(a.kind.value, a.subject, to_us(a.at), a.message) for a in alarms],
+            )
 
     def alarms(self, since: datetime | None = None) -> list[Alarm]:
         """Recorded alarms, oldest first."""
@@ -497,13 +523,69 @@ class SqliteLedgerStore:
         )
         return [Alarm(AlarmKind(k), str(s), from_us(int(t)), str(m)) for k, s, t, m in rows]
 
-    def mark_hour(self, site_id: str, hour: datetime, complete: bool) -> None:
-        """Record that an hour was settled, completely or with meters still missing."""
-        self._db.execute(
+    def mark_hour(
+        self, site_id: str, hour: datetime, complete: bool, retry_at: datetime | None = None
+    ) -> None:
+        """Record that an hour was settled, completely or with meters still missing.
+
+        An incomplete hour counts one more attempt and is due again at ``retry_at``
+        (at once if None); a complete one forgets its attempts.
+        """
+        self.finish_hour(site_id, hour, complete, retry_at)
+
+    def finish_hour(
+        self,
+        site_id: str,
+        hour: datetime,
+        complete: bool,
+        retry_at: datetime | None = None,
+        alarms: Sequence[Alarm] = (),
+        decisions: Sequence[MeterDecision] = (),
+    ) -> None:
+        """Record an hour's alarms, mark and meter decisions, atomically.
+
+        One transaction (one fsync, not three): the alarms, :meth:`mark_hour` and
+        :meth:`add_decisions` after the hour's batch is posted.
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._add_alarms_locked(alarms)
+            self._mark_hour_locked(site_id, hour, complete, retry_at)
+            self._add_decisions_locked(site_id, decisions)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _mark_hour_locked(
+        self, site_id: str, hour: datetime, complete: bool, retry_at: datetime | None
+    ) -> None:
+        hour_us = to_us(hour)
+        db = self._db
+        db.execute(
             "INSERT INTO settled_hours VALUES (?, ?, ?) ON CONFLICT (site, hour_us) "
             "DO UPDATE SET complete = excluded.complete",
-            (site_id, to_us(hour), int(complete)),
+            (site_id, hour_us, int(complete)),
         )
+        if complete:
+            db.execute(
+                "DELETE FROM hour_retries WHERE site = ? AND hour_us = ?", (site_id, hour_us)
+            )
+        else:
+            db.execute(
+                "INSERT INTO hour_retries VALUES (?, ?, 1, ?) ON CONFLICT (site, hour_us) "
+                "DO UPDATE SET attempts = attempts + 1, next_at_us = excluded.next_at_us",
+                (site_id, hour_us, hour_us if retry_at is None else to_us(retry_at)),
+            )
+
+    def hour_attempts(self, site_id: str, hour: datetime) -> int:
+        """How many settlements of an hour ended incomplete since it was last complete."""
+        row = self._db.execute(
+            "SELECT attempts FROM hour_retries WHERE site = ? AND hour_us = ?",
+            (site_id, to_us(hour)),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
 
     def settled_hours(self, site_id: str, start: datetime, end: datetime) -> list[datetime]:
         """Settled hours (complete or not) starting in ``[start, end)``, oldest first."""
@@ -514,13 +596,80 @@ class SqliteLedgerStore:
         )
         return [from_us(int(r[0])) for r in rows]
 
-    def incomplete_hours(self, site_id: str) -> list[datetime]:
-        """Settled hours that still miss readings (or hold payouts), oldest first."""
-        rows = self._db.execute(
-            "SELECT hour_us FROM settled_hours WHERE site = ? AND complete = 0 ORDER BY hour_us",
-            (site_id,),
-        )
+    def incomplete_hours(self, site_id: str, due_at: datetime | None = None) -> list[datetime]:
+        """Settled hours that still miss readings (or hold payouts), oldest first.
+
+        With ``due_at``, only those whose retry is due by then.
+        """
+        if due_at is None:
+            rows = self._db.execute(
+                "SELECT hour_us FROM settled_hours WHERE site = ? AND complete = 0 "
+                "ORDER BY hour_us",
+                (site_id,),
+            )
+        else:
+            rows = self._db.execute(
+                "SELECT s.hour_us FROM settled_hours AS s LEFT JOIN hour_retries AS r "
+                "ON r.site = s.site AND r.hour_us = s.hour_us WHERE s.site = ? AND "
+                "s.complete = 0 AND (r.next_at_us IS NULL OR r.next_at_us <= ?) "
+                "ORDER BY s.hour_us",
+                (site_id, to_us(due_at)),
+            )
         return [from_us(int(r[0])) for r in rows]
+
+    # --- meter decisions (seed 002's two-way hour) -----------------------------------
+    def add_decisions(self, site_id: str, decisions: Sequence[MeterDecision]) -> None:
+        """Store meters' decisions; a re-settled hour replaces its earlier ones."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._add_decisions_locked(site_id, decisions)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _add_decisions_locked(self, site_id: str, decisions: Sequence[MeterDecision]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO meter_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    site_id,
+                    d.meter_id,
+                    to_us(d.hour),
+                    d.import_wh,
+                    d.export_wh,
+                    d.status,
+                    d.charge_minor,
+                    d.payout_minor,
+                    d.balance_minor,
+                    int(d.connected),
+                    d.state,
+                )
+                for d in decisions
+            ],
+        )
+
+    def decisions(self, site_id: str, meter_id: str, limit: int = 24) -> list[MeterDecision]:
+        """A meter's latest decisions, newest first."""
+        rows = self._db.execute(
+            "SELECT meter_id, hour_us, import_wh, export_wh, status, charge_minor, "
+            "payout_minor, balance_minor, connected, state FROM meter_decisions "
+            "WHERE site = ? AND meter_id = ? ORDER BY hour_us DESC LIMIT ?",
+            (site_id, meter_id, limit),
+        )
+        return [
+            MeterDecision(m, from_us(int(h)), i, x, st, c, p, b, bool(on), state)
+            for m, h, i, x, st, c, p, b, on, state in rows
+        ]
+
+    def connected_after(self, site_id: str, hour: datetime) -> dict[str, bool]:
+        """Each meter's decision (relay closed?) made when ``hour`` was settled."""
+        rows = self._db.execute(
+            "SELECT meter_id, connected FROM meter_decisions WHERE site = ? AND hour_us = ?",
+            (site_id, to_us(hour)),
+        )
+        return {str(m): bool(on) for m, on in rows}
 
     # --- owners and stakes ---------------------------------------------------------------
     def set_owner(self, account: str, owner: str) -> None:

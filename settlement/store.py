@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from microgrid.readings import MeterReading
 from settlement.alarms import Alarm
 from settlement.ledger import Asset, Batch, JournalRow, PostedBatch, Transfer, VerifyReport
+
+if TYPE_CHECKING:
+    from settlement.decisions import MeterDecision
 
 __all__ = ["LedgerStore", "ReadingsAdded"]
 
@@ -123,16 +126,57 @@ class LedgerStore(Protocol):
         """Recorded alarms, oldest first."""
         ...
 
-    def mark_hour(self, site_id: str, hour: datetime, complete: bool) -> None:
-        """Record that an hour was settled, completely or with meters still missing."""
+    def mark_hour(
+        self, site_id: str, hour: datetime, complete: bool, retry_at: datetime | None = None
+    ) -> None:
+        """Record that an hour was settled, completely or with meters still missing.
+
+        An incomplete hour counts one more attempt and is due again at ``retry_at``
+        (at once if None); a complete one forgets its attempts.
+        """
+        ...
+
+    def finish_hour(
+        self,
+        site_id: str,
+        hour: datetime,
+        complete: bool,
+        retry_at: datetime | None = None,
+        alarms: Sequence[Alarm] = (),
+        decisions: Sequence[MeterDecision] = (),
+    ) -> None:
+        """Record an hour's alarms, mark and meter decisions, atomically.
+
+        One transaction (one fsync, not three): the alarms, :meth:`mark_hour` and
+        :meth:`add_decisions` after the hour's batch is posted.
+        """
+        ...
+
+    def hour_attempts(self, site_id: str, hour: datetime) -> int:
+        """How many settlements of an hour ended incomplete since it was last complete."""
         ...
 
     def settled_hours(self, site_id: str, start: datetime, end: datetime) -> list[datetime]:
         """Settled hours (complete or not) starting in ``[start, end)``, oldest first."""
         ...
 
-    def incomplete_hours(self, site_id: str) -> list[datetime]:
-        """Settled hours that still miss readings (or hold payouts), oldest first."""
+    def incomplete_hours(self, site_id: str, due_at: datetime | None = None) -> list[datetime]:
+        """Settled hours that still miss readings (or hold payouts), oldest first.
+
+        With ``due_at``, only those whose retry is due by then.
+        """
+        ...
+
+    def add_decisions(self, site_id: str, decisions: Sequence[MeterDecision]) -> None:
+        """Store meters' decisions; a re-settled hour replaces its earlier ones."""
+        ...
+
+    def decisions(self, site_id: str, meter_id: str, limit: int = 24) -> list[MeterDecision]:
+        """A meter's latest decisions, newest first."""
+        ...
+
+    def connected_after(self, site_id: str, hour: datetime) -> dict[str, bool]:
+        """Each meter's decision (relay closed?) made when ``hour`` was settled."""
         ...
 
     # --- owners and stakes ---------------------------------------------------------------
