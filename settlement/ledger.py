@@ -58,6 +58,7 @@ __all__ = [
     "STAKE_ISSUER",
     "STAKE_SLASHED",
     "UTILITY",
+    "WATT_CODES",
     "WATT_ISSUER",
     "Asset",
     "Batch",
@@ -128,6 +129,8 @@ STAKE_ISSUER = "stake:issuer"
 """Where stake tokens are issued from (one per household)."""
 STAKE_SLASHED = "stake:slashed"
 """Default destination of slashed stake tokens."""
+WATT_CODES = ("watt.", "market.")
+"""Transfer codes that may move WATT: storage accounting and trades between holders."""
 WATT_ISSUER = "watt:battery"
 """Where WATT storage tokens are minted on charge and burned on discharge: its balance is
 minus the WATT outstanding, which reconciles with the battery's stored energy."""
@@ -496,10 +499,11 @@ def verify_journal(
     flagged, not every row after it); the amount is positive, the accounts differ, the
     asset is known; no account goes below zero unless :func:`may_overdraw` allows it;
     ``fiat:bridge`` moves only with ``fiat.*`` codes (coins come from nowhere else);
-    ``watt:battery`` mints and burns WATT only with ``watt.*`` codes (holders may trade
-    WATT among themselves, e.g. ``market.watt``), so the WATT outstanding (minus the
-    issuer's balance) is what storage accounting minted less what was burned, and no holder
-    is ever below zero. Per batch: its rows are contiguous and
+    ``watt:battery`` mints and burns WATT only with ``watt.*`` codes, and WATT move
+    between holders only by storage accounting or a market trade (:data:`WATT_CODES`),
+    so the WATT outstanding (minus the issuer's balance) is what storage accounting
+    minted less what was burned, and no holder is ever below zero. Per batch: its rows
+    are contiguous and
     match the batch index (first row, count, content digest); clearing accounts (the
     settlement pool) net to zero. At the end: the balance table equals the balances the
     journal adds up to, and no indexed batch is missing from the journal.
@@ -608,6 +612,12 @@ def verify_journal(
                 seq,
                 f"row {seq}: {code!r} mints or burns through {WATT_ISSUER}; only watt.* "
                 "transfers of WATT may (WATT exist only as minted for stored energy)",
+            )
+        elif asset == Asset.WATT and not code.startswith(WATT_CODES):
+            problem(
+                seq,
+                f"row {seq}: {code!r} moves WATT; only watt.* transfers (storage accounting) "
+                "and market.* trades between holders may",
             )
         if debit.startswith("pool:"):
             clearing_net[debit_key] = clearing_net.get(debit_key, 0) - amount
