@@ -29,6 +29,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from lastwatt import api_alarms
 from lastwatt.auth import Credentials, Role, User
 from lastwatt.service import Service
 from microgrid.readings import MeterReading
@@ -151,6 +152,8 @@ def create_app(service: Service, credentials: Credentials) -> FastAPI:
             site.connection(connection_id)
         except KeyError:
             raise HTTPException(404, f"no connection {connection_id!r} at this site") from None
+
+    app.include_router(api_alarms.router(service, operator))
 
     # --- dashboard ---------------------------------------------------------------------
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR), name="dashboard")

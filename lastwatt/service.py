@@ -61,6 +61,7 @@ from settlement import (
     FiatConfig,
     SqliteLedgerStore,
     StakingPolicy,
+    credit_alarms,
     credit_for_dispatch,
     issue_tokens,
     read_credit,
@@ -322,9 +323,12 @@ class Service:
             if self.state.get("first_reading_at") is None:
                 self.state.set("first_reading_at", now.isoformat())
             self._last_slot = slot
-        self.credit = read_credit(
-            self.store, self.site, now, self._connected, self.config.credit_policy
-        )
+        credit = read_credit(self.store, self.site, now, self._connected, self.config.credit_policy)
+        raised, cleared = credit_alarms(self.credit, credit, now)
+        self.store.add_alarms(raised)
+        for kind, subject in cleared:
+            self.store.clear_alarm(kind, subject, now)
+        self.credit = credit
         self._connected = {cid: s.connected for cid, s in self.credit.items()}
         self.controller.set_credit(credit_for_dispatch(self.credit))
 

@@ -12,7 +12,7 @@ Entry points other packages call:
 - :class:`SqliteLedgerStore` — the default :class:`LedgerStore`.
 """
 
-from settlement.alarms import Alarm, AlarmKind
+from settlement.alarms import Alarm, AlarmKind, AlarmRecord, Severity
 from settlement.fiat import (
     FiatConfig,
     Topup,
@@ -42,6 +42,7 @@ from settlement.prepaid import (
     CreditPolicy,
     CreditState,
     CreditStatus,
+    credit_alarms,
     credit_for_dispatch,
     credit_statuses,
     read_credit,
@@ -69,6 +70,7 @@ from settlement.store import LedgerStore
 __all__ = [
     "Alarm",
     "AlarmKind",
+    "AlarmRecord",
     "Asset",
     "Batch",
     "BatchRejectedError",
@@ -89,6 +91,7 @@ __all__ = [
     "PostedBatch",
     "RecordOutcome",
     "SettlementConfig",
+    "Severity",
     "SqliteLedgerStore",
     "StakingPolicy",
     "Topup",
@@ -96,6 +99,7 @@ __all__ = [
     "VerifyReport",
     "WebhookRejectedError",
     "confirm_withdrawal",
+    "credit_alarms",
     "credit_for_dispatch",
     "credit_statuses",
     "fund_meter",

@@ -88,6 +88,46 @@ function showStakes(data) {
   body.innerHTML = ids.map((b) => `<tr><td>${b}</td><td>${data.current[b]}</td><td>${data.next[b]}</td></tr>`).join("");
 }
 
+// Alarms are for operators: HTTP Basic credentials typed here, kept in this tab only.
+let operatorAuth = null;
+
+function escapeHtml(value) {
+  return String(value).replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
+}
+
+async function refreshAlarms(tz) {
+  if (!operatorAuth) return;
+  const response = await fetch("/api/alarms", { cache: "no-store", headers: { Authorization: operatorAuth } });
+  if (!response.ok) {
+    text("alarm-count", response.status === 401 ? "(wrong user name or password)" : "(operators only)");
+    operatorAuth = null;
+    return;
+  }
+  const data = await response.json();
+  const open = Object.entries(data.unacknowledged).map(([k, n]) => n + " " + k).join(", ");
+  text("alarm-count", "(" + (open || "none") + " unacknowledged)");
+  document.querySelector("#alarms tbody").innerHTML = data.alarms.map((a) =>
+    `<tr class="sev-${a.severity}"><td>${a.severity}</td><td>${a.kind}</td><td>${escapeHtml(a.subject)}</td>` +
+    `<td>${a.count}</td><td>${localTime(a.last_seen, tz)}</td><td>${escapeHtml(a.message)}</td>` +
+    `<td>${a.acked_by ? "acked by " + escapeHtml(a.acked_by) : `<button data-ack="${a.id}">ack</button>`}</td></tr>`
+  ).join("");
+}
+
+document.getElementById("alarm-login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const user = document.getElementById("alarm-user").value;
+  const password = document.getElementById("alarm-password").value;
+  operatorAuth = "Basic " + btoa(user + ":" + password);
+  refresh();
+});
+
+document.getElementById("alarms").addEventListener("click", async (event) => {
+  const id = event.target.dataset && event.target.dataset.ack;
+  if (!id || !operatorAuth) return;
+  await fetch(`/api/alarms/${id}/ack`, { method: "POST", headers: { Authorization: operatorAuth } });
+  refresh();
+});
+
 async function refresh() {
   try {
     const status = await getJson("/api/status");
@@ -104,6 +144,7 @@ async function refresh() {
     if (connections) showConnections(connections);
     const stakes = await getJson("/api/stakes");
     if (stakes) showStakes(stakes);
+    await refreshAlarms(tz);
     text("updated", new Date().toLocaleTimeString("en-GB"));
   } catch (error) {
     text("updated", "service unreachable");
