@@ -38,6 +38,7 @@ import pandas as pd
 
 from controllers.control import Clock, Controller, ControllerSettings, CycleResult
 from controllers.failsafe import FailsafeSettings
+from controllers.simulator import ManualClock
 from dispatch import (
     DispatchPolicy,
     RelayState,
@@ -302,9 +303,14 @@ class Service:
     # --- control -----------------------------------------------------------------------------
     async def control_job(self, due: dt.datetime) -> None:
         """One control cycle; readings to the ledger once per slot; credit re-decided."""
-        result = await self.controller.cycle()
+        # A stepped clock waits for the meter sweeps (deterministic); a running clock lets
+        # them go on at their buses' pace, harvested by later cycles.
+        result = await self.controller.cycle(wait_for_sweeps=isinstance(self.clock, ManualClock))
         self.last_cycle = result
         now = result.time
+        self.store.add_alarms(result.alarms)
+        for kind, subject in result.cleared:
+            self.store.clear_alarm(kind, subject, now)
         m = result.measured
         if m.soc_kwh is not None:
             self._soc_kwh = m.soc_kwh
