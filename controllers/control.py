@@ -245,6 +245,8 @@ class CycleResult:
         Conditions that ended.
     fast_path_s : float
         Real time the fast path took [s].
+    sweeps_s : dict of str to float
+        Real time each harvested sweep took, per bus [s].
     """
 
     time: dt.datetime
@@ -257,6 +259,7 @@ class CycleResult:
     alarms: list[Alarm] = field(default_factory=list)
     cleared: list[tuple[AlarmKind, str]] = field(default_factory=list)
     fast_path_s: float = 0.0
+    sweeps_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -268,7 +271,7 @@ class _Sweep:
     faults: list[DeviceFault] = field(default_factory=list)
     writes: int = 0
     bus_fault: BusFault | None = None
-    alarms: list[Alarm] = field(default_factory=list)
+    duration_s: float = 0.0
 
 
 @dataclass
@@ -631,7 +634,8 @@ class Controller:
         fast_s = loop.time() - started
         cleared: list[tuple[AlarmKind, str]] = []
         bus_faults: list[BusFault] = []
-        harvest = (readings, faults, bus_faults, cleared)
+        sweeps_s: dict[str, float] = {}
+        harvest = (readings, faults, bus_faults, cleared, sweeps_s)
         writes += self._harvest(*harvest)
         for bus, meters in self._buses.items():
             if bus not in self._sweeps and not self._backed_off_bus(bus, now):
@@ -653,6 +657,7 @@ class Controller:
             alarms,
             cleared,
             fast_s,
+            sweeps_s,
         )
 
     def _harvest(
@@ -661,6 +666,7 @@ class Controller:
         faults: list[DeviceFault],
         bus_faults: list[BusFault],
         cleared: list[tuple[AlarmKind, str]],
+        sweeps_s: dict[str, float],
     ) -> int:
         """Collect the sweeps that finished; returns their writes."""
         writes = 0
@@ -676,6 +682,7 @@ class Controller:
             readings += sweep.readings
             faults += sweep.faults
             writes += sweep.writes
+            sweeps_s[bus] = sweep.duration_s
             self._meter_states[bus] = sweep.states
             if sweep.bus_fault is not None:
                 bus_faults.append(sweep.bus_fault)
@@ -836,6 +843,7 @@ class Controller:
     async def _sweep(self, bus: str, meters: Sequence[_Device]) -> _Sweep:
         """Read (and switch) every meter of one bus within the sweep deadline."""
         sweep = _Sweep()
+        started = asyncio.get_running_loop().time()
         active = [d for d in meters if not self._backed_off(d, self.clock.now())]
         in_flight = self.settings.modbus.connections_per_gateway
         silent = 0
@@ -855,6 +863,7 @@ class Controller:
                 f"the sweep missed its {self.settings.sweep_deadline_s:g} s deadline after "
                 f"{len(sweep.states)} of {len(active)} meters"
             )
+        sweep.duration_s = asyncio.get_running_loop().time() - started
         if problem is not None:
             sweep.bus_fault = self._fail_bus(bus, problem, len(sweep.states))
             # The bus's back-off governs now; its meters are not each backed off as well.

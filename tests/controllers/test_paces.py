@@ -8,7 +8,8 @@ import dataclasses
 import datetime as dt
 
 from controllers.failsafe import Mode
-from controllers.simulator import SimulatedContainer
+from controllers.rtu import RtuBus
+from controllers.simulator import SimulatedContainer, SimulatorSettings
 from settlement import AlarmKind, EnergyStatus, SqliteLedgerStore, record_readings, settle_hour
 from tests.controllers.conftest import Rig, run, settings
 
@@ -138,5 +139,27 @@ def test_a_restarted_container_is_read_again_within_two_sweeps(site):
             assert counted <= replaced
             for c in rig.site.priority_users:
                 assert rig.sim.supply_closed(c.id)
+
+    run(scenario)
+
+
+def test_an_rtu_bus_costs_its_wire_time_one_transaction_at_a_time(site):
+    bus = RtuBus(baud=9_600)
+    meters = [c for c in site.connections if c.meter.gateway == "meters-a"]
+
+    async def scenario():
+        sim_settings = SimulatorSettings(rtu_buses={"meters-a": bus})
+        async with Rig(site, sim_settings=sim_settings) as rig:
+            await rig.step(STEP_S)  # connections open, relays written
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            result = await rig.step(STEP_S)
+            elapsed = loop.time() - started
+            assert not result.faults
+            # Every meter of the bus once (one 6-register read each), one after the other.
+            floor = len(meters) * bus.transaction_s(3, 6)
+            assert result.sweeps_s["meters-a"] >= floor
+            assert elapsed < 2 * floor + 0.5
+            assert result.sweeps_s["meters-b"] < floor / 3  # the TCP bus is not slowed
 
     run(scenario)
