@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import httpx
 
@@ -67,3 +68,31 @@ def test_cli_lists_and_acknowledges(tmp_path, capsys):
     assert main(["alarms", "--db", db, "--ack", "999999", "--by", "ops"]) == 2
     assert "no alarm with id 999999" in capsys.readouterr().err
     assert main(["alarms", "--db", str(tmp_path / "nothing.sqlite")]) == 2
+
+
+def test_a_plan_that_fell_back_or_violates_is_alarmed_until_a_good_one(tmp_path):
+    from types import SimpleNamespace
+
+    from controllers.simulator import ManualClock
+    from dispatch import DispatchStatus
+    from lastwatt.service import Service
+    from settlement import AlarmKind
+    from tests.service.conftest import MORNING, config, service_site
+
+    service = Service(service_site(), config(tmp_path), ManualClock(MORNING))
+    bad = SimpleNamespace(status=DispatchStatus.FALLBACK, violations_kwh={"priority": 1.5})
+    good = SimpleNamespace(status=DispatchStatus.OPTIMAL, violations_kwh={})
+    service._plan_alarms(bad, MORNING)
+    service._plan_alarms(bad, MORNING + dt.timedelta(minutes=15))
+    standing = service.store.alarm_records(standing_only=True)
+    assert sorted((r.kind, r.count) for r in standing) == [
+        (AlarmKind.PLAN_FALLBACK, 2),
+        (AlarmKind.PLAN_VIOLATIONS, 2),
+    ]
+    assert "priority by 1.50 kWh" in next(
+        r.message for r in standing if r.kind is AlarmKind.PLAN_VIOLATIONS
+    )
+    service._plan_alarms(good, MORNING + dt.timedelta(minutes=30))
+    assert service.store.alarm_records(standing_only=True) == []
+    service.store.close()
+    service.state.close()
