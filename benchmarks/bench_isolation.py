@@ -72,6 +72,7 @@ class LoadResult:
     failsafe_fired: list[str] = field(default_factory=list)
     control_starts: list[dt.datetime] = field(default_factory=list)
     window_s: float = 0.0
+    watch_rtt_s: list[float] = field(default_factory=list)
 
     @property
     def p99_s(self) -> float:
@@ -158,9 +159,11 @@ async def _watch_devices(site: Site, seconds: float, out: LoadResult) -> None:
                     await client.connect()
                 for device, register_map, name, expected in watched:
                     point = register_map.point(name)
+                    asked = time.perf_counter()
                     answer = await client.read_holding_registers(
                         point.address, count=1, device_id=device.unit_id
                     )
+                    out.watch_rtt_s.append(time.perf_counter() - asked)
                     if not answer.isError() and answer.registers[0] != expected:
                         out.failsafe_fired.append(f"{name}={answer.registers[0]}")
             except ModbusException as exc:
@@ -259,6 +262,7 @@ async def _serve_under_load(
     report = json.loads(stdout.decode().strip().splitlines()[-1])
     out.responses.update(report["responses"])
     out.failsafe_fired += report["failsafe_fired"]
+    out.watch_rtt_s += report["watch_rtt_s"]
     stop.set()
     sampler.join()
     out.control_starts = service.state.job_starts("control", window_start)
@@ -282,7 +286,12 @@ def _load_process(spec: dict) -> None:
         )
 
     asyncio.run(both())
-    print(json.dumps({"responses": dict(out.responses), "failsafe_fired": out.failsafe_fired}))
+    report = {
+        "responses": dict(out.responses),
+        "failsafe_fired": out.failsafe_fired,
+        "watch_rtt_s": out.watch_rtt_s,
+    }
+    print(json.dumps(report))
 
 
 def main() -> None:
@@ -315,6 +324,11 @@ def main() -> None:
     )
     print(f"  fast-path faults    {result.fast_faults}; safe-state cycles {result.safe_cycles}")
     print(f"  device fail-safes   {result.failsafe_fired or 'none fired'}")
+    rtt = sorted(result.watch_rtt_s) or [float("nan")]
+    print(
+        f"  simulator's answer  to an outside client: median {statistics.median(rtt) * 1000:.1f}"
+        f" ms, max {rtt[-1] * 1000:.1f} ms (the devices' own latency under this load)"
+    )
     print(f"  responses           {dict(sorted(result.responses.items()))}")
 
 

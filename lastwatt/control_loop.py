@@ -12,7 +12,10 @@ through the store and a few atomically replaced attributes (see
 
 The thread holds the GIL only while it computes (a few milliseconds a cycle); Python
 switches threads every 5 ms, so CPU-bound work elsewhere delays a cycle by at most a few
-switch intervals, not by the length of the work.
+switch intervals, not by the length of the work — provided the OS runs the thread: it
+asks for a higher scheduling priority (nice −10 by default; granted to root or with
+CAP_SYS_NICE, e.g. systemd's ``Nice=``/``AmbientCapabilities=``), because the API's
+threads (password hashing above all) can keep every core busy.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -44,8 +48,9 @@ class ControlThread:
         thread.stop()
     """
 
-    def __init__(self, name: str = "lastwatt-control") -> None:
+    def __init__(self, name: str = "lastwatt-control", nice: int = -10) -> None:
         self.name = name
+        self.nice = nice
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -65,6 +70,7 @@ class ControlThread:
         self._ready.wait()
 
     def _main(self) -> None:
+        self._raise_priority()
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self.loop = loop
@@ -78,6 +84,18 @@ class ControlThread:
             if pending:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
+
+    def _raise_priority(self) -> None:
+        """Ask the OS to schedule this thread before the API's (needs CAP_SYS_NICE or root).
+
+        Other threads of the service (the API, password hashing, dispatch) may keep both
+        cores busy; the control thread needs a few milliseconds of CPU a cycle, on time.
+        Without the privilege it runs at normal priority and says so.
+        """
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+        except (PermissionError, OSError, AttributeError) as exc:
+            log.info("control thread at normal priority (nice %d refused: %s)", self.nice, exc)
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Schedule ``coroutine`` on the control loop (from any thread)."""
