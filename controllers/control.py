@@ -1,20 +1,33 @@
 """The control cycle: apply a dispatch schedule to the container, read it, fail safe.
 
-Each :meth:`Controller.cycle`
+Two paces (DESIGN.md §6). Each :meth:`Controller.cycle` runs
 
-1. reads every device that is not backed off, all gateways concurrently (each meter in
-   one block read, its relay state included); failures are classified as transport
-   failures, Modbus exception responses or garbage values, logged as such, and the
-   device is backed off exponentially;
-2. decides the mode (:mod:`controllers.failsafe`) from the locally kept schedule (the
-   next 24 h) and the age of the last good state of charge;
-3. writes only what differs from the read-back, plus every timed setpoint at half the
-   device timeout, plus everything after a reconnect or a device's recovery; the
-   devices' own revert timers and the relay board's watchdog are programmed to the
-   device timeout, so a controller that dies leaves devices that fall back by
-   themselves;
-4. returns :class:`CycleResult`: :class:`~microgrid.readings.MeterReading` s from the
-   energy registers (for settlement) and the :class:`MeasuredState` (for dispatch).
+1. the **fast path** — the PV and battery inverters, the relay boards and the bulk
+   meter, all on the container's own gateway — within its own deadline
+   (``fast_deadline_s``): read every device that is not backed off, decide the mode
+   (:mod:`controllers.failsafe`) from the locally kept schedule (the next 24 h) and the
+   age of the last good state of charge, and write only what differs from the
+   read-back, plus every timed setpoint at half the device timeout, plus everything
+   after a reconnect or a device's recovery. The devices' own revert timers and the
+   relay board's watchdog are programmed to the device timeout, so a controller that
+   dies leaves devices that fall back by themselves;
+2. a **meter sweep** per meter bus (a gateway with meters) that is idle and not backed
+   off: its meters one request after the other, each meter's relay written from the
+   latest decision, the whole sweep within ``sweep_deadline_s``. A bus sweeps at the
+   pace it allows — a 200-meter RS-485 bus at 9 600 baud needs seconds per sweep —
+   and never holds up the fast path or another bus. A bus that misses its deadline or
+   stays silent for ``bus_silent_after`` requests in a row is a **bus fault**: raised,
+   backed off exponentially, cleared by the next complete sweep.
+
+Failures are classified as transport failures, Modbus exception responses or garbage
+values, logged as such, and the device is backed off exponentially. A meter whose
+counter goes *down* (replaced, reset, restarted container) is re-baselined at once and
+alarmed; its relay keeps being driven throughout.
+
+:class:`CycleResult` carries :class:`~microgrid.readings.MeterReading` s (the fast
+path's and those of the sweeps that finished since the last cycle, for settlement),
+the :class:`MeasuredState` (for dispatch) and the alarms raised and cleared by changes
+(never one per cycle).
 
 A priority connection's relay is never opened, whatever the schedule, credit or mode
 say; only :meth:`Controller.operator_switch` can do it, and it is logged.
@@ -24,11 +37,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 import pandas as pd
 
@@ -55,8 +69,10 @@ from controllers.modbus import ExceptionResponse, GatewayClient, ModbusSettings,
 from controllers.registers import load_register_map
 from microgrid.readings import ENERGY_REGISTER_MODULUS_WH, MeterReading
 from microgrid.site import ConnectionKind, Site
+from settlement.alarms import Alarm, AlarmKind
 
 __all__ = [
+    "BusFault",
     "Clock",
     "Controller",
     "ControllerSettings",
@@ -69,6 +85,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FaultKind = Literal["transport", "exception", "garbage"]
+T = TypeVar("T")
 
 # A meter cannot deliver more than this; a larger jump of its counter is garbage.
 # 30 kW is above any single connection of the default site (largest business 4 kW).
@@ -106,6 +123,16 @@ class ControllerSettings:
         controller time, at most ``max``.
     schedule_horizon : datetime.timedelta
         How much schedule is kept locally (DESIGN.md §6: the next 24 h).
+    fast_deadline_s : float
+        The fast path (inverters, relay boards, bulk meter) must be read and written
+        within this [real s]; what is still pending then is cancelled and faulted.
+    sweep_deadline_s : float
+        One sweep of one meter bus must finish within this [real s], else the bus is
+        faulted and backed off. Give a slow serial bus room: 200 meters at 9 600 baud
+        take ≈ 8 s of wire time.
+    bus_silent_after : int
+        This many transport failures in a row make a bus silent: the sweep stops and the
+        bus is faulted (its remaining meters are not waited for, one timeout each).
     """
 
     modbus: ModbusSettings = field(default_factory=ModbusSettings)
@@ -113,6 +140,17 @@ class ControllerSettings:
     backoff_initial_s: float = 5.0
     backoff_max_s: float = 60.0
     schedule_horizon: dt.timedelta = dt.timedelta(hours=24)
+    fast_deadline_s: float = 2.0
+    sweep_deadline_s: float = 30.0
+    bus_silent_after: int = 3
+
+    def __post_init__(self) -> None:
+        if self.fast_deadline_s <= 0 or self.sweep_deadline_s <= 0:
+            msg = "fast_deadline_s and sweep_deadline_s must be positive seconds"
+            raise ValueError(msg)
+        if self.bus_silent_after < 1:
+            msg = f"bus_silent_after must be ≥ 1 request, got {self.bus_silent_after}"
+            raise ValueError(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +160,28 @@ class DeviceFault:
     device: str
     kind: FaultKind
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class BusFault:
+    """A meter bus that missed its sweep deadline or fell silent; it is backed off.
+
+    Attributes
+    ----------
+    bus : str
+        The gateway's name.
+    message : str
+        What happened.
+    meters_read : int
+        Meters read in the failed sweep before it was abandoned.
+    retry_in_s : float
+        Back-off before the next sweep [s of controller time].
+    """
+
+    bus: str
+    message: str
+    meters_read: int
+    retry_in_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +200,9 @@ class MeasuredState:
         PV AC output and battery AC power (discharge positive) [kW].
     load_kw : dict of str to float
         Metered power per tier (``priority``, ``household``, ``business``) [kW] over
-        the meters read this cycle.
+        the meters read in the latest sweep of their bus.
     meters_read, meters_missing : int
-        Meters read this cycle and meters not read.
+        Meters read in the latest sweep of their bus, and the others.
     relays_closed : dict of str to bool
         Read-back state of every switchable unit (household groups, connections).
     """
@@ -161,7 +221,33 @@ class MeasuredState:
 
 @dataclass(frozen=True, slots=True)
 class CycleResult:
-    """Outcome of one control cycle."""
+    """Outcome of one control cycle.
+
+    Attributes
+    ----------
+    time : datetime.datetime
+        The cycle's time.
+    mode : Mode
+        The mode decided.
+    readings : list of MeterReading
+        The fast path's readings and those of every sweep finished since the last cycle.
+    measured : MeasuredState
+        For dispatch.
+    faults : list of DeviceFault
+        Device faults of the fast path and of the harvested sweeps.
+    writes : int
+        Writes done (fast path and harvested sweeps).
+    bus_faults : list of BusFault
+        Buses faulted in the harvested sweeps.
+    alarms : list of Alarm
+        Conditions that began (a faulted bus or device, a replaced meter, the safe state).
+    cleared : list of (AlarmKind, str)
+        Conditions that ended.
+    fast_path_s : float
+        Real time the fast path took [s].
+    sweeps_s : dict of str to float
+        Real time each harvested sweep took, per bus [s].
+    """
 
     time: dt.datetime
     mode: Mode
@@ -169,6 +255,23 @@ class CycleResult:
     measured: MeasuredState
     faults: list[DeviceFault]
     writes: int
+    bus_faults: list[BusFault] = field(default_factory=list)
+    alarms: list[Alarm] = field(default_factory=list)
+    cleared: list[tuple[AlarmKind, str]] = field(default_factory=list)
+    fast_path_s: float = 0.0
+    sweeps_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Sweep:
+    """What one sweep of one bus did (harvested by the next cycle)."""
+
+    readings: list[MeterReading] = field(default_factory=list)
+    states: dict[str, MeterState] = field(default_factory=dict)
+    faults: list[DeviceFault] = field(default_factory=list)
+    writes: int = 0
+    bus_fault: BusFault | None = None
+    duration_s: float = 0.0
 
 
 @dataclass
@@ -246,7 +349,22 @@ class Controller:
         self._battery_charged_wh = 0  # derived charge register, kept monotone
         self._battery_baseline_wh: int | None = None
         self._last_meter: dict[str, tuple[dt.datetime, int]] = {}
+        self._jumped: dict[str, tuple[dt.datetime, int]] = {}  # refused upward jumps
         self._devices = self._build_devices()
+        self._by_name = {d.name: d for d in self._devices}
+        self._fast = [d for d in self._devices if d.role != "meter"]
+        self._buses: dict[str, list[_Device]] = {}
+        for d in self._devices:
+            if d.role == "meter":
+                self._buses.setdefault(d.gateway, []).append(d)
+        self._bus_health = {bus: _Health() for bus in self._buses}
+        self._sweeps: dict[str, asyncio.Task[_Sweep]] = {}
+        self._meter_states: dict[str, dict[str, MeterState]] = {bus: {} for bus in self._buses}
+        self._target: Targets | None = None
+        self._new_alarms: list[Alarm] = []  # conditions that began, drained by each cycle
+        self._device_down: set[str] = set()
+        self._buses_down: set[str] = set()
+        self._safe = False
         self.household_groups = tuple(g.id for g in site.relay_groups)
         self.businesses = tuple(c.id for c in site.businesses)
         self.priority_ids = frozenset(c.id for c in site.priority_users)
@@ -305,6 +423,9 @@ class Controller:
                 )
             )
         return devices
+
+    def _device(self, name: str) -> _Device:
+        return self._by_name[name]
 
     # --- inputs ------------------------------------------------------------------------
     def set_schedule(self, schedule: object) -> None:
@@ -432,19 +553,54 @@ class Controller:
     def _check_counter(
         self, device: _Device, now: dt.datetime, values: Mapping[str, float | None]
     ) -> None:
+        """Refuse an impossible rise; take a fall (or a confirmed jump) as a new baseline.
+
+        A counter that goes down was replaced, reset or restarted: waiting until the new
+        count passes the old one would leave the meter unread (its relay unwritten, its
+        energy unbilled) for months, so the new value becomes the baseline at once and an
+        alarm says so. A rise faster than any connection can draw is garbage once; if the
+        next read rises plausibly from it, it was a new meter too.
+        """
         energy = int(values["import_wh"] or 0)
         last = self._last_meter.get(device.name)
-        if last is not None:
-            elapsed_h = max((now - last[0]).total_seconds(), 0.0) / 3600
-            delta = (energy - last[1]) % ENERGY_REGISTER_MODULUS_WH
-            if delta > _METER_POWER_KW_MAX * 1000 * elapsed_h + 10:
+        if last is not None and not self._plausible(last, now, energy):
+            jumped = self._jumped.pop(device.name, None)
+            if energy < last[1]:
+                self._rebaseline(device, now, f"import_wh went down from {last[1]} to {energy}")
+            elif jumped is not None and self._plausible(jumped, now, energy):
+                self._rebaseline(
+                    device, now, f"import_wh jumped from {last[1]} to {jumped[1]}, then {energy}"
+                )
+            else:
+                self._jumped[device.name] = (now, energy)
+                elapsed_s = max((now - last[0]).total_seconds(), 0.0)
                 msg = (
-                    f"meter {device.name!r}: import_wh jumped by {delta} Wh in "
-                    f"{elapsed_h * 3600:.0f} s (from {last[1]} to {energy}); more than "
-                    f"{_METER_POWER_KW_MAX:g} kW could deliver"
+                    f"meter {device.name!r}: import_wh jumped by "
+                    f"{(energy - last[1]) % ENERGY_REGISTER_MODULUS_WH} Wh in {elapsed_s:.0f} s "
+                    f"(from {last[1]} to {energy}); more than {_METER_POWER_KW_MAX:g} kW could "
+                    "deliver"
                 )
                 raise GarbageValueError(msg)
+        self._jumped.pop(device.name, None)
         self._last_meter[device.name] = (now, energy)
+
+    @staticmethod
+    def _plausible(last: tuple[dt.datetime, int], now: dt.datetime, energy: int) -> bool:
+        elapsed_h = max((now - last[0]).total_seconds(), 0.0) / 3600
+        delta = (energy - last[1]) % ENERGY_REGISTER_MODULUS_WH  # a rollover is plausible
+        return delta <= _METER_POWER_KW_MAX * 1000 * elapsed_h + 10
+
+    def _rebaseline(self, device: _Device, now: dt.datetime, why: str) -> None:
+        log.warning("meter %s: %s; new baseline (replaced or reset?)", device.name, why)
+        self._new_alarms.append(
+            Alarm(
+                AlarmKind.METER_REPLACED,
+                device.name,
+                now,
+                f"meter {device.name}: {why}; taken as the new meter's baseline — the energy "
+                "between its last good reading and the change is not billed; check the meter",
+            )
+        )
 
     def _period(self, now: dt.datetime) -> tuple[dict[str, float], dict[str, bool]] | None:
         if self._plan is None or self._relays is None or self._plan.empty:
@@ -462,11 +618,92 @@ class Controller:
         relay_row = {str(k): bool(v) for k, v in self._relays.iloc[position].items()}
         return plan_row, relay_row
 
-    async def cycle(self) -> CycleResult:
-        """Run one control cycle (read → decide → write); never raises for device faults."""
+    async def cycle(self, wait_for_sweeps: bool = True) -> CycleResult:
+        """Run one control cycle; never raises for device or bus faults.
+
+        Parameters
+        ----------
+        wait_for_sweeps : bool
+            Wait for the meter sweeps this cycle starts (each within its deadline), so
+            the result carries every meter — what a stepped simulation wants. The live
+            loop passes False: sweeps run on at their buses' pace and are harvested by
+            later cycles, and a cycle takes as long as its fast path.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         now = self.clock.now()
-        active = [d for d in self._devices if not self._backed_off(d, now)]
-        results = await asyncio.gather(*(self._read(d, now) for d in active))
+        mode, readings, fast_measured, faults, writes = await self._fast_path(now)
+        fast_s = loop.time() - started
+        cleared: list[tuple[AlarmKind, str]] = []
+        bus_faults: list[BusFault] = []
+        sweeps_s: dict[str, float] = {}
+        harvest = (readings, faults, bus_faults, cleared, sweeps_s)
+        writes += self._harvest(*harvest)
+        for bus, meters in self._buses.items():
+            if bus not in self._sweeps and not self._backed_off_bus(bus, now):
+                self._sweeps[bus] = asyncio.create_task(self._sweep(bus, meters))
+        if wait_for_sweeps and self._sweeps:
+            await asyncio.wait(list(self._sweeps.values()))
+            writes += self._harvest(*harvest)
+        cleared += self._device_changes(now, faults)
+        cleared += self._mode_change(now, mode)
+        alarms, self._new_alarms = self._new_alarms, []
+        return CycleResult(
+            now,
+            mode,
+            readings,
+            self._measured(fast_measured),
+            faults,
+            writes,
+            bus_faults,
+            alarms,
+            cleared,
+            fast_s,
+            sweeps_s,
+        )
+
+    def _harvest(
+        self,
+        readings: list[MeterReading],
+        faults: list[DeviceFault],
+        bus_faults: list[BusFault],
+        cleared: list[tuple[AlarmKind, str]],
+        sweeps_s: dict[str, float],
+    ) -> int:
+        """Collect the sweeps that finished; returns their writes."""
+        writes = 0
+        for bus, task in list(self._sweeps.items()):
+            if not task.done():
+                continue
+            del self._sweeps[bus]
+            try:
+                sweep = task.result()
+            except Exception as exc:  # a bug in one sweep must not stop the controller
+                log.exception("sweep of bus %s failed", bus)
+                sweep = _Sweep(bus_fault=self._fail_bus(bus, f"sweep crashed: {exc!r}", 0))
+            readings += sweep.readings
+            faults += sweep.faults
+            writes += sweep.writes
+            sweeps_s[bus] = sweep.duration_s
+            self._meter_states[bus] = sweep.states
+            if sweep.bus_fault is not None:
+                bus_faults.append(sweep.bus_fault)
+            elif bus in self._buses_down:
+                self._buses_down.discard(bus)
+                cleared.append((AlarmKind.BUS_FAULT, bus))
+        return writes
+
+    # --- the fast path -----------------------------------------------------------------
+    async def _fast_path(
+        self, now: dt.datetime
+    ) -> tuple[Mode, list[MeterReading], MeasuredState, list[DeviceFault], int]:
+        """Read, decide and write the container's own devices within the fast deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.fast_deadline_s
+        active = [d for d in self._fast if not self._backed_off(d, now)]
+        results = await self._by_deadline(
+            [self._read(d, now) for d in active], active, deadline, now, "reading"
+        )
         faults: list[DeviceFault] = []
         ok: dict[str, _DeviceRead] = {}
         for device, result in zip(active, results, strict=True):
@@ -512,18 +749,181 @@ class Controller:
             previously_on=self._units_on,
         )
         self._units_on = target.units_on
+        self._target = target
 
         jobs: list[tuple[_Device, list[Write]]] = []
         for device, values, answers, sfs in ok.values():
             writes = self._writes_for(device, values, answers, sfs, target, now)
             if writes:
                 jobs.append((device, writes))
-        write_results = await asyncio.gather(*(self._write(d, w, now) for d, w in jobs))
+        write_results = await self._by_deadline(
+            [self._write(d, w, now) for d, w in jobs],
+            [d for d, _ in jobs],
+            deadline,
+            now,
+            "writing",
+        )
         faults += [f for f in write_results if isinstance(f, DeviceFault)]
         written = sum(len(w) for (_, w), r in zip(jobs, write_results, strict=True) if r is None)
-
         readings, measured = self._outputs(now, mode, ok, pv, storage)
-        return CycleResult(now, mode, readings, measured, faults, written)
+        return mode, readings, measured, faults, written
+
+    async def _by_deadline(
+        self,
+        calls: Sequence[Awaitable[T]],
+        devices: Sequence[_Device],
+        deadline: float,
+        now: dt.datetime,
+        what: str,
+    ) -> list[T | DeviceFault]:
+        """Run ``calls`` concurrently; those not done by ``deadline`` are cancelled, faulted."""
+        tasks = [asyncio.ensure_future(c) for c in calls]
+        if not tasks:
+            return []
+        timeout = max(deadline - asyncio.get_running_loop().time(), 0.0)
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        out: list[T | DeviceFault] = []
+        for device, task in zip(devices, tasks, strict=True):
+            if task in pending:
+                message = (
+                    f"{what} missed the fast path's {self.settings.fast_deadline_s:g} s deadline"
+                )
+                out.append(self._fail(device, now, "transport", message))
+            else:
+                out.append(task.result())
+        return out
+
+    def _device_changes(
+        self, now: dt.datetime, faults: Sequence[DeviceFault]
+    ) -> list[tuple[AlarmKind, str]]:
+        """Raise DEVICE_FAULT for a container device that began failing; clear recovered ones."""
+        fast = {d.name for d in self._fast}
+        for fault in faults:
+            if fault.device in fast and fault.device not in self._device_down:
+                self._device_down.add(fault.device)
+                self._new_alarms.append(
+                    Alarm(
+                        AlarmKind.DEVICE_FAULT,
+                        fault.device,
+                        now,
+                        f"{fault.device}: {fault.kind} fault: {fault.message}; backed off and "
+                        "retried; its own fail-safe takes over if it stays unreachable",
+                    )
+                )
+        recovered = [name for name in self._device_down if self._device(name).health.failures == 0]
+        for name in recovered:
+            self._device_down.discard(name)
+        return [(AlarmKind.DEVICE_FAULT, name) for name in recovered]
+
+    def _mode_change(self, now: dt.datetime, mode: Mode) -> list[tuple[AlarmKind, str]]:
+        safe = mode is Mode.SAFE
+        if safe == self._safe:
+            return []
+        self._safe = safe
+        if not safe:
+            return [(AlarmKind.SAFE_STATE, "controller")]
+        self._new_alarms.append(
+            Alarm(
+                AlarmKind.SAFE_STATE,
+                "controller",
+                now,
+                "the controller is in its safe state: no schedule covers now and the state of "
+                "charge is unknown or stale — check the battery inverter and the dispatch job",
+            )
+        )
+        return []
+
+    # --- meter sweeps ------------------------------------------------------------------
+    def _backed_off_bus(self, bus: str, now: dt.datetime) -> bool:
+        retry = self._bus_health[bus].retry_at
+        return retry is not None and now < retry
+
+    async def _sweep(self, bus: str, meters: Sequence[_Device]) -> _Sweep:
+        """Read (and switch) every meter of one bus within the sweep deadline."""
+        sweep = _Sweep()
+        started = asyncio.get_running_loop().time()
+        active = [d for d in meters if not self._backed_off(d, self.clock.now())]
+        in_flight = self.settings.modbus.connections_per_gateway
+        silent = 0
+        problem: str | None = None
+        try:
+            async with asyncio.timeout(self.settings.sweep_deadline_s):
+                for start in range(0, len(active), in_flight):
+                    chunk = active[start : start + in_flight]
+                    outcomes = await asyncio.gather(*(self._meter(d, sweep) for d in chunk))
+                    for outcome in outcomes:
+                        silent = silent + 1 if outcome == "transport" else 0
+                    if silent >= self.settings.bus_silent_after:
+                        problem = f"{silent} requests in a row went unanswered"
+                        break
+        except TimeoutError:
+            problem = (
+                f"the sweep missed its {self.settings.sweep_deadline_s:g} s deadline after "
+                f"{len(sweep.states)} of {len(active)} meters"
+            )
+        sweep.duration_s = asyncio.get_running_loop().time() - started
+        if problem is not None:
+            sweep.bus_fault = self._fail_bus(bus, problem, len(sweep.states))
+            # The bus's back-off governs now; its meters are not each backed off as well.
+            for fault in sweep.faults:
+                if fault.kind == "transport":
+                    self._device(fault.device).health.retry_at = None
+        else:
+            h = self._bus_health[bus]
+            if h.failures:
+                log.info("bus %s is back after %d failed sweeps", bus, h.failures)
+            h.failures = 0
+            h.retry_at = None
+        return sweep
+
+    async def _meter(self, device: _Device, sweep: _Sweep) -> str:
+        """Read one meter, write its relay if it differs; the fault kind, or ``"ok"``."""
+        now = self.clock.now()
+        result = await self._read(device, now)
+        if isinstance(result, DeviceFault):
+            sweep.faults.append(result)
+            return result.kind
+        values, answers, sfs = result
+        state = meter_state(values)
+        sweep.states[device.name] = state
+        sweep.readings.append(MeterReading(device.name, now, state.import_wh, state.export_wh))
+        if self._target is not None:
+            writes = self._writes_for(device, values, answers, sfs, self._target, now)
+            if writes:
+                fault = await self._write(device, writes, now)
+                if fault is not None:
+                    sweep.faults.append(fault)
+                    return fault.kind
+                sweep.writes += len(writes)
+        return "ok"
+
+    def _fail_bus(self, bus: str, message: str, meters_read: int) -> BusFault:
+        h = self._bus_health[bus]
+        h.failures += 1
+        delay = min(
+            self.settings.backoff_initial_s * 2 ** (h.failures - 1), self.settings.backoff_max_s
+        )
+        now = self.clock.now()
+        h.retry_at = now + dt.timedelta(seconds=delay)
+        log.warning(
+            "bus %s faulted (%d in a row, retry in %.0f s): %s", bus, h.failures, delay, message
+        )
+        if bus not in self._buses_down:
+            self._buses_down.add(bus)
+            self._new_alarms.append(
+                Alarm(
+                    AlarmKind.BUS_FAULT,
+                    bus,
+                    now,
+                    f"meter bus {bus}: {message}; backed off {delay:.0f} s — check the gateway, "
+                    "the RS-485 wiring and the meters on it",
+                )
+            )
+        return BusFault(bus, message, meters_read, delay)
 
     def _relay_target(self, device: _Device, target: Targets) -> bool | None:
         cid = device.connection_id
@@ -693,18 +1093,13 @@ class Controller:
         pv: InverterState | None,
         storage: StorageState | None,
     ) -> tuple[list[MeterReading], MeasuredState]:
+        """The fast path's readings and measured state (meters are added by :meth:`_measured`)."""
         readings: list[MeterReading] = []
-        load = {k.value: 0.0 for k in ConnectionKind}
         relays: dict[str, bool] = {}
-        read = 0
         for device, values, answers, _ in ok.values():
-            if device.role in ("meter", "bulk"):
+            if device.role == "bulk":
                 m = meter_state(values)
                 readings.append(MeterReading(device.name, now, m.import_wh, m.export_wh))
-                if device.connection_id is not None:
-                    read += 1
-                    load[self.site.connection(device.connection_id).kind.value] += m.power_kw
-                    relays[device.connection_id] = m.relay_closed
             elif device.role == "relay_board":
                 coils = device.profile.coil_values(answers)
                 for group in self.site.relay_groups:
@@ -725,12 +1120,30 @@ class Controller:
             soc_fraction=soc[1] if soc else None,
             pv_kw=pv.power_kw if pv else None,
             battery_kw=storage.power_kw if storage else None,
+            load_kw={},
+            meters_read=0,
+            meters_missing=len(self.site.connections),
+            relays_closed=relays,
+        )
+        return readings, measured
+
+    def _measured(self, fast: MeasuredState) -> MeasuredState:
+        """The fast path's state with every meter of the latest sweep of its bus."""
+        load = {k.value: 0.0 for k in ConnectionKind}
+        relays = dict(fast.relays_closed)
+        read = 0
+        for states in self._meter_states.values():
+            for cid, m in states.items():
+                read += 1
+                load[self.site.connection(cid).kind.value] += m.power_kw
+                relays[cid] = m.relay_closed
+        return dataclasses.replace(
+            fast,
             load_kw=load,
             meters_read=read,
             meters_missing=len(self.site.connections) - read,
             relays_closed=relays,
         )
-        return readings, measured
 
     def _battery_reading(
         self, now: dt.datetime, pv_wh: int, discharged_wh: int, bulk: MeterReading
@@ -770,7 +1183,7 @@ class Controller:
         while not stop.is_set():
             started = loop.time()
             try:
-                result = await self.cycle()
+                result = await self.cycle(wait_for_sweeps=False)
             except Exception:  # a bug must not stop the container's controller
                 log.exception("control cycle failed")
             else:
@@ -783,6 +1196,11 @@ class Controller:
                 await asyncio.wait_for(stop.wait(), timeout=wait)
 
     async def close(self) -> None:
-        """Close every gateway connection."""
+        """Stop the sweeps under way, close every gateway connection."""
+        for task in self._sweeps.values():
+            task.cancel()
+        if self._sweeps:
+            await asyncio.wait(list(self._sweeps.values()))
+        self._sweeps.clear()
         for client in self.gateways.values():
             await client.close()

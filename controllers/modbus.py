@@ -228,6 +228,11 @@ class GatewayClient:
                 await asyncio.sleep(gap)
             try:
                 response = await call(connection.client)
+            except asyncio.CancelledError:
+                # Abandoned by a deadline: its answer may still come; never match it to
+                # the next request.
+                connection.client.close()
+                raise
             except (ModbusException, OSError, TimeoutError) as exc:
                 # A late answer must not be taken for the next request's: start afresh.
                 connection.client.close()

@@ -26,7 +26,7 @@ import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -40,6 +40,7 @@ from pymodbus.simulator.simutils import SimUtils
 from controllers.codec import raw_from_words, words_from_raw
 from controllers.physics import BatteryLimits, ContainerState, StepInputs, step
 from controllers.registers import Point, PointType, RegisterMap, load_register_map
+from controllers.rtu import RtuBus
 from forecasts.demand import demand_kw
 from forecasts.pv import pv_ac_power_kw
 from forecasts.weather import synthetic_weather
@@ -156,12 +157,17 @@ class SimulatorSettings:
         Initial state of charge [-].
     max_step_s : float
         Longest physics step [s]; timers are honoured exactly regardless.
+    rtu_buses : mapping of str to RtuBus
+        Gateways whose devices sit on an RS-485 bus: each request holds that bus for
+        its wire time in real seconds (:mod:`controllers.rtu`), one at a time. Gateways
+        not named answer as fast as loopback TCP.
     """
 
     seed: int = 0
     pv_noise: float = 0.05
     soc_fraction: float = 0.5
     max_step_s: float = 60.0
+    rtu_buses: Mapping[str, RtuBus] = field(default_factory=dict)
 
 
 @dataclass
@@ -527,6 +533,7 @@ class SimulatedContainer:
         self.devices: dict[tuple[str, int], _Device] = {}
         self.servers: dict[str, ModbusTcpServer] = {}
         self._days: dict[pd.Timestamp, tuple[np.ndarray, np.ndarray]] = {}
+        self._bus_locks = {name: asyncio.Lock() for name in self.settings.rtu_buses}
         self._build_devices()
         self._meter_relay = [
             self.devices[(c.meter.gateway, c.meter.unit_id)] for c in site.connections
@@ -717,6 +724,10 @@ class SimulatedContainer:
         if delay:
             await asyncio.sleep(delay)
         code = self.faults.exception.get(key)
+        bus = self.settings.rtu_buses.get(device.gateway)
+        if bus is not None:
+            async with self._bus_locks[device.gateway]:  # one transaction on the wire
+                await asyncio.sleep(bus.transaction_s(function_code, count, bool(code)))
         if code:
             return ExcCodes(code)
         now = self.clock.now()

@@ -30,7 +30,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from lastwatt import api_console, api_contracts, api_market, api_settlement
+from lastwatt import api_alarms, api_console, api_contracts, api_market, api_settlement
 from lastwatt.auth import Credentials, Role, User
 from lastwatt.customers import CustomerRegistry
 from lastwatt.service import Service
@@ -158,6 +158,7 @@ def create_app(service: Service, credentials: Credentials) -> FastAPI:
             raise HTTPException(404, f"no connection {connection_id!r} at this site") from None
 
     app.include_router(api_settlement.router(service, credentials))
+    app.include_router(api_alarms.router(service, operator))
 
     # --- dashboard and offline API docs -------------------------------------------------
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR), name="dashboard")

@@ -20,6 +20,7 @@ from forecasts.weather import (
     synthetic_weather,
 )
 from lastwatt import (
+    alarm_commands,
     contract_commands,
     device_commands,
     ledger_commands,
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     contract_commands.add_commands(commands)
     market_commands.add_commands(commands)
     storage_commands.add_commands(commands)
+    alarm_commands.add_commands(commands)
     return parser
 
 

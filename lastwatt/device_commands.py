@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import logging
 
+from controllers.rtu import RtuBus
 from controllers.simulator import AcceleratedClock, SimulatedContainer, SimulatorSettings
 from lastwatt.commands import Subcommands, UsageError, add_site_option, command
 from microgrid import Site, load_site, parse_datetime
@@ -23,6 +24,7 @@ def add_commands(commands: Subcommands) -> None:
         """
 lastwatt simulate-devices --speed 60 --start 2026-03-20T06:00
 lastwatt simulate-devices --site my_site.toml --port container=15020 --duration 30
+lastwatt simulate-devices --rtu meters-a=9600 --rtu meters-b=9600   # field timing
 """,
         _simulate_devices,
     )
@@ -46,6 +48,13 @@ lastwatt simulate-devices --site my_site.toml --port container=15020 --duration 
     )
     parser.add_argument(
         "--duration", type=float, default=None, help="stop after this many real seconds"
+    )
+    parser.add_argument(
+        "--rtu",
+        action="append",
+        default=[],
+        metavar="GATEWAY=BAUD",
+        help="put a gateway's devices on a simulated RS-485 bus at BAUD (repeatable)",
     )
 
 
@@ -76,7 +85,9 @@ def _simulate_devices(args: argparse.Namespace) -> int:
     else:
         start = parse_datetime(args.start, site.location.timezone).tz_convert("UTC").to_pydatetime()
     clock = AcceleratedClock(start, args.speed)
-    settings = SimulatorSettings(seed=args.seed, soc_fraction=args.soc)
+    settings = SimulatorSettings(
+        seed=args.seed, soc_fraction=args.soc, rtu_buses=_rtu_buses(site, args.rtu)
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         asyncio.run(_serve(site, clock, settings, args.duration))
@@ -86,6 +97,20 @@ def _simulate_devices(args: argparse.Namespace) -> int:
         msg = f"cannot listen: {exc}; is another simulator running? use --port GATEWAY=PORT"
         raise UsageError(msg) from exc
     return 0
+
+
+def _rtu_buses(site: Site, items: list[str]) -> dict[str, RtuBus]:
+    buses: dict[str, RtuBus] = {}
+    for item in items:
+        name, _, baud = item.partition("=")
+        if name not in site.gateways or not baud.isdigit() or not 300 <= int(baud) <= 1_000_000:
+            msg = (
+                f"--rtu {item!r}: expected GATEWAY=BAUD with GATEWAY one of "
+                f"{', '.join(sorted(site.gateways))} and BAUD in 300–1000000 (e.g. 9600)"
+            )
+            raise UsageError(msg)
+        buses[name] = RtuBus(baud=int(baud))
+    return buses
 
 
 async def _serve(

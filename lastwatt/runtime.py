@@ -18,8 +18,10 @@ import contextlib
 import datetime as dt
 import logging
 import socket
-from collections.abc import Mapping
+import sys
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -32,6 +34,7 @@ from controllers.simulator import (
 )
 from lastwatt.api import create_app
 from lastwatt.auth import Credentials
+from lastwatt.control_loop import ControlThread
 from lastwatt.jobs import LiveRunner, SimulatedRunner
 from lastwatt.service import Service, ServiceConfig
 from microgrid import Site
@@ -40,6 +43,9 @@ from microgrid.site import ConnectionKind
 __all__ = ["RunOptions", "Runtime"]
 
 log = logging.getLogger(__name__)
+
+CONTROL_SWITCH_INTERVAL_S = 0.0005
+"""The interpreter's thread switch interval while a control thread runs [s]."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +108,9 @@ class Runtime:
         self._server_task: asyncio.Task[None] | None = None
         self._live: LiveRunner | None = None
         self.runner: SimulatedRunner | None = None
+        self.control: ControlThread | None = None
+        self._control_stop: asyncio.Event | None = None
+        self._control_run: asyncio.Future[None] | None = None
 
     def _make_clock(self, service_state_anchor: dict[str, float | str] | None) -> Clock:
         o = self.options
@@ -132,13 +141,23 @@ class Runtime:
             anchor = probe.get("clock_anchor")
             probe.close()
         self.clock = self._make_clock(anchor)
+        if not isinstance(self.clock, ManualClock):
+            # Live and accelerated: the control loop (and the simulated devices it drives)
+            # get their own thread and event loop; no request can delay them.
+            self.control = ControlThread()
+            self.control.start()
+            # Each time the control loop wakes for a Modbus reply it must win the GIL from
+            # whatever thread computes (the API): hand it over after 0.5 ms, not 5 ms.
+            sys.setswitchinterval(min(sys.getswitchinterval(), CONTROL_SWITCH_INTERVAL_S))
         if o.simulate:
             self.sim = SimulatedContainer(
                 self.site, self.clock, SimulatorSettings(seed=o.sim_seed, soc_fraction=o.sim_soc)
             )
-            await self.sim.start()
+            await self._on_control_loop(self.sim.start())
         service = Service(self.site, self.config, self.clock, self.credentials.webhook_secret)
         self.service = service
+        if self.control is not None:
+            service.use_control_loop(self.control)
         if isinstance(self.clock, AcceleratedClock) and anchor is None:
             service.state.set(
                 "clock_anchor",
@@ -164,12 +183,30 @@ class Runtime:
             await asyncio.sleep(0.01)
         if self._server_task.done():
             self._server_task.result()
+        jobs = service.jobs()
+        if self.control is not None:
+            control = [j for j in jobs if j.id == "control"]
+            jobs = [j for j in jobs if j.id != "control"]
+            speed = self.clock.speed if isinstance(self.clock, AcceleratedClock) else 1.0
+            runner = SimulatedRunner(control, self.clock, speed, record=service)
+            self._control_run = asyncio.wrap_future(self.control.submit(self._run_control(runner)))
         if isinstance(self.clock, SystemClock):
-            self._live = LiveRunner(service.jobs(), self.clock, service.state)
+            self._live = LiveRunner(jobs, self.clock, service.state)
             self._live.start()
         else:
             speed = self.clock.speed if isinstance(self.clock, AcceleratedClock) else 1.0
-            self.runner = SimulatedRunner(service.jobs(), self.clock, speed, service.state)
+            self.runner = SimulatedRunner(jobs, self.clock, speed, service.state)
+
+    async def _run_control(self, runner: SimulatedRunner) -> None:
+        """The control job's runner, on the control loop until :meth:`stop`."""
+        self._control_stop = asyncio.Event()
+        await runner.run_until(None, self._control_stop)
+
+    async def _on_control_loop(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        if self.control is None:
+            await coroutine
+        else:
+            await self.control.run(coroutine)
 
     async def run(
         self, until: dt.datetime | None = None, stop: asyncio.Event | None = None
@@ -185,6 +222,12 @@ class Runtime:
         """Stop the jobs and the API, leave the devices safe, stop the simulator."""
         if self._live is not None:
             self._live.shutdown()
+        control = self.control
+        if control is not None and control.loop is not None and self._control_stop is not None:
+            control.loop.call_soon_threadsafe(self._control_stop.set)
+        if self._control_run is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._control_run, timeout=30)
         if self._server is not None:
             self._server.should_exit = True
         if self._server_task is not None:
@@ -193,4 +236,6 @@ class Runtime:
         if self.service is not None:
             await self.service.shutdown()
         if self.sim is not None:
-            await self.sim.stop()
+            await self._on_control_loop(self.sim.stop())
+        if self.control is not None:
+            self.control.stop()

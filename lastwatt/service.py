@@ -25,21 +25,24 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import threading
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from controllers.control import Clock, Controller, ControllerSettings, CycleResult
 from controllers.failsafe import FailsafeSettings
+from controllers.simulator import ManualClock
 from dispatch import (
     DispatchPolicy,
+    DispatchStatus,
     RelayState,
     Schedule,
     SolverSettings,
@@ -49,12 +52,15 @@ from dispatch import (
 from forecasts.forecast import Forecast, forecast_site
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import synthetic_weather
+from lastwatt.control_loop import ControlThread
 from lastwatt.jobs import Job
 from lastwatt.state import ServiceState, StoredSchedule
 from microgrid import Site, TimeGrid
 from microgrid.site import ConnectionKind
 from microgrid.units import COIN_SCALE
 from settlement import (
+    Alarm,
+    AlarmKind,
     BusinessOutcome,
     CreditPolicy,
     CreditStatus,
@@ -63,6 +69,7 @@ from settlement import (
     SqliteLedgerStore,
     StakingPolicy,
     StoragePolicy,
+    credit_alarms,
     credit_for_dispatch,
     issue_tokens,
     read_credit,
@@ -79,6 +86,8 @@ from settlement.hourly import price_at
 __all__ = ["Service", "ServiceConfig", "safe_schedule"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _QUARTER = dt.timedelta(minutes=15)
 _HOUR = dt.timedelta(hours=1)
@@ -217,7 +226,75 @@ class Service:
         self._last_slot: dt.datetime | None = None
         self._soc_kwh: float | None = None
         self._relay_since: dict[str, tuple[bool, dt.datetime]] = {}
+        self._owner = threading.get_ident()
+        self._control: ControlThread | None = None
+        # With a control thread, the control job's SQLite work (readings, alarms, credit,
+        # job log; each commit an fsync) runs on this one worker, owning its connections,
+        # so a slow disk never holds up a cycle.
+        self._control_io: ThreadPoolExecutor | None = None
+        self._io_connections: tuple[SqliteLedgerStore, ServiceState] | None = None
         self.started = False
+
+    # --- where the control loop runs -------------------------------------------------------
+    def use_control_loop(self, thread: ControlThread) -> None:
+        """Run every control cycle on ``thread``'s event loop (:mod:`lastwatt.control_loop`).
+
+        Call before :meth:`start`. The control job then uses its own SQLite connections,
+        schedules reach the controller through that loop, and what the API reads
+        (``last_cycle``, ``credit``) is replaced whole, never mutated in place.
+        """
+        if self.started:
+            msg = "choose the control loop before the service starts"
+            raise RuntimeError(msg)
+        self._control = thread
+        self._control_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lastwatt-ctl-io")
+
+    def _io(self) -> tuple[SqliteLedgerStore, ServiceState]:
+        """The calling thread's SQLite connections: the control job's worker has its own."""
+        if self._control_io is None or threading.get_ident() == self._owner:
+            return self.store, self.state
+        if self._io_connections is None:  # only ever the one worker thread gets here
+            data = Path(self.config.data_dir)
+            self._io_connections = (
+                SqliteLedgerStore(data / "ledger.sqlite"),
+                ServiceState(data / "service.sqlite"),
+            )
+        return self._io_connections
+
+    def _close_io_connections(self) -> None:
+        if self._io_connections is not None:
+            for connection in self._io_connections:
+                connection.close()
+            self._io_connections = None
+
+    async def _on_control_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self._control is None:
+            return await coroutine
+        return await self._control.run(coroutine)
+
+    def _apply_schedule(self, schedule: object) -> None:
+        """Hand a schedule to the controller on the loop that drives it."""
+        control = self._control
+        if control is None or control.loop is None:
+            self.controller.set_schedule(schedule)
+        else:
+            control.loop.call_soon_threadsafe(self.controller.set_schedule, schedule)
+
+    def log_job(
+        self,
+        job_id: str,
+        due: dt.datetime,
+        started: dt.datetime,
+        duration_s: float,
+        error: str | None,
+    ) -> None:
+        """Record a job's run (the :class:`~lastwatt.jobs.JobLog` of the control thread)."""
+        if self._control_io is None:
+            self.state.log_job(job_id, due, started, duration_s, error)
+        else:
+            self._control_io.submit(
+                lambda: self._io()[1].log_job(job_id, due, started, duration_s, error)
+            )
 
     # --- life cycle ------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
@@ -247,15 +324,21 @@ class Service:
         stored = self.state.last_schedule()
         if stored is not None:
             self.stored_schedule = stored
-            self.controller.set_schedule(stored)
+            self._apply_schedule(stored)
             log.info("restored the schedule issued %s", stored.issued_at.isoformat())
         self.started = True
-        await self.control_job(now)
+        await self._on_control_loop(self.control_job(now))
         await self.forecast_job(now)
         await self.dispatch_job(now)
 
     async def shutdown(self) -> None:
         """Leave the devices in their safe state, then close everything."""
+        await self._on_control_loop(self._leave_safe())
+        self._executor.shutdown(wait=True)
+        self.store.close()
+        self.state.close()
+
+    async def _leave_safe(self) -> None:
         try:
             fs: FailsafeSettings = self.config.controller.failsafe
             self.controller.set_schedule(
@@ -266,9 +349,9 @@ class Service:
         except Exception:
             log.exception("could not apply the safe state; the devices' own timers will")
         await self.controller.close()
-        self._executor.shutdown(wait=True)
-        self.store.close()
-        self.state.close()
+        if self._control_io is not None:
+            self._control_io.submit(self._close_io_connections)
+            self._control_io.shutdown(wait=True)  # what was queued is written first
 
     # --- inputs shared by jobs and the API ---------------------------------------------
     def current_round(self, now: dt.datetime | None = None) -> int:
@@ -317,33 +400,62 @@ class Service:
 
     # --- control -----------------------------------------------------------------------------
     async def control_job(self, due: dt.datetime) -> None:
-        """One control cycle; readings to the ledger once per slot; credit re-decided."""
-        result = await self.controller.cycle()
+        """One control cycle; readings to the ledger once per slot; credit re-decided.
+
+        Runs on the control loop when there is one (:meth:`use_control_loop`); its
+        SQLite work then goes to the control job's own worker thread, in order, and the
+        credit it decides reaches the controller for the next cycle.
+        """
+        # A stepped clock waits for the meter sweeps (deterministic); a running clock lets
+        # them go on at their buses' pace, harvested by later cycles.
+        result = await self.controller.cycle(wait_for_sweeps=isinstance(self.clock, ManualClock))
         self.last_cycle = result
-        now = result.time
         m = result.measured
         if m.soc_kwh is not None:
             self._soc_kwh = m.soc_kwh
+        relay_since = dict(self._relay_since)  # replaced whole: dispatch reads it elsewhere
         for unit, closed in m.relays_closed.items():
-            seen = self._relay_since.get(unit)
+            seen = relay_since.get(unit)
             if seen is None or seen[0] != closed:
-                self._relay_since[unit] = (closed, now)
+                relay_since[unit] = (closed, result.time)
+        self._relay_since = relay_since
+        if self._control_io is None:
+            self._record_cycle(result)
+        else:
+            self._control_io.submit(self._record_cycle_logged, result)
+
+    def _record_cycle_logged(self, result: CycleResult) -> None:
+        try:
+            self._record_cycle(result)
+        except Exception:  # the next cycle's record tries again; never stop the worker
+            log.exception("could not record the control cycle of %s", result.time.isoformat())
+
+    def _record_cycle(self, result: CycleResult) -> None:
+        """A cycle's alarms, readings (once per slot), telemetry and credit decisions."""
+        store, state = self._io()
+        now = result.time
+        store.add_alarms(result.alarms)
+        for kind, subject in result.cleared:
+            store.clear_alarm(kind, subject, now)
         slot = _floor(now, dt.timedelta(seconds=self.config.reading_interval_s))
         if slot != self._last_slot and result.readings:
-            outcome = record_readings(self.store, self.site, result.readings, recorded_at=now)
+            outcome = record_readings(store, self.site, result.readings, recorded_at=now)
             if outcome.late_hours:
                 for hour in outcome.late_hours:
-                    settle_hour(self.store, self.site, hour, self.settlement, now)
-            self.state.add_telemetry(now, self._telemetry(result))
-            self.state.set("last_reading_at", now.isoformat())
-            if self.state.get("first_reading_at") is None:
-                self.state.set("first_reading_at", now.isoformat())
+                    settle_hour(store, self.site, hour, self.settlement, now)
+            state.add_telemetry(now, self._telemetry(result))
+            state.set("last_reading_at", now.isoformat())
+            if state.get("first_reading_at") is None:
+                state.set("first_reading_at", now.isoformat())
             self._last_slot = slot
-        self.credit = read_credit(
-            self.store, self.site, now, self._connected, self.config.credit_policy
-        )
-        self._connected = {cid: s.connected for cid, s in self.credit.items()}
-        self.controller.set_credit(credit_for_dispatch(self.credit))
+        credit = read_credit(store, self.site, now, self._connected, self.config.credit_policy)
+        raised, cleared = credit_alarms(self.credit, credit, now)
+        store.add_alarms(raised)
+        for kind, subject in cleared:
+            store.clear_alarm(kind, subject, now)
+        self.credit = credit
+        self._connected = {cid: s.connected for cid, s in credit.items()}
+        self.controller.set_credit(credit_for_dispatch(credit))
 
     def _telemetry(self, result: CycleResult) -> dict[str, Any]:
         m = result.measured
@@ -423,7 +535,8 @@ class Service:
                 self._executor, solve_dispatch, problem, settings, self.schedule
             )
             self.schedule = schedule
-            self.controller.set_schedule(schedule)
+            self._apply_schedule(schedule)
+            self._plan_alarms(schedule, now)
             summary = _summary(schedule, now, soc)
             self.state.save_schedule(
                 now,
@@ -441,6 +554,31 @@ class Service:
                 schedule.status.value,
                 float(schedule.solver.get("total_s", float("nan"))),
             )
+
+    def _plan_alarms(self, schedule: Schedule, now: dt.datetime) -> None:
+        """Raise (or clear) the plan's fallback and violations as standing conditions."""
+        fell_back = schedule.status is DispatchStatus.FALLBACK
+        violations = {k: v for k, v in schedule.violations_kwh.items() if v > 1e-3}
+        conditions = {
+            AlarmKind.PLAN_FALLBACK: (
+                "dispatch fell back to the rule-based plan (the solver failed); the "
+                "controller applies it — check the service log for the solver's error"
+                if fell_back
+                else None
+            ),
+            AlarmKind.PLAN_VIOLATIONS: (
+                "the plan in force violates "
+                + ", ".join(f"{k} by {v:.2f} kWh" for k, v in sorted(violations.items()))
+                + " — not enough energy to meet every constraint"
+                if violations
+                else None
+            ),
+        }
+        for kind, message in conditions.items():
+            if message is None:
+                self.store.clear_alarm(kind, "dispatch", now)
+            else:
+                self.store.add_alarms([Alarm(kind, "dispatch", now, message)])
 
     # --- settlement -------------------------------------------------------------------------
     async def settle_job(self, due: dt.datetime) -> None:

@@ -223,6 +223,14 @@ class ServiceState:
             (_KEEP_JOB_RUNS,),
         )
 
+    def job_starts(self, job: str, since: datetime) -> list[datetime]:
+        """When each run of ``job`` since ``since`` started, oldest first."""
+        rows = self._db.execute(
+            "SELECT started FROM job_runs WHERE job = ? AND started >= ? ORDER BY id",
+            (job, since.astimezone(UTC).isoformat()),
+        )
+        return [datetime.fromisoformat(r[0]) for r in rows]
+
     def job_stats(self) -> dict[str, dict[str, Any]]:
         """Per job: runs, failures, median and max duration [s], last run and error."""
         out: dict[str, dict[str, Any]] = {}

@@ -14,7 +14,7 @@ Entry points other packages call:
 - :class:`SqliteLedgerStore` — the default :class:`LedgerStore`.
 """
 
-from settlement.alarms import Alarm, AlarmKind
+from settlement.alarms import Alarm, AlarmKind, AlarmRecord, Severity
 from settlement.fiat import (
     FiatConfig,
     Topup,
@@ -44,6 +44,7 @@ from settlement.prepaid import (
     CreditPolicy,
     CreditState,
     CreditStatus,
+    credit_alarms,
     credit_for_dispatch,
     credit_statuses,
     read_credit,
@@ -73,6 +74,7 @@ from settlement.store import LedgerStore
 __all__ = [
     "Alarm",
     "AlarmKind",
+    "AlarmRecord",
     "Asset",
     "Batch",
     "BatchRejectedError",
@@ -93,6 +95,7 @@ __all__ = [
     "PostedBatch",
     "RecordOutcome",
     "SettlementConfig",
+    "Severity",
     "SqliteLedgerStore",
     "StakingPolicy",
     "StorageHour",
@@ -102,6 +105,7 @@ __all__ = [
     "VerifyReport",
     "WebhookRejectedError",
     "confirm_withdrawal",
+    "credit_alarms",
     "credit_for_dispatch",
     "credit_statuses",
     "fund_meter",

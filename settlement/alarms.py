@@ -1,4 +1,15 @@
-"""Alarms: conditions an operator must look at, raised by settlement and prepaid control."""
+"""Alarms: conditions an operator must look at, raised by control, settlement and prepaid.
+
+One model for every source. An :class:`Alarm` is one *observation* of a condition
+(what, about whom, when, why); a store folds observations into standing conditions,
+:class:`AlarmRecord` — one per ``(kind, subject)`` while it stands, with the first and
+last time it was seen and how often. A condition that clears (a bus that answers again,
+a balance topped up) is closed; if it comes back it is a new alarm. Acknowledging says
+who has seen it; it does not clear it.
+
+Observations are idempotent: one at or before a condition's last sighting changes
+nothing, so re-settling an hour or replaying a cycle does not inflate the count.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +17,15 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["Alarm", "AlarmKind"]
+__all__ = ["SEVERITY", "Alarm", "AlarmKind", "AlarmRecord", "Severity"]
+
+
+class Severity(enum.StrEnum):
+    """How urgent an alarm is, in increasing order."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
 
 
 class AlarmKind(enum.StrEnum):
@@ -28,19 +47,63 @@ class AlarmKind(enum.StrEnum):
     PRIORITY_DEBT = "priority_debt"
     """A priority user's debt passed its ceiling; it stays connected."""
     LOW_CREDIT = "low_credit"
-    """A balance fell below the warning level."""
+    """A balance fell below the warning level: a disconnect is coming."""
+    CREDIT_DISCONNECT = "credit_disconnect"
+    """A connection's relay was opened for lack of credit."""
+    METER_REPLACED = "meter_replaced"
+    """A meter's counter went down (replaced, reset, restarted): the controller took the
+    new value as the meter's baseline."""
+    DEVICE_FAULT = "device_fault"
+    """A device of the container did not answer, answered with an error or garbage."""
+    BUS_FAULT = "bus_fault"
+    """A meter bus was silent or too slow for its sweep deadline; it is backed off."""
+    SAFE_STATE = "safe_state"
+    """The controller is not following a plan (no schedule, or state of charge unknown)."""
+    TRIP = "trip"
+    """A connection or the inverter tripped."""
+    OVERLOAD = "overload"
+    """The inverter was overloaded."""
+    VERIFY_FAILED = "verify_failed"
+    """The ledger's hash chain or invariants did not verify."""
+    PLAN_FALLBACK = "plan_fallback"
+    """Dispatch fell back to a simpler plan."""
+    PLAN_VIOLATIONS = "plan_violations"
+    """The plan in force carries violations of a constraint."""
+
+
+SEVERITY: dict[AlarmKind, Severity] = {
+    AlarmKind.NO_PRODUCTION: Severity.WARNING,
+    AlarmKind.READING_MISSING: Severity.INFO,
+    AlarmKind.REGISTER_DECREASED: Severity.WARNING,
+    AlarmKind.IMPLAUSIBLE_JUMP: Severity.WARNING,
+    AlarmKind.READING_CONFLICT: Severity.WARNING,
+    AlarmKind.UNKNOWN_METER: Severity.WARNING,
+    AlarmKind.PRIORITY_DEBT: Severity.WARNING,
+    AlarmKind.LOW_CREDIT: Severity.INFO,
+    AlarmKind.CREDIT_DISCONNECT: Severity.WARNING,
+    AlarmKind.METER_REPLACED: Severity.WARNING,
+    AlarmKind.DEVICE_FAULT: Severity.CRITICAL,
+    AlarmKind.BUS_FAULT: Severity.CRITICAL,
+    AlarmKind.SAFE_STATE: Severity.CRITICAL,
+    AlarmKind.TRIP: Severity.CRITICAL,
+    AlarmKind.OVERLOAD: Severity.CRITICAL,
+    AlarmKind.VERIFY_FAILED: Severity.CRITICAL,
+    AlarmKind.PLAN_FALLBACK: Severity.WARNING,
+    AlarmKind.PLAN_VIOLATIONS: Severity.WARNING,
+}
+"""The severity of each kind of alarm (the one place it is decided)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Alarm:
-    """One alarm.
+    """One observation of a condition.
 
     Attributes
     ----------
     kind : AlarmKind
         What happened.
     subject : str
-        The meter, account or site it concerns.
+        The meter, account, device, bus or site it concerns.
     at : datetime
         The instant (or hour start) it concerns, UTC.
     message : str
@@ -51,3 +114,52 @@ class Alarm:
     subject: str
     at: datetime
     message: str
+
+    @property
+    def severity(self) -> Severity:
+        """How urgent it is (from its kind)."""
+        return SEVERITY[self.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRecord:
+    """A standing (or cleared) condition as the store keeps it.
+
+    Attributes
+    ----------
+    id : int
+        The store's id (what an operator acknowledges).
+    kind, subject : AlarmKind, str
+        The condition.
+    severity : Severity
+        How urgent.
+    first_seen, last_seen : datetime
+        First and latest observation (UTC).
+    count : int
+        Observations folded into it.
+    message : str
+        The latest observation's message.
+    cleared_at : datetime or None
+        When the condition went away; None while it stands.
+    acked_by : str or None
+        Who acknowledged it.
+    acked_at : datetime or None
+        When.
+    """
+
+    id: int
+    kind: AlarmKind
+    subject: str
+    severity: Severity
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    message: str
+    cleared_at: datetime | None = None
+    acked_by: str | None = None
+    acked_at: datetime | None = None
+
+    @property
+    def standing(self) -> bool:
+        """Whether the condition still stands."""
+        return self.cleared_at is None

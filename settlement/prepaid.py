@@ -33,6 +33,7 @@ __all__ = [
     "CreditPolicy",
     "CreditState",
     "CreditStatus",
+    "credit_alarms",
     "credit_for_dispatch",
     "credit_status",
     "credit_statuses",
@@ -250,13 +251,73 @@ def read_credit(
     connected: Mapping[str, bool] | None = None,
     policy: CreditPolicy | None = None,
 ) -> dict[str, CreditStatus]:
-    """Credit status of every connection from the store's balances (for the controller)."""
+    """Credit status of every connection from the store's balances (for the controller).
+
+    A pure read: the alarms the statuses call for are raised by :func:`credit_alarms`
+    when a status changes, not here at every control cycle.
+    """
     balances = store.balances(Asset.COIN, prefix="meter:")
     by_connection = {
         c.id: balances.get((meter_account(c.id), Asset.COIN), 0) for c in site.connections
     }
-    statuses = credit_statuses(site, by_connection, connected or {}, now, policy)
-    alarms = [a for s in statuses.values() for a in s.alarms]
-    if alarms:
-        store.add_alarms(alarms)
-    return statuses
+    return credit_statuses(site, by_connection, connected or {}, now, policy)
+
+
+def _conditions(status: CreditStatus, at: datetime) -> dict[AlarmKind, Alarm]:
+    cid, balance = status.connection_id, status.balance_minor
+    found: dict[AlarmKind, Alarm] = {a.kind: a for a in status.alarms}
+    if status.state is CreditState.DISCONNECTED:
+        found[AlarmKind.CREDIT_DISCONNECT] = Alarm(
+            AlarmKind.CREDIT_DISCONNECT,
+            cid,
+            at,
+            f"{cid} disconnected for lack of credit (balance {balance} coin minor units); "
+            "it reconnects once a top-up reaches the reconnect threshold",
+        )
+    elif status.warning and status.state is not CreditState.PRIORITY_DEBT:
+        found[AlarmKind.LOW_CREDIT] = Alarm(
+            AlarmKind.LOW_CREDIT,
+            cid,
+            at,
+            f"{cid} is low on credit (balance {balance} coin minor units, {status.state.value}); "
+            "it will be disconnected when empty outside friendly hours — tell the customer "
+            "to top up",
+        )
+    return found
+
+
+def credit_alarms(
+    previous: Mapping[str, CreditStatus],
+    current: Mapping[str, CreditStatus],
+    at: datetime,
+) -> tuple[list[Alarm], list[tuple[AlarmKind, str]]]:
+    """The alarms that changes of credit status raise and clear.
+
+    Low credit (a warning before a disconnect), a disconnect for credit and a priority
+    user's debt past its ceiling are conditions: raised when a connection enters one,
+    cleared when it leaves it — not repeated while it stands.
+
+    Parameters
+    ----------
+    previous, current : mapping of str to CreditStatus
+        Statuses of the last and this control cycle (``previous`` empty at start-up:
+        every standing condition is observed again).
+    at : datetime
+        This cycle's time.
+
+    Returns
+    -------
+    raised : list of Alarm
+        Conditions a connection entered.
+    cleared : list of (AlarmKind, str)
+        ``(kind, connection)`` conditions a connection left.
+    """
+    raised: list[Alarm] = []
+    cleared: list[tuple[AlarmKind, str]] = []
+    for cid, status in current.items():
+        now_on = _conditions(status, at)
+        before = previous.get(cid)
+        was_on = {} if before is None else _conditions(before, at)
+        raised += [alarm for kind, alarm in now_on.items() if kind not in was_on]
+        cleared += [(kind, cid) for kind in was_on if kind not in now_on]
+    return raised, cleared

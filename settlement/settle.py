@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from microgrid.readings import MeterReading
+from microgrid.readings import ENERGY_REGISTER_MODULUS_WH, MeterReading
 from microgrid.site import CONTAINER_DEVICES, Site
 from microgrid.units import COIN_SCALE
 from settlement.alarms import Alarm, AlarmKind
@@ -176,7 +176,8 @@ class RecordOutcome:
     late_hours : tuple of datetime
         Already settled hours these readings change: re-settle them (a correcting batch).
     alarms : tuple of Alarm
-        Raised for unknown meters and conflicts (also recorded in the store).
+        Raised for unknown meters, conflicts and registers that went down (replaced
+        meters); also recorded in the store.
     """
 
     accepted: tuple[MeterReading, ...]
@@ -241,8 +242,6 @@ def record_readings(
         )
         for new, old in added.conflicts
     ]
-    if alarms:
-        store.add_alarms(alarms)
     site_id = config.site_key(site)
     late: set[datetime] = set()
     for r in added.accepted:
@@ -251,6 +250,19 @@ def record_readings(
         start = r.read_at if before is None else before.read_at
         end = r.read_at if after is None else after.read_at
         late.update(store.settled_hours(site_id, floor_hour(start), end))
+        if before is not None and _went_down(before, r, config.max_power_w):
+            alarms.append(
+                Alarm(
+                    AlarmKind.METER_REPLACED,
+                    r.meter_id,
+                    r.read_at,
+                    f"meter {r.meter_id}: import register went down from {before.import_wh} "
+                    f"to {r.import_wh} Wh; settled from the new value on (the energy of the "
+                    "step is unknown and not billed) — was the meter replaced?",
+                )
+            )
+    if alarms:
+        store.add_alarms(alarms)
     return RecordOutcome(
         added.accepted,
         added.duplicates,
@@ -259,6 +271,15 @@ def record_readings(
         tuple(sorted(late)),
         tuple(alarms),
     )
+
+
+def _went_down(before: MeterReading, after: MeterReading, max_power_w: int) -> bool:
+    """Whether the import register fell between two readings (more than a rollover explains)."""
+    if after.import_wh >= before.import_wh:
+        return False
+    rolled = (after.import_wh - before.import_wh) % ENERGY_REGISTER_MODULUS_WH
+    elapsed_h = (after.read_at - before.read_at).total_seconds() / 3600
+    return rolled > max_power_w * elapsed_h
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from microgrid.readings import MeterReading
-from settlement.alarms import Alarm, AlarmKind
+from settlement.alarms import Alarm, AlarmKind, AlarmRecord, Severity
 from settlement.decisions import MeterDecision
 from settlement.ledger import (
     _SEP,
@@ -85,13 +85,23 @@ CREATE TABLE IF NOT EXISTS readings (
     recorded_at_us INTEGER NOT NULL,
     PRIMARY KEY (meter_id, read_at_us)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS alarms (
+CREATE TABLE IF NOT EXISTS alarm_conditions (
+    id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
     subject TEXT NOT NULL,
-    at_us INTEGER NOT NULL,
+    severity TEXT NOT NULL,
+    first_seen_us INTEGER NOT NULL,
+    last_seen_us INTEGER NOT NULL,
+    count INTEGER NOT NULL,
     message TEXT NOT NULL,
-    PRIMARY KEY (kind, subject, at_us, message)
-) WITHOUT ROWID;
+    cleared_at_us INTEGER,
+    acked_by TEXT,
+    acked_at_us INTEGER
+);
+-- One standing condition per kind and subject (settlement/alarms.py).
+CREATE UNIQUE INDEX IF NOT EXISTS alarm_standing
+    ON alarm_conditions (kind, subject) WHERE cleared_at_us IS NULL;
+CREATE INDEX IF NOT EXISTS alarm_last_seen ON alarm_conditions (last_seen_us);
 CREATE TABLE IF NOT EXISTS settled_hours (
     site TEXT NOT NULL,
     hour_us INTEGER NOT NULL,
@@ -177,6 +187,7 @@ class SqliteLedgerStore:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute(f"PRAGMA synchronous = {synchronous}")
         self._db.executescript(_SCHEMA)
+        self._migrate_alarm_rows()
 
     # --- context management --------------------------------------------------------------
     def __enter__(self) -> SqliteLedgerStore:
@@ -500,28 +511,118 @@ class SqliteLedgerStore:
         ).fetchone()
         return None if row is None else MeterReading(meter_id, from_us(row[0]), row[1], row[2])
 
+    def _migrate_alarm_rows(self) -> None:
+        """Fold the alarm rows of an older store (one row per observation) into conditions."""
+        db = self._db
+        old = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alarms'"
+        ).fetchone()
+        if old is None:
+            return
+        rows = db.execute("SELECT kind, subject, at_us, message FROM alarms ORDER BY at_us")
+        alarms = [Alarm(AlarmKind(k), str(s), from_us(int(t)), str(m)) for k, s, t, m in rows]
+        self.add_alarms(alarms)
+        db.execute("DROP TABLE alarms")
+
     def add_alarms(self, alarms: Sequence[Alarm]) -> None:
-        """Record alarms (an identical alarm is recorded once)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        self._add_alarms_locked(alarms)
-        self._db.execute("COMMIT")
+        """Fold observations into standing conditions (see :mod:`settlement.alarms`).
+
+        A new ``(kind, subject)`` opens an alarm; a later observation of a standing one
+        moves its last sighting and counts it; an observation at or before the last
+        sighting is a replay and changes nothing.
+        """
+        if not alarms:
+            return
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._add_alarms_locked(alarms)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def clear_alarm(self, kind: AlarmKind, subject: str, at: datetime) -> bool:
+        """Close the standing ``(kind, subject)`` condition; whether one stood."""
+        cursor = self._db.execute(
+            "UPDATE alarm_conditions SET cleared_at_us = ? "
+            "WHERE kind = ? AND subject = ? AND cleared_at_us IS NULL",
+            (to_us(at), kind.value, subject),
+        )
+        return cursor.rowcount > 0
 
     def _add_alarms_locked(self, alarms: Sequence[Alarm]) -> None:
-        if alarms:
-            self._db.executemany(
-                "INSERT OR IGNORE INTO alarms VALUES (?, ?, ?, ?)",
-                [(a.kind.value, a.subject, to_us(a.at), a.message) for a in alarms],
-            )
+        db = self._db
+        for a in alarms:
+            at = to_us(a.at)
+            row = db.execute(
+                "SELECT id, first_seen_us, last_seen_us FROM alarm_conditions "
+                "WHERE kind = ? AND subject = ? AND cleared_at_us IS NULL",
+                (a.kind.value, a.subject),
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO alarm_conditions (kind, subject, severity, first_seen_us, "
+                    "last_seen_us, count, message) VALUES (?, ?, ?, ?, ?, 1, ?)",
+                    (a.kind.value, a.subject, a.severity.value, at, at, a.message),
+                )
+            elif at > row[2]:
+                db.execute(
+                    "UPDATE alarm_conditions SET last_seen_us = ?, count = count + 1, "
+                    "message = ? WHERE id = ?",
+                    (at, a.message, row[0]),
+                )
+            elif at < row[1]:
+                db.execute(
+                    "UPDATE alarm_conditions SET first_seen_us = ?, count = count + 1 WHERE id = ?",
+                    (at, row[0]),
+                )
 
     def alarms(self, since: datetime | None = None) -> list[Alarm]:
-        """Recorded alarms, oldest first."""
+        """The latest observation of every condition seen since ``since``, oldest first."""
         start = -(2**62) if since is None else to_us(since)
         rows = self._db.execute(
-            "SELECT kind, subject, at_us, message FROM alarms WHERE at_us >= ? "
-            "ORDER BY at_us, kind, subject",
+            "SELECT kind, subject, last_seen_us, message FROM alarm_conditions "
+            "WHERE last_seen_us >= ? ORDER BY last_seen_us, kind, subject",
             (start,),
         )
         return [Alarm(AlarmKind(k), str(s), from_us(int(t)), str(m)) for k, s, t, m in rows]
+
+    def alarm_records(self, standing_only: bool = False, limit: int = 200) -> list[AlarmRecord]:
+        """Alarm conditions, the most recently seen first.
+
+        Parameters
+        ----------
+        standing_only : bool
+            Only conditions that still stand.
+        limit : int
+            At most this many.
+        """
+        where = "WHERE cleared_at_us IS NULL " if standing_only else ""
+        rows = self._db.execute(
+            f"SELECT * FROM alarm_conditions {where}ORDER BY last_seen_us DESC, id DESC LIMIT ?",
+            (int(limit),),
+        )
+        return [_alarm_record(row) for row in rows]
+
+    def alarm_record(self, alarm_id: int) -> AlarmRecord | None:
+        """One alarm condition by id."""
+        row = self._db.execute(
+            "SELECT * FROM alarm_conditions WHERE id = ?", (int(alarm_id),)
+        ).fetchone()
+        return None if row is None else _alarm_record(row)
+
+    def ack_alarm(self, alarm_id: int, by: str, at: datetime) -> AlarmRecord | None:
+        """Record that ``by`` has seen alarm ``alarm_id``; None if there is no such alarm.
+
+        Acknowledging again keeps the first acknowledgement.
+        """
+        self._db.execute(
+            "UPDATE alarm_conditions SET acked_by = ?, acked_at_us = ? "
+            "WHERE id = ? AND acked_by IS NULL",
+            (by, to_us(at), int(alarm_id)),
+        )
+        return self.alarm_record(alarm_id)
 
     def mark_hour(
         self, site_id: str, hour: datetime, complete: bool, retry_at: datetime | None = None
@@ -704,3 +805,20 @@ class SqliteLedgerStore:
             (round_number,),
         )
         return {str(h): (None if b is None else str(b)) for h, b in rows}
+
+
+def _alarm_record(row: Sequence[object]) -> AlarmRecord:
+    (id_, kind, subject, severity, first, last, count, message, cleared, by, acked) = row
+    return AlarmRecord(
+        id=int(str(id_)),
+        kind=AlarmKind(str(kind)),
+        subject=str(subject),
+        severity=Severity(str(severity)),
+        first_seen=from_us(int(str(first))),
+        last_seen=from_us(int(str(last))),
+        count=int(str(count)),
+        message=str(message),
+        cleared_at=None if cleared is None else from_us(int(str(cleared))),
+        acked_by=None if by is None else str(by),
+        acked_at=None if acked is None else from_us(int(str(acked))),
+    )

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from microgrid.readings import MeterReading
-from settlement.alarms import Alarm
+from settlement.alarms import Alarm, AlarmKind, AlarmRecord
 from settlement.ledger import Asset, Batch, JournalRow, PostedBatch, Transfer, VerifyReport
 
 if TYPE_CHECKING:
@@ -119,11 +119,27 @@ class LedgerStore(Protocol):
         ...
 
     def add_alarms(self, alarms: Sequence[Alarm]) -> None:
-        """Record alarms (an identical alarm is recorded once)."""
+        """Fold observations into standing conditions (one per kind and subject)."""
+        ...
+
+    def clear_alarm(self, kind: AlarmKind, subject: str, at: datetime) -> bool:
+        """Close the standing ``(kind, subject)`` condition; whether one stood."""
         ...
 
     def alarms(self, since: datetime | None = None) -> list[Alarm]:
-        """Recorded alarms, oldest first."""
+        """The latest observation of every condition seen since ``since``, oldest first."""
+        ...
+
+    def alarm_records(self, standing_only: bool = False, limit: int = 200) -> list[AlarmRecord]:
+        """Alarm conditions, the most recently seen first."""
+        ...
+
+    def alarm_record(self, alarm_id: int) -> AlarmRecord | None:
+        """One alarm condition by id."""
+        ...
+
+    def ack_alarm(self, alarm_id: int, by: str, at: datetime) -> AlarmRecord | None:
+        """Record that ``by`` has seen an alarm; None if there is no such alarm."""
         ...
 
     def mark_hour(
