@@ -52,6 +52,8 @@ __all__ = [
     "FIAT_WITHDRAWALS_PENDING",
     "GENESIS_HASH",
     "HELD",
+    "MAX_AMOUNT",
+    "MAX_BALANCE",
     "POOL",
     "STAKE_ISSUER",
     "STAKE_SLASHED",
@@ -71,6 +73,7 @@ __all__ = [
     "apply_transfers",
     "batch_digest",
     "chain_hash",
+    "check_balance_bounds",
     "from_us",
     "is_clearing",
     "may_overdraw",
@@ -132,6 +135,15 @@ minus the WATT outstanding, which reconciles with the battery's stored energy.""
 
 GENESIS_HASH = bytes(32)
 """The hash the first journal row chains to."""
+
+MAX_AMOUNT = 10**15
+"""Largest amount one transfer may move [minor units]: 10⁹ coins, tokens or fiat minor
+units. Far beyond any village's payment, and small enough that a batch of transfers
+cannot leave int64 on its own."""
+MAX_BALANCE = 2**62
+"""Largest magnitude a balance may reach [minor units]. SQLite stores an integer that
+leaves int64 as an inexact REAL, and any sum of two bounded balances stays inside
+int64, so stores refuse a batch that would take a balance beyond it."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEP = "\x1f"
@@ -228,10 +240,10 @@ class Transfer:
     code: str
 
     def __post_init__(self) -> None:
-        if type(self.amount) is not int or self.amount <= 0:
+        if type(self.amount) is not int or not 0 < self.amount <= MAX_AMOUNT:
             msg = (
                 f"transfer {self.code!r} {self.debit} → {self.credit}: amount must be a "
-                f"positive int of minor units, got {self.amount!r}"
+                f"positive int of minor units up to {MAX_AMOUNT}, got {self.amount!r}"
             )
             raise BatchRejectedError(msg)
         if self.debit == self.credit:
@@ -395,6 +407,8 @@ def apply_transfers(
     ------
     InsufficientFundsError
         If a transfer takes an account below zero where :func:`may_overdraw` forbids it.
+    BatchRejectedError
+        If a balance would leave ±:data:`MAX_BALANCE`.
 
     Examples
     --------
@@ -418,7 +432,26 @@ def apply_transfers(
         new[credit_key] = (
             new[credit_key] if credit_key in new else balances.get(credit_key, 0)
         ) + (t.amount)
+        check_balance_bounds(t.debit, t.asset, new[debit_key])
+        check_balance_bounds(t.credit, t.asset, new[credit_key])
     return new
+
+
+def check_balance_bounds(account: str, asset: Asset | str, balance: int) -> None:
+    """Refuse a balance beyond ±:data:`MAX_BALANCE` (it would leave int64 in a sum or a store).
+
+    Raises
+    ------
+    BatchRejectedError
+        Naming the account and the balance it would reach.
+    """
+    if not -MAX_BALANCE <= balance <= MAX_BALANCE:
+        name = asset.value if isinstance(asset, Asset) else asset
+        msg = (
+            f"{account} would hold {balance} {name} minor units, beyond the ledger's "
+            f"bound of ±{MAX_BALANCE}; split the amount or check it for a typo"
+        )
+        raise BatchRejectedError(msg)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from settlement.ledger import (
     PostedBatch,
     Transfer,
     VerifyReport,
+    check_balance_bounds,
     from_us,
     may_overdraw,
     to_us,
@@ -58,7 +59,7 @@ CREATE TABLE IF NOT EXISTS journal (
     debit TEXT NOT NULL,
     credit TEXT NOT NULL,
     asset TEXT NOT NULL,
-    amount INTEGER NOT NULL,
+    amount INTEGER NOT NULL CHECK (typeof(amount) = 'integer'),
     posted_at_us INTEGER NOT NULL,
     hash BLOB NOT NULL
 );
@@ -73,7 +74,8 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS balances (
     account TEXT NOT NULL,
     asset TEXT NOT NULL,
-    balance INTEGER NOT NULL,
+    -- never REAL: SQLite turns an integer that leaves int64 into an inexact float
+    balance INTEGER NOT NULL CHECK (typeof(balance) = 'integer'),
     PRIMARY KEY (account, asset)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS readings (
@@ -274,6 +276,7 @@ class SqliteLedgerStore:
             results.append(
                 PostedBatch(batch.key, first_seq if count else 0, count, from_us(posted_at_us))
             )
+        self._check_bounds(deltas)
         db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         db.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)", index_rows)
         db.executemany(
@@ -282,6 +285,21 @@ class SqliteLedgerStore:
             [(a, s, d) for (a, s), d in deltas.items() if d],
         )
         return results
+
+    def _check_bounds(self, deltas: dict[tuple[str, str], int]) -> None:
+        """Refuse the post if a balance would leave ±MAX_BALANCE (int64 stays exact)."""
+        accounts = sorted({a for (a, _), d in deltas.items() if d})
+        current: dict[tuple[str, str], int] = {}
+        for i in range(0, len(accounts), _CHUNK):
+            chunk = accounts[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for account, asset, balance in self._db.execute(
+                f"SELECT account, asset, balance FROM balances WHERE account IN ({marks})",
+                chunk,
+            ):
+                current[str(account), str(asset)] = int(balance)
+        for (account, asset), delta in deltas.items():
+            check_balance_bounds(account, asset, current.get((account, asset), 0) + delta)
 
     def _checked_balances(self, batches: Sequence[Batch]) -> dict[tuple[str, Asset], int]:
         """Current balances of the accounts whose debits must be covered."""
