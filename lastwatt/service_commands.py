@@ -12,7 +12,13 @@ from pathlib import Path
 
 from controllers.control import ControllerSettings
 from controllers.failsafe import FailsafeSettings
-from lastwatt.auth import CREDENTIALS_FILE, Credentials, init_credentials, load_credentials
+from lastwatt.auth import (
+    CREDENTIALS_FILE,
+    Credentials,
+    check_user_name,
+    init_credentials,
+    load_credentials,
+)
 from lastwatt.commands import Subcommands, UsageError, add_site_option, command
 from lastwatt.runtime import RunOptions, Runtime
 from lastwatt.service import ServiceConfig
@@ -145,6 +151,14 @@ def _residents(items: list[str], site: Site) -> dict[str, str]:
         name, _, household = item.partition("=")
         if not name or household not in households:
             msg = f"--resident {item!r}: expected NAME=HOUSEHOLD with a household id of the site"
+            raise UsageError(msg)
+        try:
+            check_user_name(name)
+        except ValueError as exc:
+            msg = f"--resident {item!r}: {exc}"
+            raise UsageError(msg) from None
+        if name in out:
+            msg = f"--resident {name!r} is given twice; one login per resident"
             raise UsageError(msg)
         out[name] = household
     return out

@@ -62,6 +62,7 @@ __all__ = [
     "MAX_WEBHOOK_BODY",
     "FiatConfig",
     "Topup",
+    "WebhookAuthError",
     "WebhookRejectedError",
     "confirm_withdrawal",
     "handle_webhook",
@@ -90,6 +91,10 @@ _MAX_DEPTH = 8
 
 class WebhookRejectedError(LedgerError):
     """A webhook call failed authentication or is malformed (answer it with HTTP 4xx)."""
+
+
+class WebhookAuthError(WebhookRejectedError):
+    """A webhook call's timestamp or signature is missing, malformed, stale or wrong (401)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,15 +148,17 @@ def verify_webhook(
 
     Raises
     ------
+    WebhookAuthError
+        Malformed or stale timestamp, malformed or wrong signature.
     WebhookRejectedError
-        Bad or stale timestamp, bad signature, or a body that is not a JSON object.
+        A body over the size limit or not a bounded JSON object.
     """
     if len(body) > MAX_WEBHOOK_BODY:
         msg = f"webhook body is {len(body)} bytes; at most {MAX_WEBHOOK_BODY} are accepted"
         raise WebhookRejectedError(msg)
     if _TIMESTAMP.fullmatch(timestamp) is None:
         msg = f"webhook timestamp {timestamp[:40]!r} is not Unix seconds (1–12 ASCII digits)"
-        raise WebhookRejectedError(msg)
+        raise WebhookAuthError(msg)
     sent = int(timestamp)
     skew = abs(now.timestamp() - sent)
     if skew > config.timestamp_window_s:
@@ -159,15 +166,15 @@ def verify_webhook(
             f"webhook timestamp is {skew:.0f} s away from now (window "
             f"{config.timestamp_window_s} s): a replay or a wrong clock — check NTP"
         )
-        raise WebhookRejectedError(msg)
+        raise WebhookAuthError(msg)
     given = signature.strip()
     if _SIGNATURE.fullmatch(given) is None:
         msg = "webhook signature must be 64 hex digits (HMAC-SHA256); check the header"
-        raise WebhookRejectedError(msg)
+        raise WebhookAuthError(msg)
     expected = sign_webhook(config.secret, sent, body)
     if not hmac.compare_digest(expected.encode(), given.lower().encode()):
         msg = "webhook signature does not match; check the shared secret"
-        raise WebhookRejectedError(msg)
+        raise WebhookAuthError(msg)
     payload = _parse_json(body)
     if not isinstance(payload, dict):
         msg = "webhook body must be a JSON object"
