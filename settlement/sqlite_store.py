@@ -28,6 +28,7 @@ from typing import Literal
 
 from microgrid.readings import MeterReading
 from settlement.alarms import Alarm, AlarmKind
+from settlement.anchor import Anchor
 from settlement.ledger import (
     _SEP,
     GENESIS_HASH,
@@ -38,6 +39,7 @@ from settlement.ledger import (
     InsufficientFundsError,
     JournalRow,
     PostedBatch,
+    Problem,
     Transfer,
     VerifyReport,
     check_balance_bounds,
@@ -126,6 +128,10 @@ class SqliteLedgerStore:
         SQLite's fsync level (module docstring).
     busy_timeout_ms : int
         How long a writer waits for another one [ms].
+    anchor : Anchor, optional
+        Write a signed checkpoint of the chain head after every commit that adds rows
+        (:mod:`settlement.anchor`), so that :func:`settlement.anchor.verify_anchored`
+        can tell a rewritten, truncated or extended journal from the one posted here.
 
     Examples
     --------
@@ -145,6 +151,7 @@ class SqliteLedgerStore:
         path: str | Path,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         busy_timeout_ms: int = 10_000,
+        anchor: Anchor | None = None,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             msg = f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}"
@@ -152,6 +159,8 @@ class SqliteLedgerStore:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
+        self.anchor = anchor
+        self._head: tuple[int, int, bytes] | None = None  # rows, batches, head hash
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1000)
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         self._db.execute("PRAGMA journal_mode = WAL")
@@ -195,6 +204,9 @@ class SqliteLedgerStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        if self.anchor is not None and any(r.count and not r.replayed for r in results):
+            assert self._head is not None
+            self.anchor.checkpoint(*self._head)
         return results
 
     def _post_locked(self, batches: Sequence[Batch], posted_at_us: int) -> list[PostedBatch]:
@@ -277,6 +289,7 @@ class SqliteLedgerStore:
                 PostedBatch(batch.key, first_seq if count else 0, count, from_us(posted_at_us))
             )
         self._check_bounds(deltas)
+        self._head = (seq, ordinal, previous)
         db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         db.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)", index_rows)
         db.executemany(
@@ -404,8 +417,13 @@ class SqliteLedgerStore:
             yield JournalRow(*row)
 
     def verify(self) -> VerifyReport:
-        """Recompute the hash chain and every invariant from a consistent snapshot."""
+        """Recompute the hash chain and every invariant from a consistent snapshot.
+
+        SQLite's own ``PRAGMA integrity_check`` runs first: a corrupt index can hide rows
+        from the queries the chain check makes.
+        """
         db = self._db
+        damage = [str(r[0]) for r in db.execute("PRAGMA integrity_check(20)")]
         db.execute("BEGIN")  # one read snapshot for journal, index and balances
         try:
             batches = {
@@ -417,9 +435,13 @@ class SqliteLedgerStore:
                 for a, s, b in db.execute("SELECT account, asset, balance FROM balances")
             }
             rows = db.execute("SELECT * FROM journal ORDER BY seq")
-            return verify_journal(rows, batches, balances)
+            report = verify_journal(rows, batches, balances)
         finally:
             db.execute("COMMIT")
+        if damage == ["ok"]:
+            return report
+        found = tuple(Problem(0, f"SQLite integrity check: {line}") for line in damage)
+        return VerifyReport(report.rows, report.batches, report.head_hash, found + report.problems)
 
     # --- readings, alarms, settled hours ------------------------------------------------
     def add_readings(

@@ -8,7 +8,7 @@ chain see the latest committed state, and keep the journal append-only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -88,6 +88,10 @@ class LedgerStore(Protocol):
 
     def history(self, account: str, limit: int = 50) -> list[JournalRow]:
         """The latest journal rows that touch ``account``, newest first."""
+        ...
+
+    def journal_rows(self, start_seq: int = 1) -> Iterator[JournalRow]:
+        """Journal rows from ``start_seq`` on, in order (what anchor checks read)."""
         ...
 
     def verify(self) -> VerifyReport:
