@@ -103,6 +103,7 @@ from settlement import (
     place_stake,
     stake_totals,
 )
+from settlement.anchor import Anchor, verify_anchored
 from settlement.fiat import WebhookAuthError
 from settlement.ledger import VerifyReport, meter_account, stake_account, user_account
 
@@ -186,10 +187,15 @@ def _reading(r: MeterReading) -> ReadingRow:
     )
 
 
-def _verify_file(path: str) -> VerifyReport:
-    """Verify the ledger file on a connection of its own (runs in a worker thread)."""
+def _verify_file(path: str, anchor: Anchor | None) -> VerifyReport:
+    """Verify the ledger file, against its checkpoints if it has an anchor.
+
+    Runs in a worker thread, so on a connection of its own.
+    """
     with SqliteLedgerStore(path) as store:
-        return store.verify()
+        if anchor is None:
+            return store.verify()
+        return verify_anchored(store, anchor.directory, anchor.key)
 
 
 def _sees_connection(who: User | None, connection_id: str) -> bool:
@@ -570,7 +576,7 @@ def create_app(
     async def verify(who: Operator) -> VerifyView:
         """Recompute the hash chain and the ledger's invariants (operator; off the loop)."""
         async with verifying:  # one at a time: a verify reads the whole journal
-            report = await asyncio.to_thread(_verify_file, service.store.path)
+            report = await asyncio.to_thread(_verify_file, service.store.path, service.store.anchor)
         return VerifyView(
             ok=report.ok,
             rows=report.rows,

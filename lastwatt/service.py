@@ -70,6 +70,7 @@ from settlement import (
     settle_round,
     stake_totals,
 )
+from settlement.anchor import Anchor, create_anchor_key, load_anchor_key
 from settlement.fiat import topup_batch
 from settlement.hourly import price_at
 
@@ -116,6 +117,13 @@ class ServiceConfig:
         Rewards and slashing.
     controller : ControllerSettings
         Modbus and fail-safe settings.
+    checkpoint_dir : Path, optional
+        Where the ledger's signed checkpoints go after every post
+        (:mod:`settlement.anchor`); default ``<data_dir>/checkpoints``. Point it at the
+        operator's backup medium to keep it away from the database.
+    anchor_key : Path, optional
+        The checkpoints' signing key, created on first start; default
+        ``<data_dir>/anchor.key``.
     """
 
     data_dir: Path
@@ -130,6 +138,16 @@ class ServiceConfig:
     credit_policy: CreditPolicy = field(default_factory=CreditPolicy)
     staking_policy: StakingPolicy = field(default_factory=StakingPolicy)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
+    checkpoint_dir: Path | None = None
+    anchor_key: Path | None = None
+
+
+def _anchor(config: ServiceConfig) -> Anchor:
+    """The ledger's anchor: the configured checkpoint folder and key (created if missing)."""
+    data = Path(config.data_dir)
+    key_path = config.anchor_key or data / "anchor.key"
+    key = load_anchor_key(key_path) if key_path.exists() else create_anchor_key(key_path)
+    return Anchor(config.checkpoint_dir or data / "checkpoints", key)
 
 
 def _floor(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
@@ -179,7 +197,7 @@ class Service:
         self.config = config
         self.clock = clock
         data = Path(config.data_dir)
-        self.store = SqliteLedgerStore(data / "ledger.sqlite")
+        self.store = SqliteLedgerStore(data / "ledger.sqlite", anchor=_anchor(config))
         self.state = ServiceState(data / "service.sqlite")
         self.controller = Controller(site, config.controller, clock)
         self.fiat = (

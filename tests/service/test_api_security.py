@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sqlite3
 import threading
 import time
 
@@ -16,6 +17,7 @@ from lastwatt.auth import Credentials, Role, User, hash_password
 from lastwatt.guard import ApiLimits
 from microgrid.site import ConnectionKind
 from settlement import sign_webhook
+from settlement.ledger import FIAT_BRIDGE, Asset, Batch, Transfer, chain_hash
 from tests.service.conftest import Rig
 
 OPENING = {ConnectionKind.HOUSEHOLD: 2_000_000, ConnectionKind.BUSINESS: 5_000_000}
@@ -342,3 +344,39 @@ def test_resident_names_that_cannot_log_in_are_refused(name):
 
     with pytest.raises(ValueError, match="user name"):
         check_user_name(name)
+
+
+def test_operator_verify_checks_the_ledger_against_its_checkpoints(tmp_path):
+    async def calls(rig, client):
+        operator = ("operator", rig.passwords["operator"])
+        before = (await client.get("/api/ledger/verify", auth=operator)).json()
+        db = sqlite3.connect(rig.service.store.path, isolation_level=None)
+        seq, previous, at = db.execute(
+            "SELECT seq, hash, posted_at_us FROM journal ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        forged = Batch(
+            "fiat:payment:pi_x",
+            (Transfer(FIAT_BRIDGE, "user:m", Asset.COIN, 10**12, "fiat.topup"),),
+        )
+        row = (seq + 1, forged.key, "fiat.topup", FIAT_BRIDGE, "user:m", "coin", 10**12, at)
+        db.execute(
+            "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*row, chain_hash(previous, *row)),
+        )
+        db.execute(
+            "INSERT INTO batches SELECT ?, ?, ?, 1, ?, MAX(ordinal) + 1 FROM batches",
+            (forged.key, forged.digest, seq + 1, at),
+        )
+        db.execute("INSERT INTO balances VALUES ('user:m', 'coin', ?)", (10**12,))
+        db.execute(
+            "UPDATE balances SET balance = balance - ? WHERE account = ?", (10**12, FIAT_BRIDGE)
+        )
+        db.close()
+        after = (await client.get("/api/ledger/verify", auth=operator)).json()
+        return before, after
+
+    _, (before, after) = run(tmp_path, calls)
+    assert before["ok"], before
+    assert (tmp_path / "checkpoints" / "checkpoints.jsonl").exists()
+    assert not after["ok"]
+    assert any("forged" in p for p in after["problems"]), after
