@@ -27,8 +27,10 @@ def test_deeply_nested_site_toml_is_a_site_error_and_exit_2(tmp_path, capsys):
 
 @pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
 def test_infinite_capacity_is_refused_with_its_field(value):
-    text = default_site_path().read_text().replace(
-        "dc_capacity_kwp = 22.0", f"dc_capacity_kwp = {value}"
+    text = (
+        default_site_path()
+        .read_text()
+        .replace("dc_capacity_kwp = 22.0", f"dc_capacity_kwp = {value}")
     )
     with pytest.raises(SiteFileError, match=r"pv\.dc_capacity_kwp"):
         parse_site(text)
