@@ -125,7 +125,9 @@ def main() -> int:
                 *args.extra,
             ]
             print("$", " ".join(c if "operator:" not in c else "operator:***" for c in command))
-            status = max(status, subprocess.run(command, check=False).returncode)
+            # Run in the temporary folder: schemathesis leaves its cache there, not here.
+            answer = subprocess.run(command, check=False, cwd=tmp)
+            status = max(status, answer.returncode)
         return status
 
 
