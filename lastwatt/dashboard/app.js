@@ -76,9 +76,13 @@ function showConnections(data) {
   text("conn-summary", `${rows.length} connections, ${off} off, ${noCredit} without credit`);
   const body = document.querySelector("#connections tbody");
   body.innerHTML = rows.map((c) => {
+    // Relay, credit and balance are personal: null unless the viewer may see them.
+    const known = c.relay_closed !== null || c.group_closed !== null;
     const on = c.relay_closed !== false && c.group_closed !== false;
-    return `<tr><td>${c.id}</td><td>${c.kind}</td><td class="${on ? "on" : "off"}">${on ? "on" : "off"}</td>` +
-      `<td>${c.credit || "–"}</td><td>${(c.balance_minor / 1e6).toFixed(3)}</td></tr>`;
+    const relay = known ? (on ? "on" : "off") : "–";
+    const balance = c.balance_minor === null ? "–" : (c.balance_minor / 1e6).toFixed(3);
+    return `<tr><td>${c.id}</td><td>${c.kind}</td><td class="${known ? (on ? "on" : "off") : ""}">${relay}</td>` +
+      `<td>${c.credit || "–"}</td><td>${balance}</td></tr>`;
   }).join("");
 }
 
