@@ -263,6 +263,7 @@ class VerifyView(BaseModel):
     ok: bool
     rows: int
     batches: int
+    incremental_from: int = Field(description="rows taken as verified before (0: full)")
     problems: list[str]
 
 

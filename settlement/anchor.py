@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from settlement.ledger import GENESIS_HASH, JournalRow, Problem, VerifyReport
+from settlement.ledger import GENESIS_HASH, JournalRow, Problem, VerifiedPoint, VerifyReport
 
 if TYPE_CHECKING:
     from settlement.store import LedgerStore
@@ -295,7 +295,9 @@ class Anchor:
 _LISTED_ROWS = 200
 
 
-def verify_anchored(store: LedgerStore, directory: Path, key: bytes) -> VerifyReport:
+def verify_anchored(
+    store: LedgerStore, directory: Path, key: bytes, since: VerifiedPoint | None = None
+) -> VerifyReport:
     """The store's own verification plus :func:`check_anchor` against ``directory``.
 
     Parameters
@@ -306,8 +308,12 @@ def verify_anchored(store: LedgerStore, directory: Path, key: bytes) -> VerifyRe
         Its checkpoint directory.
     key : bytes
         The anchor key (:func:`load_anchor_key`).
+    since : VerifiedPoint, optional
+        Resume the chain check there (:meth:`settlement.store.LedgerStore.verify`); the
+        checkpoints are checked in full either way, so a rewrite of rows before it that
+        re-hashes the chain is still found.
     """
-    report = store.verify()
+    report = store.verify(since)
     checkpoints, bad_lines = read_checkpoints(directory, key)
 
     def hash_at(seq: int) -> bytes | None:
@@ -321,4 +327,5 @@ def verify_anchored(store: LedgerStore, directory: Path, key: bytes) -> VerifyRe
 
     found = check_anchor(report, checkpoints, hash_at, rows_after)
     problems = tuple(sorted((*report.problems, *bad_lines, *found), key=lambda p: p.seq == 0))
-    return VerifyReport(report.rows, report.batches, report.head_hash, problems)
+    point = report.point if not problems else None
+    return VerifyReport(report.rows, report.batches, report.head_hash, problems, point)

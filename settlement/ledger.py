@@ -69,6 +69,7 @@ __all__ = [
     "PostedBatch",
     "Problem",
     "Transfer",
+    "VerifiedPoint",
     "VerifyReport",
     "apply_transfers",
     "batch_digest",
@@ -463,23 +464,48 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifiedPoint:
+    """Where a verification that found nothing wrong ended: enough to go on from there.
+
+    Attributes
+    ----------
+    rows : int
+        Journal rows verified (the last one is row ``rows``).
+    head_hash : bytes
+        Its hash.
+    running : mapping of (account, asset) to int
+        The balances the journal added up to.
+    seen_batches : frozenset of str
+        Keys of the batches with rows.
+    """
+
+    rows: int
+    head_hash: bytes
+    running: Mapping[tuple[str, str], int] = field(repr=False)
+    seen_batches: frozenset[str] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyReport:
     """What :func:`verify_journal` checked and found.
 
     Attributes
     ----------
     rows, batches : int
-        Journal rows and batches checked.
+        Journal rows and batches covered (from the first row, also when resumed).
     head_hash : bytes
         Hash of the last row (the chain head).
     problems : tuple of Problem
         Everything wrong, first bad row first (at most a few hundred are kept).
+    point : VerifiedPoint or None
+        Where to resume the next verification from; None if problems were found.
     """
 
     rows: int
     batches: int
     head_hash: bytes
     problems: tuple[Problem, ...]
+    point: VerifiedPoint | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -500,6 +526,7 @@ def verify_journal(
     rows: Iterable[tuple[int, str, str, str, str, str, int, int, bytes]],
     batches: Mapping[str, tuple[bytes, int, int]],
     balances: Mapping[tuple[str, str], int],
+    since: VerifiedPoint | None = None,
 ) -> VerifyReport:
     """Recompute the hash chain and every ledger invariant from the journal.
 
@@ -512,6 +539,12 @@ def verify_journal(
         The store's batch index (batches with no transfers have ``count`` 0).
     balances : mapping of (account, asset) to int
         The store's balance table.
+    since : VerifiedPoint, optional
+        Resume after an earlier verification: ``rows`` then start at ``since.rows + 1``
+        and chain on ``since.head_hash``. Rows before it are not read again, so an edit
+        there is not seen; the caller checks that ``since.head_hash`` is still the
+        stored hash of row ``since.rows`` (a rewrite changes it) and verifies in full now
+        and then.
 
     Returns
     -------
@@ -537,10 +570,10 @@ def verify_journal(
             problems.append(Problem(seq, message))
 
     assets = {a.value for a in Asset}
-    running: dict[tuple[str, str], int] = {}
-    previous = GENESIS_HASH
-    expected_seq = 1
-    seen_batches: set[str] = set()
+    running: dict[tuple[str, str], int] = {} if since is None else dict(since.running)
+    previous = GENESIS_HASH if since is None else since.head_hash
+    expected_seq = 1 if since is None else since.rows + 1
+    seen_batches: set[str] = set() if since is None else set(since.seen_batches)
     current_key: str | None = None
     current_first = 0
     current_count = 0
@@ -580,7 +613,7 @@ def verify_journal(
                     f"batch {current_key!r} leaves clearing account {account} at {net:+d} {asset}",
                 )
 
-    last_seq = 0
+    last_seq = expected_seq - 1
     for seq, key, code, debit, credit, asset, amount, posted_at_us, stored_hash in rows:
         if seq != expected_seq:
             problem(
@@ -653,4 +686,9 @@ def verify_journal(
                 f"{computed.get(account_asset, 0)}",
             )
     problems.sort(key=lambda p: (p.seq == 0, p.seq))
-    return VerifyReport(last_seq, len(seen_batches), previous, tuple(problems))
+    point = (
+        None
+        if problems
+        else VerifiedPoint(last_seq, previous, dict(running), frozenset(seen_batches))
+    )
+    return VerifyReport(last_seq, len(seen_batches), previous, tuple(problems), point)

@@ -15,7 +15,15 @@ from typing import Protocol
 
 from microgrid.readings import MeterReading
 from settlement.alarms import Alarm
-from settlement.ledger import Asset, Batch, JournalRow, PostedBatch, Transfer, VerifyReport
+from settlement.ledger import (
+    Asset,
+    Batch,
+    JournalRow,
+    PostedBatch,
+    Transfer,
+    VerifiedPoint,
+    VerifyReport,
+)
 
 __all__ = ["LedgerStore", "ReadingsAdded"]
 
@@ -94,8 +102,12 @@ class LedgerStore(Protocol):
         """Journal rows from ``start_seq`` on, in order (what anchor checks read)."""
         ...
 
-    def verify(self) -> VerifyReport:
-        """Recompute the hash chain and every invariant (see ``verify_journal``)."""
+    def verify(self, since: VerifiedPoint | None = None) -> VerifyReport:
+        """Recompute the hash chain and every invariant (see ``verify_journal``).
+
+        With ``since`` (an earlier report's ``point``), only rows after it, unless its
+        row's hash changed (then in full).
+        """
         ...
 
     # --- readings, alarms, settled hours ------------------------------------------------

@@ -350,6 +350,7 @@ def test_operator_verify_checks_the_ledger_against_its_checkpoints(tmp_path):
     async def calls(rig, client):
         operator = ("operator", rig.passwords["operator"])
         before = (await client.get("/api/ledger/verify", auth=operator)).json()
+        again = (await client.get("/api/ledger/verify", auth=operator)).json()
         db = sqlite3.connect(rig.service.store.path, isolation_level=None)
         seq, previous, at = db.execute(
             "SELECT seq, hash, posted_at_us FROM journal ORDER BY seq DESC LIMIT 1"
@@ -373,10 +374,13 @@ def test_operator_verify_checks_the_ledger_against_its_checkpoints(tmp_path):
         )
         db.close()
         after = (await client.get("/api/ledger/verify", auth=operator)).json()
-        return before, after
+        return before, again, after
 
-    _, (before, after) = run(tmp_path, calls)
+    _, (before, again, after) = run(tmp_path, calls)
     assert before["ok"], before
+    assert before["incremental_from"] == 0
+    assert again["ok"]
+    assert again["incremental_from"] == before["rows"] > 0  # resumed, not re-read
     assert (tmp_path / "checkpoints" / "checkpoints.jsonl").exists()
     assert not after["ok"]
     assert any("forged" in p for p in after["problems"]), after

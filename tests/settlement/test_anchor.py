@@ -241,3 +241,51 @@ def test_any_truncation_of_an_anchored_ledger_is_detected(tmp_path_factory, amou
     plain, anchored = verify_both(path, anchor)
     assert plain.ok
     assert not anchored.ok
+
+
+# --- incremental verification ------------------------------------------------------------------
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.lists(st.integers(1, 10**9), min_size=1, max_size=6),
+    st.lists(st.integers(1, 10**9), min_size=0, max_size=6),
+)
+def test_resuming_verification_agrees_with_a_full_one(tmp_path_factory, first, second):
+    path = tmp_path_factory.mktemp("resume") / "l.sqlite"
+    with SqliteLedgerStore(path, synchronous="NORMAL") as store:
+        for k, amount in enumerate(first):
+            store.post(topup(f"a{k}", f"user:u{k % 3}", amount), HOUR)
+        point = store.verify().point
+        assert point is not None
+        for k, amount in enumerate(second):
+            store.post(topup(f"b{k}", f"user:u{k % 2}", amount), HOUR)
+        fund_meter(store, "u0", "H001", 1, "f", HOUR)
+        full, resumed = store.verify(), store.verify(point)
+    assert resumed.ok
+    assert full.ok
+    assert (resumed.rows, resumed.batches, resumed.head_hash) == (
+        full.rows,
+        full.batches,
+        full.head_hash,
+    )
+    assert resumed.point is not None
+    assert resumed.point.running == full.point.running
+
+
+def test_resumed_verification_still_catches_edits_after_the_point_and_rewrites_before(ledger):
+    path, anchor = ledger
+    with SqliteLedgerStore(path, synchronous="NORMAL") as store:
+        point = store.verify().point
+        store.post(topup("late", "user:amina", 5), HOUR)
+    with raw(path) as db:
+        db.execute("UPDATE journal SET amount = 6 WHERE batch_key = 'late'")
+    with SqliteLedgerStore(path, synchronous="NORMAL") as store:
+        assert store.verify(point).first_bad_seq == point.rows + 1
+    with raw(path) as db:  # rewrite an early row and re-hash: the point's hash changes
+        db.execute("UPDATE journal SET amount = 6 WHERE batch_key = 'late'")
+        _payment_times_100(db)
+        reseal(db)
+    with SqliteLedgerStore(path, synchronous="NORMAL") as store:
+        resumed = verify_anchored(store, anchor.directory, anchor.key, point)
+    assert any("rewritten" in p.message for p in resumed.problems)
