@@ -62,6 +62,21 @@ class ApiLimits:
     per_user: str = "300/minute"
     failed_logins: str = "5/minute;20/hour;50/day"
 
+    def __post_init__(self) -> None:
+        if type(self.max_body_bytes) is not int or self.max_body_bytes <= 0:
+            msg = f"max_body_bytes must be a positive int, got {self.max_body_bytes!r}"
+            raise ValueError(msg)
+        for name in ("per_client", "per_user", "failed_logins"):
+            text = getattr(self, name)
+            try:
+                parse_many(text)
+            except ValueError:
+                msg = (
+                    f"{name} {text!r} is not a rate limit; write e.g. '600/minute' or "
+                    "'5/minute;20/hour'"
+                )
+                raise ValueError(msg) from None
+
 
 class TooManyRequestsError(Exception):
     """A budget is spent; ``retry_after_s`` says when the next request may come [s]."""
