@@ -384,3 +384,12 @@ def test_operator_verify_checks_the_ledger_against_its_checkpoints(tmp_path):
     assert (tmp_path / "checkpoints" / "checkpoints.jsonl").exists()
     assert not after["ok"]
     assert any("forged" in p for p in after["problems"]), after
+
+
+def test_serve_refuses_a_bad_rate_limit_before_writing_anything(tmp_path, capsys):
+    from lastwatt.cli import main
+
+    data = tmp_path / "data"
+    assert main(["serve", "--rate-limit", "banana", "--data-dir", str(data)]) == 2
+    assert "--rate-limit 'banana'" in capsys.readouterr().err
+    assert not data.exists()
