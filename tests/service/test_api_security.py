@@ -34,6 +34,24 @@ def run(tmp_path, calls, settings: ApiSettings | None = None):
     return asyncio.run(scenario())
 
 
+def unstarted(tmp_path, calls, settings: ApiSettings | None = None):
+    """The API over a service that was built but not started: enough for refusals and
+    the schema, without seconds of start-up (devices, first dispatch)."""
+
+    async def scenario():
+        rig = Rig(tmp_path)
+        try:
+            app = create_app(rig.service, rig.credentials, settings)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+                return await calls(rig, client)
+        finally:
+            rig.service.store.close()
+            rig.service.state.close()
+
+    return asyncio.run(scenario())
+
+
 def test_reads_need_a_role_and_residents_see_only_their_own(tmp_path):
     async def calls(rig, client):
         own = rig.site.households[0].id  # amina's household
@@ -119,7 +137,7 @@ def test_noticeboard_can_be_switched_off(tmp_path):
         }
 
     closed = ApiSettings(noticeboard=Noticeboard(plan=False, tiers=False, stakes=False))
-    _, codes = run(tmp_path, calls, closed)
+    codes = unstarted(tmp_path, calls, closed)
     assert codes == {
         "/api/status": 401,
         "/api/plan": 401,
@@ -181,7 +199,7 @@ def test_strict_input_and_bounded_queries_are_4xx_never_5xx(tmp_path):
         out["holds"] = rig.service.state.holds()
         return out
 
-    _rig, out = run(tmp_path, calls)
+    out = unstarted(tmp_path, calls)
     holds = out.pop("holds")
     assert holds == {}, "a malformed relay command must not place a hold"
     for name, answer in out.items():
@@ -217,7 +235,7 @@ def test_limits_before_work(tmp_path):
         out["busy client"] = answers
         return out
 
-    _, out = run(tmp_path, calls, ApiSettings(limits=limits))
+    out = unstarted(tmp_path, calls, ApiSettings(limits=limits))
     for name in ("webhook 2 MB", "fund 2 MB anonymous", "webhook chunked"):
         assert out[name].status_code == 413, (name, out[name].text)
         assert "limit" in out[name].json()["detail"]
@@ -271,7 +289,7 @@ def test_webhook_hostile_headers_and_unknown_accounts_over_http(tmp_path):
         )
         return out
 
-    _, out = run(tmp_path, calls)
+    out = unstarted(tmp_path, calls)
     assert out["non-ascii signature"].status_code == 401
     assert out["401-digit timestamp"].status_code == 401
     assert out["unknown account"].status_code == 400
@@ -285,7 +303,7 @@ def test_openapi_has_a_schema_for_every_answer(tmp_path):
     async def calls(rig, client):
         return (await client.get("/openapi.json")).json()
 
-    _, spec = run(tmp_path, calls)
+    spec = unstarted(tmp_path, calls)
     for path, methods in spec["paths"].items():
         for method, operation in methods.items():
             schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
