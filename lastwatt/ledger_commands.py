@@ -186,6 +186,23 @@ def _anchor(args: argparse.Namespace, create_key: bool = False) -> Anchor | None
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+def _is_ledger(path: Path) -> bool:
+    """Whether a SQLite file has the ledger's journal.
+
+    Opened read-only, so a foreign database is left exactly as it was.
+    """
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            found = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal'"
+            ).fetchone()
+    except sqlite3.DatabaseError:
+        return False
+    return found is not None
+
+
 @contextlib.contextmanager
 def _open(
     path: Path, must_exist: bool = True, anchor: Anchor | None = None
@@ -212,6 +229,12 @@ def _open(
             raise UsageError(msg) from None
         if head and head != _SQLITE_MAGIC:
             msg = f"--db {path} is not a SQLite database; point --db at the ledger file"
+            raise UsageError(msg)
+        if head and not _is_ledger(path):
+            msg = (
+                f"--db {path} is a SQLite database but not a LastWatt ledger (no journal "
+                "table); point --db at the ledger file"
+            )
             raise UsageError(msg)
     try:
         store = SqliteLedgerStore(path, anchor=anchor)

@@ -84,6 +84,16 @@ def test_db_that_is_not_sqlite_is_a_usage_error(tmp_path, capsys):
     assert db.read_text() == "not a database\n" * 10
 
 
+def test_db_of_another_application_is_refused_and_left_untouched(tmp_path, capsys):
+    db = tmp_path / "other.sqlite"
+    with sqlite3.connect(db) as other:
+        other.execute("CREATE TABLE notes (text TEXT)")
+    before = db.read_bytes()
+    assert main(["ledger", "verify", "--db", str(db)]) == 2
+    assert "not a LastWatt ledger" in capsys.readouterr().err
+    assert db.read_bytes() == before
+
+
 @pytest.mark.parametrize(
     ("row", "expected"),
     [
