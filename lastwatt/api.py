@@ -49,9 +49,9 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.staticfiles import StaticFiles
 
+from lastwatt.api_auth import auth_dependencies
 from lastwatt.api_models import (
     ID,
     AccountId,
@@ -88,7 +88,7 @@ from lastwatt.api_models import (
     WebhookAnswer,
 )
 from lastwatt.auth import Credentials, Role, User
-from lastwatt.guard import ApiLimits, RateLimits, RequestGuard, TooManyRequestsError
+from lastwatt.guard import ApiLimits, RateLimits, RequestGuard
 from lastwatt.service import Service
 from microgrid.readings import MeterReading
 from settlement import (
@@ -116,8 +116,6 @@ from settlement.ledger import (
 __all__ = ["DASHBOARD_DIR", "ApiSettings", "Noticeboard", "create_app"]
 
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
-
-_basic = HTTPBasic(auto_error=False, realm="lastwatt")
 
 MAX_HOURS = 24 * 31
 """Longest look-back of the telemetry and readings endpoints [h]."""
@@ -244,46 +242,8 @@ def create_app(
         ]
         return JSONResponse({"detail": problems}, status_code=422)
 
-    def _client(request: Request) -> str:
-        return request.client.host if request.client else "unknown"
-
-    async def authenticate(request: Request, given: HTTPBasicCredentials) -> User:
-        name = given.username[:64]
-        client = _client(request)
-        wait = rates.check_login(client, name)
-        if wait:
-            raise HTTPException(
-                429,
-                f"too many wrong passwords from {client} or for {name!r}; retry after {wait} s",
-                {"Retry-After": str(wait)},
-            )
-        found = await credentials.check_async(given.username, given.password)
-        if found is None:
-            rates.login_failed(client, name)
-            raise HTTPException(401, "wrong user name or password", {"WWW-Authenticate": "Basic"})
-        try:
-            rates.take_user(found.name)
-        except TooManyRequestsError as exc:
-            raise HTTPException(429, str(exc), {"Retry-After": str(exc.retry_after_s)}) from None
-        return found
-
-    async def caller(
-        request: Request, given: Annotated[HTTPBasicCredentials | None, Depends(_basic)]
-    ) -> User | None:
-        """The authenticated user, or None for an anonymous call (wrong credentials: 401)."""
-        return None if given is None else await authenticate(request, given)
-
-    async def user(who: Annotated[User | None, Depends(caller)]) -> User:
-        if who is None:
-            raise HTTPException(
-                401, "credentials required (HTTP Basic)", {"WWW-Authenticate": "Basic"}
-            )
-        return who
-
-    async def operator(who: Annotated[User, Depends(user)]) -> User:
-        if who.role is not Role.OPERATOR:
-            raise HTTPException(403, f"{who.name!r} is a {who.role.value}; operators only")
-        return who
+    auth = auth_dependencies(credentials, rates)
+    app.state.auth = auth  # for routers added to this app: the same rules everywhere
 
     def noticeboard(enabled: bool, who: User | None) -> None:
         if not enabled and who is None:
@@ -298,9 +258,9 @@ def create_app(
             raise HTTPException(404, f"no connection {connection_id!r} at this site")
 
     # Type aliases of this app's dependencies (closures, hence local; capitalised as types).
-    Caller = Annotated[User | None, Depends(caller)]  # noqa: N806
-    AnyUser = Annotated[User, Depends(user)]  # noqa: N806
-    Operator = Annotated[User, Depends(operator)]  # noqa: N806
+    Caller = Annotated[User | None, Depends(auth.caller)]  # noqa: N806
+    AnyUser = Annotated[User, Depends(auth.user)]  # noqa: N806
+    Operator = Annotated[User, Depends(auth.operator)]  # noqa: N806
 
     # --- dashboard ---------------------------------------------------------------------
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR), name="dashboard")
