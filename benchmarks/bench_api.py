@@ -4,8 +4,10 @@ The simulated container (``lastwatt simulate-devices``) and the service (``lastw
 serve``, live: APScheduler, a control cycle every 5 s over 400 meters) run as separate
 processes on the bundled default site. Then:
 
-- 50 concurrent clients (httpx) fetch ``/api/schedule`` and ``/api/balances`` in turn;
-  median and p99 latency per endpoint;
+- 50 concurrent clients (httpx) fetch ``/api/schedule`` and ``/api/connections`` (the
+  public noticeboard: balances need credentials since issue 16) in turn; median and p99
+  latency per endpoint. The per-client rate limit is raised for the run (all clients
+  share one address here);
 - with no client, the service's CPU time over a window (from /proc), as a share of one core.
 
 Run: python benchmarks/bench_api.py [--clients 50] [--requests 20] [--idle-s 30]
@@ -94,6 +96,8 @@ def main() -> None:
                 "2",
                 "--log-level",
                 "WARNING",
+                "--rate-limit",
+                "1000000/minute",
             ],
             work / "service.log",
             r"dashboard (http://\S+/)",
@@ -105,7 +109,7 @@ def main() -> None:
             f"service pid {service.pid}, {args.clients} concurrent clients, "
             f"{args.requests} requests each per endpoint"
         )
-        for path in ("/api/schedule", "/api/balances?prefix=meter:"):
+        for path in ("/api/schedule", "/api/connections"):
             asyncio.run(load(url, path, 5, 2))  # warm-up
             t0 = time.perf_counter()
             lat = asyncio.run(load(url, path, args.clients, args.requests))

@@ -781,9 +781,12 @@ def _feed_document(payload: str | bytes | Mapping[str, Any], source: str) -> Map
         return payload
     try:
         document = json.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        problem = f"not valid JSON ({exc})"
-        raise WeatherDataError(source, problem, "pass the provider's response body") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5 000-digit number
+        problem = f"not valid JSON ({str(exc)[:200]})"
+        raise WeatherDataError(source, problem, "pass the provider's response body") from None
+    except RecursionError:
+        problem = "the JSON is nested too deeply to be a forecast payload"
+        raise WeatherDataError(source, problem, "pass the provider's response body") from None
     if not isinstance(document, Mapping):
         problem = f"the JSON is a {type(document).__name__}, not an object"
         raise WeatherDataError(source, problem, "pass the provider's response body")

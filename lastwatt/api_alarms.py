@@ -9,7 +9,7 @@ No ``from __future__ import annotations`` here: FastAPI resolves the ``Depends``
 the annotations, and the operator dependency is a local of :func:`router`.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -39,7 +39,7 @@ def alarm_json(record: AlarmRecord) -> dict[str, Any]:
     }
 
 
-def router(service: Service, operator: Callable[..., User]) -> APIRouter:
+def router(service: Service, operator: Callable[..., Awaitable[User]]) -> APIRouter:
     """The alarm routes over a started service.
 
     Parameters

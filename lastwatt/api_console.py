@@ -19,7 +19,7 @@ endpoint                               who
 # which name this module's closures.
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import pandas as pd
@@ -52,8 +52,8 @@ class AdvanceRequest(BaseModel):
 def router(
     service: "Service",
     customers: CustomerRegistry,
-    user: Callable[..., User],
-    operator: Callable[..., User],
+    user: Callable[..., Awaitable[User]],
+    operator: Callable[..., Awaitable[User]],
 ) -> APIRouter:
     """The console's routes over a started service (module docstring)."""
     api = APIRouter(tags=["console"])

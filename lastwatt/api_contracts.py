@@ -18,7 +18,7 @@ The rules are in :mod:`settlement.contracts`; the terms live in the ledger's fil
 
 # No `from __future__ import annotations`: FastAPI evaluates the Depends() annotations,
 # which name this module's closures.
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -122,8 +122,8 @@ def _statement_json(contract: BandContract, report: ContractStatement) -> dict[s
 def router(
     service: "Service",
     customers: CustomerRegistry,
-    user: Callable[..., User],
-    operator: Callable[..., User],
+    user: Callable[..., Awaitable[User]],
+    operator: Callable[..., Awaitable[User]],
 ) -> APIRouter:
     """The contract routes over a started service (module docstring)."""
     api = APIRouter(tags=["contracts"])

@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
-from lastwatt.auth import Credentials, Role, User
+from lastwatt.api_auth import AuthDependencies
+from lastwatt.auth import Role, User
 from lastwatt.service import Service
 from settlement.agents import ZiSettings, zi_orders
 from settlement.ledger import user_account
@@ -58,8 +58,6 @@ from settlement.orderbook import (
 )
 
 __all__ = ["router"]
-
-_basic = HTTPBasic(auto_error=False, realm="lastwatt")
 
 
 class OrderRequest(BaseModel):
@@ -126,7 +124,7 @@ def _write_agents(path: Path, agents: Mapping[str, ZiSettings]) -> None:
 
 
 def router(
-    service: Service, credentials: Credentials, caps_wh: Mapping[str, int] | None = None
+    service: Service, auth: AuthDependencies, caps_wh: Mapping[str, int] | None = None
 ) -> APIRouter:
     """The market's routes over ``service``'s ledger.
 
@@ -134,8 +132,8 @@ def router(
     ----------
     service : Service
         Its store settles the trades; its clock times the orders.
-    credentials : Credentials
-        Who may place orders and set agents.
+    auth : AuthDependencies
+        The app's authentication (who may place orders and set agents).
     caps_wh : mapping of str to int, optional
         Bmax per user [Wh], from the storage accounting when it is configured.
     """
@@ -145,20 +143,8 @@ def router(
     agents_path = data_dir / "market_agents.json"
     agents = _read_agents(agents_path)
 
-    def user(given: Annotated[HTTPBasicCredentials | None, Depends(_basic)]) -> User:
-        if given is None:
-            raise HTTPException(
-                401, "credentials required (HTTP Basic)", {"WWW-Authenticate": "Basic"}
-            )
-        found = credentials.check(given.username, given.password)
-        if found is None:
-            raise HTTPException(401, "wrong user name or password", {"WWW-Authenticate": "Basic"})
-        return found
-
-    def operator(who: Annotated[User, Depends(user)]) -> User:
-        if who.role is not Role.OPERATOR:
-            raise HTTPException(403, f"{who.name!r} is a {who.role.value}; operators only")
-        return who
+    # The app's own dependencies (lastwatt.api_auth): the same checks and rate limits.
+    user, operator = auth.user, auth.operator
 
     def now_us() -> int:
         return market.now_us(service.clock.now())

@@ -21,10 +21,10 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
-from lastwatt.auth import Credentials, Role, User
+from lastwatt.api_auth import AuthDependencies
+from lastwatt.auth import User
 from lastwatt.device_auth import DeviceCredentials
 from lastwatt.service import Service
 from lastwatt.storage_commands import owned_account
@@ -45,7 +45,6 @@ from settlement.storage import STORAGE_PRODUCER
 
 __all__ = ["router"]
 
-_basic = HTTPBasic(auto_error=False, realm="lastwatt")
 _MAX_COINS_MINOR = 10**15
 """Largest single withdrawal [micro-coins]: a billion coins, far inside int64."""
 
@@ -79,26 +78,14 @@ class ReadingsReport(BaseModel):
     readings: list[ReportedReading] = Field(min_length=1, max_length=1000)
 
 
-def router(service: Service, credentials: Credentials) -> APIRouter:
+def router(service: Service, auth: AuthDependencies) -> APIRouter:
     """The settlement endpoints of a started service (module docstring)."""
     api = APIRouter()
     site = service.site
     devices = DeviceCredentials.load(service.config.data_dir)
 
-    def user(given: Annotated[HTTPBasicCredentials | None, Depends(_basic)]) -> User:
-        if given is None:
-            raise HTTPException(
-                401, "credentials required (HTTP Basic)", {"WWW-Authenticate": "Basic"}
-            )
-        found = credentials.check(given.username, given.password)
-        if found is None:
-            raise HTTPException(401, "wrong user name or password", {"WWW-Authenticate": "Basic"})
-        return found
-
-    def operator(who: Annotated[User, Depends(user)]) -> User:
-        if who.role is not Role.OPERATOR:
-            raise HTTPException(403, f"{who.name!r} is a {who.role.value}; operators only")
-        return who
+    # The app's own dependencies (lastwatt.api_auth): the same checks and rate limits.
+    user, operator = auth.user, auth.operator
 
     def meter_account_or_400(account: str) -> str:
         try:

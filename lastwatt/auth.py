@@ -12,20 +12,24 @@ stake for their own household).
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "CREDENTIALS_FILE",
+    "USER_NAME_PATTERN",
     "Credentials",
     "Role",
     "User",
+    "check_user_name",
     "hash_password",
     "init_credentials",
     "load_credentials",
@@ -40,6 +44,38 @@ CREDENTIALS_FILE = "credentials.json"
 _SCRYPT_N = 2**14
 _SCRYPT_R = 8
 _SCRYPT_P = 1
+
+
+USER_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+"""A login name: 1–32 lower-case ASCII letters, digits and ``_ . -``. HTTP Basic splits
+on the first ``:``, and the name becomes the wallet ``user:<name>``, so no colons,
+spaces, slashes or look-alike letters."""
+
+_RESERVED_NAMES = frozenset({"operator", "webhook_secret"})
+
+
+def check_user_name(name: str, resident: bool = True) -> str:
+    """Return ``name`` if it may be a login; raise ``ValueError`` saying why not.
+
+    ``operator`` (and ``webhook_secret``, a key of the printed credentials) are taken
+    by the service itself, so a resident may not use them.
+
+    Examples
+    --------
+    >>> check_user_name("amina")
+    'amina'
+    >>> check_user_name("a:b")
+    Traceback (most recent call last):
+    ...
+    ValueError: user name 'a:b' must be 1–32 of a-z 0-9 _ . - (starting with a-z or 0-9)
+    """
+    if USER_NAME_PATTERN.fullmatch(name) is None:
+        msg = f"user name {name[:40]!r} must be 1–32 of a-z 0-9 _ . - (starting with a-z or 0-9)"
+        raise ValueError(msg)
+    if resident and name in _RESERVED_NAMES:
+        msg = f"user name {name!r} is reserved for the service; choose another resident name"
+        raise ValueError(msg)
+    return name
 
 
 class Role(enum.StrEnum):
@@ -111,32 +147,48 @@ class Credentials:
         self._users = users
         self.webhook_secret = webhook_secret
         self._cache: dict[bytes, User] = {}
+        # An unknown name is checked against this hash of a random password: one scrypt
+        # run, like a known name with a wrong password, so timing does not tell them apart.
+        self._decoy = hash_password(secrets.token_urlsafe(18))
 
     @property
     def users(self) -> list[User]:
         """Every user."""
         return [u for u, _ in self._users.values()]
 
+    def _cached(self, name: str, password: str) -> tuple[bytes, User | None]:
+        key = hashlib.sha256(f"{name}\0{password}".encode()).digest()
+        return key, self._cache.get(key)
+
     def check(self, name: str, password: str) -> User | None:
         """The user if the password is right, else None.
 
-        A success is remembered (keyed by a SHA-256 of name and password, kept only in
-        memory), so repeated requests do not pay scrypt again; failures are never cached.
+        Costs one scrypt run whether or not the user exists (no user enumeration by
+        timing). A success is remembered (keyed by a SHA-256 of name and password, kept
+        only in memory), so repeated requests do not pay scrypt again; failures are
+        never cached.
         """
-        key = hashlib.sha256(f"{name}\0{password}".encode()).digest()
-        cached = self._cache.get(key)
+        key, cached = self._cached(name, password)
         if cached is not None:
             return cached
         entry = self._users.get(name)
-        if entry is None:
-            # Same work for an unknown user as for a wrong password: no user enumeration.
-            verify_password(password, hash_password("x", bytes(16)))
+        stored = self._decoy if entry is None else entry[1]
+        matches = verify_password(password, stored)
+        if entry is None or not matches:
             return None
-        user, stored = entry
-        if not verify_password(password, stored):
-            return None
-        self._cache[key] = user
-        return user
+        self._cache[key] = entry[0]
+        return entry[0]
+
+    async def check_async(self, name: str, password: str) -> User | None:
+        """:meth:`check` without blocking the event loop: scrypt runs in a worker thread.
+
+        The control loop shares the event loop with the API, so a burst of logins must
+        not stall it for tens of milliseconds each.
+        """
+        _, cached = self._cached(name, password)
+        if cached is not None:
+            return cached
+        return await asyncio.to_thread(self.check, name, password)
 
 
 def init_credentials(

@@ -1,17 +1,25 @@
 """The ``lastwatt`` ledger subcommands (registered by :mod:`lastwatt.cli`).
 
-``lastwatt ledger balances|history|verify|import-readings`` and ``lastwatt settle``; the
-work is in :mod:`settlement`, this module only parses, calls and prints.
+``lastwatt ledger balances|history|verify|checkpoint|import-readings`` and ``lastwatt
+settle``; the work is in :mod:`settlement`, this module only parses, calls and prints.
+
+Commands that post (``settle``, ``import-readings``) and ``verify`` take
+``--checkpoints DIR --anchor-key FILE``: posts are then checkpointed
+(:mod:`settlement.anchor`) and ``verify`` checks the journal against the checkpoints.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from lastwatt.commands import Subcommands, UsageError, add_site_option, command
+from lastwatt.inputs import parse_count, parse_file_time
 from lastwatt.storage_options import add_storage_options, storage_policy_from_args
 from microgrid import load_site, parse_datetime
 from microgrid.readings import MeterReading
@@ -25,6 +33,13 @@ from settlement import (
     record_readings,
     settle_hour,
     settle_hours,
+)
+from settlement.anchor import (
+    Anchor,
+    AnchorError,
+    create_anchor_key,
+    load_anchor_key,
+    verify_anchored,
 )
 from settlement.ledger import ASSET_SCALE, WATT_ISSUER
 
@@ -73,6 +88,18 @@ def add_commands(commands: Subcommands) -> None:
         _run_verify,
     )
     _add_db_option(verify)
+    _add_anchor_options(verify)
+    checkpoint = command(
+        sub,
+        "checkpoint",
+        "Verify the ledger, then sign its chain head into the checkpoint directory "
+        "(creates the anchor key on first use).",
+        "lastwatt ledger checkpoint --checkpoints /media/backup/lastwatt "
+        "--anchor-key ~/.lastwatt/anchor.key",
+        _run_checkpoint,
+    )
+    _add_db_option(checkpoint)
+    _add_anchor_options(checkpoint, required=True)
     imports = command(
         sub,
         "import-readings",
@@ -82,6 +109,7 @@ def add_commands(commands: Subcommands) -> None:
         _run_import,
     )
     _add_db_option(imports)
+    _add_anchor_options(imports)
     add_site_option(imports)
     imports.add_argument("file", type=Path, help="CSV file; read_at in ISO 8601 (UTC if no offset)")
     settle = command(
@@ -92,6 +120,7 @@ def add_commands(commands: Subcommands) -> None:
         _run_settle,
     )
     _add_db_option(settle)
+    _add_anchor_options(settle)
     add_site_option(settle)
     settle.add_argument(
         "--hour",
@@ -119,11 +148,110 @@ def _no_subcommand(args: argparse.Namespace) -> int:  # pragma: no cover - argpa
     raise UsageError(msg)
 
 
-def _open(path: Path, must_exist: bool = True) -> SqliteLedgerStore:
+def _add_anchor_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        metavar="DIR",
+        required=required,
+        help="checkpoint directory, away from the database (e.g. the operator's backup)",
+    )
+    parser.add_argument(
+        "--anchor-key",
+        type=Path,
+        metavar="FILE",
+        required=required,
+        help="the key checkpoints are signed with (not stored with the database)",
+    )
+
+
+def _anchor(args: argparse.Namespace, create_key: bool = False) -> Anchor | None:
+    """The anchor the options name, or None without them."""
+    if args.checkpoints is None and args.anchor_key is None:
+        return None
+    if args.checkpoints is None or args.anchor_key is None:
+        msg = "--checkpoints and --anchor-key go together; pass both or neither"
+        raise UsageError(msg)
+    if args.checkpoints.resolve() == args.db.resolve().parent:
+        msg = f"--checkpoints {args.checkpoints} is the database's folder; keep them apart"
+        raise UsageError(msg)
+    try:
+        if create_key and not args.anchor_key.exists():
+            key = create_anchor_key(args.anchor_key)
+            print(f"created anchor key {args.anchor_key} (mode 0600); back it up apart")
+        else:
+            key = load_anchor_key(args.anchor_key)
+    except (AnchorError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    return Anchor(args.checkpoints, key)
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _is_ledger(path: Path) -> bool:
+    """Whether a SQLite file has the ledger's journal.
+
+    Opened read-only, so a foreign database is left exactly as it was.
+    """
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            found = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal'"
+            ).fetchone()
+    except sqlite3.DatabaseError:
+        return False
+    return found is not None
+
+
+@contextlib.contextmanager
+def _open(
+    path: Path, must_exist: bool = True, anchor: Anchor | None = None
+) -> Iterator[SqliteLedgerStore]:
+    """The ledger at ``path``, removed again if this call created it and the command fails.
+
+    So a refused command leaves no empty ledger file behind.
+
+    Raises
+    ------
+    UsageError
+        Missing (when it must exist), a folder, or not a SQLite database.
+    """
     if must_exist and not path.exists():
         msg = f"no ledger at {path}; pass --db, or import readings first to create one"
         raise UsageError(msg)
-    return SqliteLedgerStore(path)
+    created = not path.exists()
+    if not created:
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            msg = f"--db {path}: cannot read it ({exc.strerror})"
+            raise UsageError(msg) from None
+        if head and head != _SQLITE_MAGIC:
+            msg = f"--db {path} is not a SQLite database; point --db at the ledger file"
+            raise UsageError(msg)
+        if head and not _is_ledger(path):
+            msg = (
+                f"--db {path} is a SQLite database but not a LastWatt ledger (no journal "
+                "table); point --db at the ledger file"
+            )
+            raise UsageError(msg)
+    try:
+        store = SqliteLedgerStore(path, anchor=anchor)
+    except sqlite3.DatabaseError as exc:
+        msg = f"--db {path}: cannot open it as a ledger ({exc})"
+        raise UsageError(msg) from None
+    try:
+        with store:
+            yield store
+    except BaseException:
+        if created:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        raise
 
 
 def _coins(minor: int, asset: Asset) -> str:
@@ -174,13 +302,22 @@ def _run_history(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
+    anchor = _anchor(args)
     with _open(args.db) as store:
-        report = store.verify()
+        if anchor is None:
+            report = store.verify()
+        else:
+            report = verify_anchored(store, anchor.directory, anchor.key)
         watt_outstanding = -store.balance(WATT_ISSUER, Asset.WATT)
     if report.ok:
+        anchored = (
+            "matches its last checkpoint"
+            if anchor
+            else "no anchor given: the chain is only self-consistent"
+        )
         print(
             f"ledger OK: {report.rows} journal rows in {report.batches} batches, "
-            f"chain head {report.head_hash.hex()[:16]}…; WATT outstanding "
+            f"chain head {report.head_hash.hex()[:16]}… ({anchored}); WATT outstanding "
             f"{watt_outstanding / WATT_SCALE:.3f} kWh, all minted for stored energy"
         )
         return 0
@@ -191,6 +328,33 @@ def _run_verify(args: argparse.Namespace) -> int:
     if len(report.problems) > 20:
         print(f"  … and {len(report.problems) - 20} more")
     return 1
+
+
+def _run_checkpoint(args: argparse.Namespace) -> int:
+    anchor = _anchor(args, create_key=True)
+    assert anchor is not None  # both options are required
+    with _open(args.db) as store:
+        report = verify_anchored(store, anchor.directory, anchor.key)
+        # Rows after the last checkpoint are what this command anchors, once checked;
+        # anything else wrong (a broken chain, a rewrite, a truncation) is refused.
+        blocking = [
+            p
+            for p in report.problems
+            if "no checkpoint covers them" not in p.message
+            and "no checkpoint to verify against" not in p.message
+        ]
+        if blocking:
+            print("ledger FAILED verification; no checkpoint written:")
+            for p in blocking[:20]:
+                print(f"  {p.message}")
+            return 1
+        ordinal = len(store.keys_with_prefix(""))
+        written = anchor.checkpoint(report.rows, ordinal, report.head_hash)
+    print(
+        f"checkpoint written to {written}: {report.rows} rows, "
+        f"chain head {report.head_hash.hex()[:16]}…"
+    )
+    return 0
 
 
 def read_readings_csv(path: Path) -> list[MeterReading]:
@@ -217,15 +381,12 @@ def read_readings_csv(path: Path) -> list[MeterReading]:
             raise UsageError(msg)
         for line, row in enumerate(reader, start=2):
             try:
-                at = datetime.fromisoformat(row["read_at"].replace("Z", "+00:00"))
-                if at.tzinfo is None:
-                    at = at.replace(tzinfo=UTC)
                 readings.append(
                     MeterReading(
                         row["meter_id"],
-                        at,
-                        int(row["import_wh"]),
-                        int(row.get("export_wh") or 0),
+                        parse_file_time(row["read_at"] or "", "read_at"),
+                        parse_count(row["import_wh"] or "", "import_wh"),
+                        parse_count(row.get("export_wh") or "0", "export_wh"),
                     )
                 )
             except (TypeError, ValueError) as exc:
@@ -237,7 +398,7 @@ def read_readings_csv(path: Path) -> list[MeterReading]:
 def _run_import(args: argparse.Namespace) -> int:
     site = load_site(args.site)
     readings = read_readings_csv(args.file)
-    with _open(args.db, must_exist=False) as store:
+    with _open(args.db, must_exist=False, anchor=_anchor(args)) as store:
         outcome = record_readings(store, site, readings)
         print(
             f"{len(outcome.accepted)} readings recorded, {len(outcome.duplicates)} duplicates "
@@ -265,7 +426,7 @@ def _run_settle(args: argparse.Namespace) -> int:
     config = SettlementConfig(
         utility_fee_minor=args.fee_minor, storage=storage_policy_from_args(args, site)
     )
-    with _open(args.db, must_exist=False) as store:
+    with _open(args.db, must_exist=False, anchor=_anchor(args)) as store:
         try:
             result = settle_hour(store, site, hour, config)
         except LedgerError as exc:

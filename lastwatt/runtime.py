@@ -20,7 +20,7 @@ import logging
 import socket
 import sys
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
@@ -32,7 +32,7 @@ from controllers.simulator import (
     SimulatedContainer,
     SimulatorSettings,
 )
-from lastwatt.api import create_app
+from lastwatt.api import ApiSettings, create_app
 from lastwatt.auth import Credentials
 from lastwatt.control_loop import ControlThread
 from lastwatt.jobs import LiveRunner, SimulatedRunner
@@ -68,6 +68,8 @@ class RunOptions:
         Unix time at which simulated time was ``start`` (accelerated; default now).
     opening_credit_minor : mapping or None
         Opening credit per connection kind through the fiat bridge (once per meter).
+    api : ApiSettings
+        The API's noticeboard and limits (:mod:`lastwatt.api`).
     """
 
     host: str = "127.0.0.1"
@@ -79,6 +81,7 @@ class RunOptions:
     start: dt.datetime | None = None
     epoch_s: float | None = None
     opening_credit_minor: Mapping[ConnectionKind, int] | None = None
+    api: ApiSettings = field(default_factory=ApiSettings)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -175,7 +178,7 @@ class Runtime:
         sock = _listen(o.host, o.port)
         port = sock.getsockname()[1]
         self.url = f"http://{o.host}:{port}/"
-        app = create_app(service, self.credentials)
+        app = create_app(service, self.credentials, self.options.api)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         self._server_task = asyncio.create_task(self._server.serve(sockets=[sock]))

@@ -80,6 +80,7 @@ from settlement import (
     stake_totals,
     storage_policy_for,
 )
+from settlement.anchor import Anchor, create_anchor_key, load_anchor_key
 from settlement.fiat import topup_batch
 from settlement.hourly import price_at
 
@@ -134,6 +135,13 @@ class ServiceConfig:
         site's bulk meter (the controller derives the battery's charge from it).
     storage_bmax_wh : int or None
         Cap on each connection's WATT balance [Wh]; None for no cap.
+    checkpoint_dir : Path, optional
+        Where the ledger's signed checkpoints go after every post
+        (:mod:`settlement.anchor`); default ``<data_dir>/checkpoints``. Point it at the
+        operator's backup medium to keep it away from the database.
+    anchor_key : Path, optional
+        The checkpoints' signing key, created on first start; default
+        ``<data_dir>/anchor.key``.
     """
 
     data_dir: Path
@@ -150,6 +158,16 @@ class ServiceConfig:
     controller: ControllerSettings = field(default_factory=ControllerSettings)
     storage_commission_ppm: int | None = StoragePolicy().commission_ppm
     storage_bmax_wh: int | None = None
+    checkpoint_dir: Path | None = None
+    anchor_key: Path | None = None
+
+
+def _anchor(config: ServiceConfig) -> Anchor:
+    """The ledger's anchor: the configured checkpoint folder and key (created if missing)."""
+    data = Path(config.data_dir)
+    key_path = config.anchor_key or data / "anchor.key"
+    key = load_anchor_key(key_path) if key_path.exists() else create_anchor_key(key_path)
+    return Anchor(config.checkpoint_dir or data / "checkpoints", key)
 
 
 def _floor(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
@@ -199,7 +217,7 @@ class Service:
         self.config = config
         self.clock = clock
         data = Path(config.data_dir)
-        self.store = SqliteLedgerStore(data / "ledger.sqlite")
+        self.store = SqliteLedgerStore(data / "ledger.sqlite", anchor=_anchor(config))
         self.state = ServiceState(data / "service.sqlite")
         self.controller = Controller(site, config.controller, clock)
         storage = None

@@ -12,8 +12,16 @@ from pathlib import Path
 
 from controllers.control import ControllerSettings
 from controllers.failsafe import FailsafeSettings
-from lastwatt.auth import CREDENTIALS_FILE, Credentials, init_credentials, load_credentials
+from lastwatt.api import ApiSettings, Noticeboard
+from lastwatt.auth import (
+    CREDENTIALS_FILE,
+    Credentials,
+    check_user_name,
+    init_credentials,
+    load_credentials,
+)
 from lastwatt.commands import Subcommands, UsageError, add_site_option, command
+from lastwatt.guard import ApiLimits
 from lastwatt.runtime import RunOptions, Runtime
 from lastwatt.service import ServiceConfig
 from microgrid import Site, load_site, parse_datetime
@@ -53,6 +61,17 @@ lastwatt serve --simulate --speed 60 --start 2026-08-01T06:00 --opening-credit 2
         default=[],
         metavar="NAME=HOUSEHOLD",
         help="with --init: a resident login and their household id (repeatable)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        default=ApiLimits().per_client,
+        metavar="LIMITS",
+        help=f"API requests per client address (default {ApiLimits().per_client})",
+    )
+    parser.add_argument(
+        "--private",
+        action="store_true",
+        help="no public noticeboard: every API read but /api/health needs credentials",
     )
     parser.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="API port (default 8000, 0: any)")
@@ -138,6 +157,16 @@ def service_config(
     )
 
 
+def _api_settings(rate_limit: str, private: bool) -> ApiSettings:
+    try:
+        limits = ApiLimits(per_client=rate_limit)
+    except ValueError as exc:
+        msg = f"--rate-limit {rate_limit!r}: {exc}"
+        raise UsageError(msg) from None
+    board = Noticeboard(plan=False, tiers=False, stakes=False) if private else Noticeboard()
+    return ApiSettings(noticeboard=board, limits=limits)
+
+
 def _residents(items: list[str], site: Site) -> dict[str, str]:
     households = {c.id for c in site.households}
     out = {}
@@ -145,6 +174,14 @@ def _residents(items: list[str], site: Site) -> dict[str, str]:
         name, _, household = item.partition("=")
         if not name or household not in households:
             msg = f"--resident {item!r}: expected NAME=HOUSEHOLD with a household id of the site"
+            raise UsageError(msg)
+        try:
+            check_user_name(name)
+        except ValueError as exc:
+            msg = f"--resident {item!r}: {exc}"
+            raise UsageError(msg) from None
+        if name in out:
+            msg = f"--resident {name!r} is given twice; one login per resident"
             raise UsageError(msg)
         out[name] = household
     return out
@@ -156,6 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     site = load_site(args.site)
     data_dir: Path = args.data_dir
+    api = _api_settings(args.rate_limit, args.private)  # refuse bad options before writing
     if args.init:
         try:
             plain = init_credentials(data_dir, _residents(args.resident, site), args.force)
@@ -186,6 +224,7 @@ def _serve(args: argparse.Namespace) -> int:
         start=start,
         epoch_s=args.epoch,
         opening_credit_minor=opening_credit(args.opening_credit),
+        api=api,
     )
     try:
         asyncio.run(_run(site, config, credentials, options, args.hours))

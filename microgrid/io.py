@@ -18,6 +18,7 @@ __all__ = [
     "default_site_path",
     "load_site",
     "parse_site",
+    "parse_toml",
     "validation_problems",
 ]
 
@@ -86,19 +87,45 @@ def load_site(path: str | Path | None = None) -> Site:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SiteFileError(str(path), [f"cannot read the file: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise SiteFileError(str(path), [problem]) from None
     return parse_site(text, source=str(path))
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """Parse TOML text of a configuration file.
+
+    Raises
+    ------
+    ValueError
+        Not TOML, or nested so deeply that the parser would exhaust the stack (no site
+        or scenario nests more than a few levels; a file nested thousands deep is
+        corrupt or hostile, and must not crash the program with a RecursionError).
+    """
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"not valid TOML: {exc}"
+        raise ValueError(msg) from None
+    except RecursionError:
+        msg = "nested too deeply to be a configuration file (arrays or tables in arrays)"
+        raise ValueError(msg) from None
 
 
 def parse_site(text: str, source: str = "<string>") -> Site:
     """Validate the text of a TOML site file; see :func:`load_site`."""
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SiteFileError(source, [f"not valid TOML: {exc}"]) from exc
+        document = parse_toml(text)
+    except ValueError as exc:
+        raise SiteFileError(source, [str(exc)]) from None
     try:
         return Site.model_validate(document)
     except ValidationError as exc:
         raise SiteFileError(source, validation_problems(exc, document)) from None
+    except RecursionError:  # a deep value in a free-form field
+        msg = "nested too deeply to be a site file"
+        raise SiteFileError(source, [msg]) from None
 
 
 def validation_problems(error: ValidationError, document: Mapping[str, Any]) -> list[str]:

@@ -52,7 +52,8 @@ UnitId = Annotated[int, Field(ge=1, le=247, description="Modbus unit (device) id
 class _Frozen(BaseModel):
     """Base of every site model: immutable, strict about unknown keys."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    # No inf or nan in any number: dc_capacity_kwp = inf gives NaN PV, not an error.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False, allow_inf_nan=False)
 
 
 class Location(_Frozen):

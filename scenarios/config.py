@@ -18,7 +18,6 @@ Examples
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from microgrid.io import ConfigFileError, validation_problems
+from microgrid.io import ConfigFileError, parse_toml, validation_problems
 from microgrid.site import Site
 
 __all__ = [
@@ -50,7 +49,8 @@ __all__ = [
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No inf or nan in any number: a capacity of inf gives NaN PV, not an error.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Horizon(_Frozen):
@@ -326,15 +326,18 @@ def load_scenario(path: str | Path) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioFileError(str(path), [f"cannot read the file: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise ScenarioFileError(str(path), [problem]) from None
     return parse_scenario(text, source=str(path), base_dir=path.resolve().parent)
 
 
 def parse_scenario(text: str, source: str = "<string>", base_dir: str | Path = ".") -> Scenario:
     """Validate the text of a scenario file; see :func:`load_scenario`."""
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioFileError(source, [f"not valid TOML: {exc}"]) from exc
+        document = parse_toml(text)
+    except ValueError as exc:
+        raise ScenarioFileError(source, [str(exc)]) from None
     return _validate(document | {"base_dir": str(base_dir)}, source)
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from microgrid.scaling import resize_container
 from microgrid.site import Business, Connection, ConnectionKind, Gateway, Meter, Site, Tariff
-from scenarios.config import Scenario
+from scenarios.config import Scenario, ScenarioFileError
 
 __all__ = ["Community", "build_community", "equipped_site"]
 
@@ -78,6 +78,15 @@ def equipped_site(site: Site, scenario: Scenario) -> Site:
     update: dict[str, object] = {}
     if scenario.economy.tariffs:
         tariffs = dict(site.tariffs)
+        unknown = sorted(set(scenario.economy.tariffs) - set(tariffs))
+        if unknown:
+            problems = [
+                f"economy.tariffs.{name}: the site has no tariff {name!r} "
+                f"(its tariffs: {', '.join(sorted(tariffs))})"
+                for name in unknown
+            ]
+            source = "the scenario's [economy] table"
+            raise ScenarioFileError(source, problems)
         for name, price in scenario.economy.tariffs.items():
             tariffs[name] = Tariff(kind="flat", price_per_kwh_minor=price)
         update["tariffs"] = tariffs

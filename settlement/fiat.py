@@ -15,6 +15,12 @@ Body (JSON)
 credits coins at the configured price. ``{"type": "withdrawal.succeeded" |
 "withdrawal.failed", "withdrawal_id": "wd_1"}`` confirms or voids a reserved withdrawal.
 
+Everything from outside is bounded before it is used: the timestamp is 1–12 ASCII
+digits, the signature 64 hex digits, the body at most :data:`MAX_WEBHOOK_BODY` bytes
+with integers of at most 18 digits and nesting of at most 8 levels, ids match
+:data:`ID_PATTERN`, and a payment credits only an account the caller says exists (a
+site meter or a known user), never one the processor invents.
+
 Booking a top-up of ``F`` fiat minor units at ``P`` fiat minor units per coin
 -------------------------------------------------------------------------------------
 ``coins = floor(F × COIN_SCALE / P)`` micro-coins go from ``fiat:bridge`` to the account;
@@ -28,6 +34,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -40,6 +48,7 @@ from settlement.ledger import (
     FIAT_RESERVE,
     FIAT_ROUNDING,
     FIAT_WITHDRAWALS_PENDING,
+    MAX_AMOUNT,
     Asset,
     Batch,
     LedgerError,
@@ -49,8 +58,11 @@ from settlement.ledger import (
 from settlement.store import LedgerStore
 
 __all__ = [
+    "ID_PATTERN",
+    "MAX_WEBHOOK_BODY",
     "FiatConfig",
     "Topup",
+    "WebhookAuthError",
     "WebhookRejectedError",
     "confirm_withdrawal",
     "handle_webhook",
@@ -65,8 +77,24 @@ __all__ = [
 assert ASSET_SCALE[Asset.FIAT] == COIN_SCALE
 
 
+MAX_WEBHOOK_BODY = 16_384
+"""Largest webhook body accepted [bytes]; a processor's event is a few hundred."""
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
+"""A processor's payment or withdrawal id: 1–100 ASCII letters, digits and ``_ . : -``
+(it becomes part of a batch key, so no spaces, slashes or control characters)."""
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+_MAX_INT_DIGITS = 18  # below int64; an amount is further bounded by MAX_AMOUNT
+_MAX_DEPTH = 8
+
+
 class WebhookRejectedError(LedgerError):
     """A webhook call failed authentication or is malformed (answer it with HTTP 4xx)."""
+
+
+class WebhookAuthError(WebhookRejectedError):
+    """A webhook call's timestamp or signature is missing, malformed, stale or wrong (401)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,34 +148,85 @@ def verify_webhook(
 
     Raises
     ------
+    WebhookAuthError
+        Malformed or stale timestamp, malformed or wrong signature.
     WebhookRejectedError
-        Bad or stale timestamp, bad signature, or a body that is not a JSON object.
+        A body over the size limit or not a bounded JSON object.
     """
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        msg = f"webhook timestamp {timestamp!r} is not Unix seconds"
-        raise WebhookRejectedError(msg) from None
+    if len(body) > MAX_WEBHOOK_BODY:
+        msg = f"webhook body is {len(body)} bytes; at most {MAX_WEBHOOK_BODY} are accepted"
+        raise WebhookRejectedError(msg)
+    if _TIMESTAMP.fullmatch(timestamp) is None:
+        msg = f"webhook timestamp {timestamp[:40]!r} is not Unix seconds (1–12 ASCII digits)"
+        raise WebhookAuthError(msg)
+    sent = int(timestamp)
     skew = abs(now.timestamp() - sent)
     if skew > config.timestamp_window_s:
         msg = (
             f"webhook timestamp is {skew:.0f} s away from now (window "
             f"{config.timestamp_window_s} s): a replay or a wrong clock — check NTP"
         )
-        raise WebhookRejectedError(msg)
+        raise WebhookAuthError(msg)
+    given = signature.strip()
+    if _SIGNATURE.fullmatch(given) is None:
+        msg = "webhook signature must be 64 hex digits (HMAC-SHA256); check the header"
+        raise WebhookAuthError(msg)
     expected = sign_webhook(config.secret, sent, body)
-    if not hmac.compare_digest(expected, signature.strip().lower()):
+    if not hmac.compare_digest(expected.encode(), given.lower().encode()):
         msg = "webhook signature does not match; check the shared secret"
-        raise WebhookRejectedError(msg)
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        msg = "webhook body is not JSON"
-        raise WebhookRejectedError(msg) from None
+        raise WebhookAuthError(msg)
+    payload = _parse_json(body)
     if not isinstance(payload, dict):
         msg = "webhook body must be a JSON object"
         raise WebhookRejectedError(msg)
     return payload
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        msg = f"webhook body has an integer of {len(text)} digits; at most {_MAX_INT_DIGITS}"
+        raise WebhookRejectedError(msg)
+    return int(text)
+
+
+def _parse_json(body: bytes) -> object:
+    """Parse a bounded JSON body; every failure is a :class:`WebhookRejectedError`."""
+    if body.count(b"[") + body.count(b"{") > _MAX_DEPTH and _too_deep(body):
+        msg = f"webhook body nests deeper than {_MAX_DEPTH} levels"
+        raise WebhookRejectedError(msg)
+    try:
+        payload = json.loads(body, parse_int=_bounded_int)
+    except WebhookRejectedError:
+        raise
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError included
+        msg = "webhook body is not JSON (UTF-8, at most 18-digit integers)"
+        raise WebhookRejectedError(msg) from None
+    return payload
+
+
+def _too_deep(body: bytes) -> bool:
+    """Whether brackets outside strings nest deeper than the limit.
+
+    Checked before parsing, so a deeply nested body never reaches the recursive parser.
+    """
+    level, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            level += 1
+            if level > _MAX_DEPTH:
+                return True
+        elif byte in (0x5D, 0x7D):
+            level -= 1
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,11 +264,13 @@ def topup_batch(
     >>> coins, rest, coins * 650 + rest == 1000 * 1_000_000
     (1538461, 350, True)
     """
-    if not (account.startswith(("user:", "meter:"))):
-        msg = f"a top-up credits a user:<id> or meter:<id> account, not {account!r}"
+    family, _, name = account.partition(":")
+    if family not in ("user", "meter") or ID_PATTERN.fullmatch(name) is None:
+        msg = f"a top-up credits a user:<id> or meter:<id> account, not {account[:60]!r}"
         raise WebhookRejectedError(msg)
-    if type(amount_fiat_minor) is not int or amount_fiat_minor <= 0:
-        msg = f"amount_fiat_minor must be a positive int, got {amount_fiat_minor!r}"
+    largest = MAX_AMOUNT // ASSET_SCALE[Asset.FIAT]
+    if type(amount_fiat_minor) is not int or not 0 < amount_fiat_minor <= largest:
+        msg = f"amount_fiat_minor must be a positive int up to {largest}, got {amount_fiat_minor!r}"
         raise WebhookRejectedError(msg)
     price = config.coin_price_fiat_minor
     coins = amount_fiat_minor * COIN_SCALE // price
@@ -217,6 +298,17 @@ def _text(payload: dict[str, object], name: str) -> str:
     return value
 
 
+def _id(payload: dict[str, object], name: str) -> str:
+    value = _text(payload, name)
+    if ID_PATTERN.fullmatch(value) is None:
+        msg = (
+            f"webhook {name} {value[:40]!r} must be 1–100 ASCII letters, digits or _ . : - "
+            "starting with a letter or digit"
+        )
+        raise WebhookRejectedError(msg)
+    return value
+
+
 def handle_webhook(
     store: LedgerStore,
     config: FiatConfig,
@@ -224,12 +316,20 @@ def handle_webhook(
     signature: str,
     timestamp: str,
     now: datetime | None = None,
+    account_exists: Callable[[str], bool] | None = None,
 ) -> Topup | PostedBatch:
     """Authenticate and apply one processor call; safe to receive any number of times.
 
     A ``payment`` with a negative ``amount_fiat_minor`` is seed 002's ``addFiat`` for a
     producer who sold coins: it names the reserved ``withdrawal_id`` and confirms it,
     if account and amount match the reservation.
+
+    Parameters
+    ----------
+    account_exists : callable, optional
+        Whether a ``user:``/``meter:`` account may be credited (a site meter or a known
+        user); a payment to any other account is refused. None accepts any well-formed
+        account id (for tools that post to a ledger without a site).
 
     Returns
     -------
@@ -246,8 +346,14 @@ def handle_webhook(
     payload = verify_webhook(config, body, signature, timestamp, now or datetime.now(UTC))
     kind = payload.get("type", "payment")
     if kind == "payment":
-        payment_id = _text(payload, "payment_id")
+        payment_id = _id(payload, "payment_id")
         account = _text(payload, "account")
+        if account_exists is not None and not account_exists(account):
+            msg = (
+                f"webhook account {account[:60]!r} does not exist; a payment credits a "
+                "site meter (meter:<id>) or a known user's wallet (user:<name>)"
+            )
+            raise WebhookRejectedError(msg)
         amount = payload.get("amount_fiat_minor")
         if type(amount) is not int:
             msg = "webhook body needs an integer 'amount_fiat_minor'"
@@ -259,10 +365,13 @@ def handle_webhook(
         batch, coins, remainder = topup_batch(payment_id, account, amount, config)
         return Topup(payment_id, account, coins, remainder, store.post(batch, now))
     if kind == "withdrawal.succeeded":
-        return confirm_withdrawal(store, _text(payload, "withdrawal_id"), config, now)
+        return confirm_withdrawal(store, _id(payload, "withdrawal_id"), config, now)
     if kind == "withdrawal.failed":
-        return void_withdrawal(store, _text(payload, "withdrawal_id"), now)
-    msg = f"unknown webhook type {kind!r}; expected payment, withdrawal.succeeded or .failed"
+        return void_withdrawal(store, _id(payload, "withdrawal_id"), now)
+    msg = (
+        f"unknown webhook type {str(kind)[:40]!r}; expected payment, "
+        "withdrawal.succeeded or .failed"
+    )
     raise WebhookRejectedError(msg)
 
 

@@ -54,6 +54,8 @@ __all__ = [
     "FIAT_WITHDRAWALS_PENDING",
     "GENESIS_HASH",
     "HELD",
+    "MAX_AMOUNT",
+    "MAX_BALANCE",
     "POOL",
     "STAKE_ISSUER",
     "STAKE_SLASHED",
@@ -70,10 +72,12 @@ __all__ = [
     "PostedBatch",
     "Problem",
     "Transfer",
+    "VerifiedPoint",
     "VerifyReport",
     "apply_transfers",
     "batch_digest",
     "chain_hash",
+    "check_balance_bounds",
     "from_us",
     "is_clearing",
     "may_overdraw",
@@ -137,6 +141,15 @@ minus the WATT outstanding, which reconciles with the battery's stored energy.""
 
 GENESIS_HASH = bytes(32)
 """The hash the first journal row chains to."""
+
+MAX_AMOUNT = 10**15
+"""Largest amount one transfer may move [minor units]: 10⁹ coins, tokens or fiat minor
+units. Far beyond any village's payment, and small enough that a batch of transfers
+cannot leave int64 on its own."""
+MAX_BALANCE = 2**62
+"""Largest magnitude a balance may reach [minor units]. SQLite stores an integer that
+leaves int64 as an inexact REAL, and any sum of two bounded balances stays inside
+int64, so stores refuse a batch that would take a balance beyond it."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEP = "\x1f"
@@ -235,10 +248,10 @@ class Transfer:
     code: str
 
     def __post_init__(self) -> None:
-        if type(self.amount) is not int or self.amount <= 0:
+        if type(self.amount) is not int or not 0 < self.amount <= MAX_AMOUNT:
             msg = (
                 f"transfer {self.code!r} {self.debit} → {self.credit}: amount must be a "
-                f"positive int of minor units, got {self.amount!r}"
+                f"positive int of minor units up to {MAX_AMOUNT}, got {self.amount!r}"
             )
             raise BatchRejectedError(msg)
         if self.debit == self.credit:
@@ -402,6 +415,8 @@ def apply_transfers(
     ------
     InsufficientFundsError
         If a transfer takes an account below zero where :func:`may_overdraw` forbids it.
+    BatchRejectedError
+        If a balance would leave ±:data:`MAX_BALANCE`.
 
     Examples
     --------
@@ -425,7 +440,26 @@ def apply_transfers(
         new[credit_key] = (
             new[credit_key] if credit_key in new else balances.get(credit_key, 0)
         ) + (t.amount)
+        check_balance_bounds(t.debit, t.asset, new[debit_key])
+        check_balance_bounds(t.credit, t.asset, new[credit_key])
     return new
+
+
+def check_balance_bounds(account: str, asset: Asset | str, balance: int) -> None:
+    """Refuse a balance beyond ±:data:`MAX_BALANCE` (it would leave int64 in a sum or a store).
+
+    Raises
+    ------
+    BatchRejectedError
+        Naming the account and the balance it would reach.
+    """
+    if not -MAX_BALANCE <= balance <= MAX_BALANCE:
+        name = asset.value if isinstance(asset, Asset) else asset
+        msg = (
+            f"{account} would hold {balance} {name} minor units, beyond the ledger's "
+            f"bound of ±{MAX_BALANCE}; split the amount or check it for a typo"
+        )
+        raise BatchRejectedError(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,23 +471,48 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifiedPoint:
+    """Where a verification that found nothing wrong ended: enough to go on from there.
+
+    Attributes
+    ----------
+    rows : int
+        Journal rows verified (the last one is row ``rows``).
+    head_hash : bytes
+        Its hash.
+    running : mapping of (account, asset) to int
+        The balances the journal added up to.
+    seen_batches : frozenset of str
+        Keys of the batches with rows.
+    """
+
+    rows: int
+    head_hash: bytes
+    running: Mapping[tuple[str, str], int] = field(repr=False)
+    seen_batches: frozenset[str] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyReport:
     """What :func:`verify_journal` checked and found.
 
     Attributes
     ----------
     rows, batches : int
-        Journal rows and batches checked.
+        Journal rows and batches covered (from the first row, also when resumed).
     head_hash : bytes
         Hash of the last row (the chain head).
     problems : tuple of Problem
         Everything wrong, first bad row first (at most a few hundred are kept).
+    point : VerifiedPoint or None
+        Where to resume the next verification from; None if problems were found.
     """
 
     rows: int
     batches: int
     head_hash: bytes
     problems: tuple[Problem, ...]
+    point: VerifiedPoint | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -474,6 +533,7 @@ def verify_journal(
     rows: Iterable[tuple[int, str, str, str, str, str, int, int, bytes]],
     batches: Mapping[str, tuple[bytes, int, int]],
     balances: Mapping[tuple[str, str], int],
+    since: VerifiedPoint | None = None,
 ) -> VerifyReport:
     """Recompute the hash chain and every ledger invariant from the journal.
 
@@ -486,6 +546,12 @@ def verify_journal(
         The store's batch index (batches with no transfers have ``count`` 0).
     balances : mapping of (account, asset) to int
         The store's balance table.
+    since : VerifiedPoint, optional
+        Resume after an earlier verification: ``rows`` then start at ``since.rows + 1``
+        and chain on ``since.head_hash``. Rows before it are not read again, so an edit
+        there is not seen; the caller checks that ``since.head_hash`` is still the
+        stored hash of row ``since.rows`` (a rewrite changes it) and verifies in full now
+        and then.
 
     Returns
     -------
@@ -515,10 +581,10 @@ def verify_journal(
             problems.append(Problem(seq, message))
 
     assets = {a.value for a in Asset}
-    running: dict[tuple[str, str], int] = {}
-    previous = GENESIS_HASH
-    expected_seq = 1
-    seen_batches: set[str] = set()
+    running: dict[tuple[str, str], int] = {} if since is None else dict(since.running)
+    previous = GENESIS_HASH if since is None else since.head_hash
+    expected_seq = 1 if since is None else since.rows + 1
+    seen_batches: set[str] = set() if since is None else set(since.seen_batches)
     current_key: str | None = None
     current_first = 0
     current_count = 0
@@ -558,7 +624,7 @@ def verify_journal(
                     f"batch {current_key!r} leaves clearing account {account} at {net:+d} {asset}",
                 )
 
-    last_seq = 0
+    last_seq = expected_seq - 1
     for seq, key, code, debit, credit, asset, amount, posted_at_us, stored_hash in rows:
         if seq != expected_seq:
             problem(
@@ -643,4 +709,9 @@ def verify_journal(
                 f"{computed.get(account_asset, 0)}",
             )
     problems.sort(key=lambda p: (p.seq == 0, p.seq))
-    return VerifyReport(last_seq, len(seen_batches), previous, tuple(problems))
+    point = (
+        None
+        if problems
+        else VerifiedPoint(last_seq, previous, dict(running), frozenset(seen_batches))
+    )
+    return VerifyReport(last_seq, len(seen_batches), previous, tuple(problems), point)

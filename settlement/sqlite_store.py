@@ -28,6 +28,7 @@ from typing import Literal
 
 from microgrid.readings import MeterReading
 from settlement.alarms import Alarm, AlarmKind, AlarmRecord, Severity
+from settlement.anchor import Anchor
 from settlement.decisions import MeterDecision
 from settlement.ledger import (
     _SEP,
@@ -39,8 +40,11 @@ from settlement.ledger import (
     InsufficientFundsError,
     JournalRow,
     PostedBatch,
+    Problem,
     Transfer,
+    VerifiedPoint,
     VerifyReport,
+    check_balance_bounds,
     from_us,
     may_overdraw,
     to_us,
@@ -59,7 +63,7 @@ CREATE TABLE IF NOT EXISTS journal (
     debit TEXT NOT NULL,
     credit TEXT NOT NULL,
     asset TEXT NOT NULL,
-    amount INTEGER NOT NULL,
+    amount INTEGER NOT NULL CHECK (typeof(amount) = 'integer'),
     posted_at_us INTEGER NOT NULL,
     hash BLOB NOT NULL
 );
@@ -74,7 +78,8 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS balances (
     account TEXT NOT NULL,
     asset TEXT NOT NULL,
-    balance INTEGER NOT NULL,
+    -- never REAL: SQLite turns an integer that leaves int64 into an inexact float
+    balance INTEGER NOT NULL CHECK (typeof(balance) = 'integer'),
     PRIMARY KEY (account, asset)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS readings (
@@ -156,6 +161,10 @@ class SqliteLedgerStore:
         SQLite's fsync level (module docstring).
     busy_timeout_ms : int
         How long a writer waits for another one [ms].
+    anchor : Anchor, optional
+        Write a signed checkpoint of the chain head after every commit that adds rows
+        (:mod:`settlement.anchor`), so that :func:`settlement.anchor.verify_anchored`
+        can tell a rewritten, truncated or extended journal from the one posted here.
 
     Examples
     --------
@@ -175,6 +184,7 @@ class SqliteLedgerStore:
         path: str | Path,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         busy_timeout_ms: int = 10_000,
+        anchor: Anchor | None = None,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             msg = f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}"
@@ -182,6 +192,8 @@ class SqliteLedgerStore:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
+        self.anchor = anchor
+        self._head: tuple[int, int, bytes] | None = None  # rows, batches, head hash
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1000)
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         self._db.execute("PRAGMA journal_mode = WAL")
@@ -226,6 +238,9 @@ class SqliteLedgerStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        if self.anchor is not None and any(r.count and not r.replayed for r in results):
+            assert self._head is not None
+            self.anchor.checkpoint(*self._head)
         return results
 
     def _post_locked(self, batches: Sequence[Batch], posted_at_us: int) -> list[PostedBatch]:
@@ -307,6 +322,8 @@ class SqliteLedgerStore:
             results.append(
                 PostedBatch(batch.key, first_seq if count else 0, count, from_us(posted_at_us))
             )
+        self._check_bounds(deltas)
+        self._head = (seq, ordinal, previous)
         db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         db.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)", index_rows)
         db.executemany(
@@ -315,6 +332,21 @@ class SqliteLedgerStore:
             [(a, s, d) for (a, s), d in deltas.items() if d],
         )
         return results
+
+    def _check_bounds(self, deltas: dict[tuple[str, str], int]) -> None:
+        """Refuse the post if a balance would leave ±MAX_BALANCE (int64 stays exact)."""
+        accounts = sorted({a for (a, _), d in deltas.items() if d})
+        current: dict[tuple[str, str], int] = {}
+        for i in range(0, len(accounts), _CHUNK):
+            chunk = accounts[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for account, asset, balance in self._db.execute(
+                f"SELECT account, asset, balance FROM balances WHERE account IN ({marks})",
+                chunk,
+            ):
+                current[str(account), str(asset)] = int(balance)
+        for (account, asset), delta in deltas.items():
+            check_balance_bounds(account, asset, current.get((account, asset), 0) + delta)
 
     def _checked_balances(self, batches: Sequence[Batch]) -> dict[tuple[str, Asset], int]:
         """Current balances of the accounts whose debits must be covered."""
@@ -418,11 +450,22 @@ class SqliteLedgerStore:
         ):
             yield JournalRow(*row)
 
-    def verify(self) -> VerifyReport:
-        """Recompute the hash chain and every invariant from a consistent snapshot."""
+    def verify(self, since: VerifiedPoint | None = None) -> VerifyReport:
+        """Recompute the hash chain and every invariant from a consistent snapshot.
+
+        SQLite's own ``PRAGMA integrity_check`` runs first: a corrupt index can hide rows
+        from the queries the chain check makes. With ``since`` (an earlier report's
+        ``point``) only the rows after it are read — unless row ``since.rows`` no longer
+        has the hash it had then, when everything is verified again.
+        """
         db = self._db
+        damage = [str(r[0]) for r in db.execute("PRAGMA integrity_check(20)")]
         db.execute("BEGIN")  # one read snapshot for journal, index and balances
         try:
+            if since is not None and since.rows:
+                row = db.execute("SELECT hash FROM journal WHERE seq = ?", (since.rows,)).fetchone()
+                if row is None or bytes(row[0]) != since.head_hash:
+                    since = None  # rewritten or truncated since: verify in full
             batches = {
                 str(k): (bytes(d), int(f), int(c))
                 for k, d, f, c in db.execute("SELECT key, digest, first_seq, count FROM batches")
@@ -431,10 +474,15 @@ class SqliteLedgerStore:
                 (str(a), str(s)): int(b)
                 for a, s, b in db.execute("SELECT account, asset, balance FROM balances")
             }
-            rows = db.execute("SELECT * FROM journal ORDER BY seq")
-            return verify_journal(rows, batches, balances)
+            start = 0 if since is None else since.rows
+            rows = db.execute("SELECT * FROM journal WHERE seq > ? ORDER BY seq", (start,))
+            report = verify_journal(rows, batches, balances, since)
         finally:
             db.execute("COMMIT")
+        if damage == ["ok"]:
+            return report
+        found = tuple(Problem(0, f"SQLite integrity check: {line}") for line in damage)
+        return VerifyReport(report.rows, report.batches, report.head_hash, found + report.problems)
 
     # --- readings, alarms, settled hours ------------------------------------------------
     def add_readings(

@@ -8,14 +8,22 @@ chain see the latest committed state, and keep the journal append-only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from microgrid.readings import MeterReading
 from settlement.alarms import Alarm, AlarmKind, AlarmRecord
-from settlement.ledger import Asset, Batch, JournalRow, PostedBatch, Transfer, VerifyReport
+from settlement.ledger import (
+    Asset,
+    Batch,
+    JournalRow,
+    PostedBatch,
+    Transfer,
+    VerifiedPoint,
+    VerifyReport,
+)
 
 if TYPE_CHECKING:
     from settlement.decisions import MeterDecision
@@ -93,8 +101,16 @@ class LedgerStore(Protocol):
         """The latest journal rows that touch ``account``, newest first."""
         ...
 
-    def verify(self) -> VerifyReport:
-        """Recompute the hash chain and every invariant (see ``verify_journal``)."""
+    def journal_rows(self, start_seq: int = 1) -> Iterator[JournalRow]:
+        """Journal rows from ``start_seq`` on, in order (what anchor checks read)."""
+        ...
+
+    def verify(self, since: VerifiedPoint | None = None) -> VerifyReport:
+        """Recompute the hash chain and every invariant (see ``verify_journal``).
+
+        With ``since`` (an earlier report's ``point``), only rows after it, unless its
+        row's hash changed (then in full).
+        """
         ...
 
     # --- readings, alarms, settled hours ------------------------------------------------

@@ -87,7 +87,9 @@ async function poll() {
       try { state.alarms = await api("/api/alarms"); } catch (e) { state.alarms = null; }
     }
   } catch (error) {
-    state.failing = true;
+    // A private noticeboard answers 401 to anonymous readers: that is a sign-in, not an outage.
+    state.failing = !(error instanceof ApiError && error.status === 401);
+    if (!state.failing && !state.me && !$("login-dialog").open) $("login").click();
   }
   showHeader();
   if (!state.failing && state.view && state.view.refresh) {

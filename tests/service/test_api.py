@@ -1,4 +1,4 @@
-"""The HTTP API: reads, roles on every write (401/403), OpenAPI."""
+"""The HTTP API: the operator's reads, roles on every write (401/403), OpenAPI."""
 
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ def _run_api(tmp_path, calls):
 
 def test_reads_schedule_status_connections_stakes(tmp_path):
     async def calls(rig, client):
+        operator = ("operator", rig.passwords["operator"])
         return {
-            path: await client.get(path)
+            path: await client.get(path, auth=operator)
             for path in (
                 "/api/health",
                 "/api/status",
@@ -199,3 +200,13 @@ def test_password_hash_rejects_tampering():
 @pytest.mark.parametrize("bad", ["H999", "nobody"])
 def test_init_rejects_unknown_households(tmp_path, bad):
     assert main(["serve", "--init", "--data-dir", str(tmp_path), "--resident", f"x={bad}"]) == 2
+
+
+@pytest.mark.parametrize("name", ["operator", "a:b", "Amina", "a b", "webhook_secret"])
+def test_init_rejects_resident_names_that_cannot_log_in(tmp_path, capsys, name):
+    # "operator" would replace the operator's account; "a:b" cannot log in (HTTP Basic
+    # splits on ":"); nothing is written when one name is bad.
+    argv = ["serve", "--init", "--data-dir", str(tmp_path), "--resident", f"{name}=H001"]
+    assert main(argv) == 2
+    assert "user name" in capsys.readouterr().err
+    assert not (tmp_path / "credentials.json").exists()

@@ -135,7 +135,9 @@ def test_sigkill_mid_day_and_restart_loses_and_doubles_nothing(tmp_path):
                 )
                 assert staked.status_code == 200, staked.text
                 time.sleep(12)  # two simulated hours
-                before = client.get(f"/api/meters/{household}/readings?hours=48").json()
+                before = client.get(
+                    f"/api/meters/{household}/readings?hours=48", auth=("operator", operator)
+                ).json()
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
         finally:
@@ -151,7 +153,9 @@ def test_sigkill_mid_day_and_restart_loses_and_doubles_nothing(tmp_path):
             with httpx.Client(base_url=url, timeout=10) as client:
                 time.sleep(12)
                 replay = client.post("/api/webhooks/fiat", content=body, headers=headers)
-                after = client.get(f"/api/meters/{household}/readings?hours=48").json()
+                after = client.get(
+                    f"/api/meters/{household}/readings?hours=48", auth=("operator", operator)
+                ).json()
                 status = client.get("/api/status").json()
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
