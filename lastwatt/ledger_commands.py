@@ -10,21 +10,15 @@ import argparse
 import csv
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lastwatt.commands import Subcommands, UsageError, add_site_option, command
-from microgrid import load_site, parse_datetime
-from microgrid.readings import MeterReading
-from microgrid.units import COIN_SCALE
-from settlement import (
-    Asset,
-    LedgerError,
-    SettlementConfig,
-    SqliteLedgerStore,
-    read_credit,
-    record_readings,
-    settle_hour,
-    settle_hours,
-)
+
+# settlement and microgrid import pandas (≈ 1 s): handlers import them when they run, so
+# that `lastwatt --help` stays fast.
+if TYPE_CHECKING:
+    from microgrid.readings import MeterReading
+    from settlement import Asset, SqliteLedgerStore
 
 __all__ = ["DEFAULT_DB", "add_commands", "read_readings_csv"]
 
@@ -51,7 +45,9 @@ def add_commands(commands: Subcommands) -> None:
     )
     _add_db_option(balances)
     add_site_option(balances)
-    balances.add_argument("--asset", choices=[a.value for a in Asset], default=None)
+    balances.add_argument(
+        "--asset", default=None, help="only this asset: coin, stake, fiat or watt (default: all)"
+    )
     balances.add_argument("--prefix", default="", help="only accounts starting with this")
     history = command(
         sub,
@@ -100,8 +96,9 @@ def add_commands(commands: Subcommands) -> None:
     settle.add_argument(
         "--fee-minor",
         type=int,
-        default=SettlementConfig().utility_fee_minor,
-        help="utility fee per hour [coin minor units] (default 10000 = 0.01 coin)",
+        default=None,
+        help="utility fee per hour [coin minor units] (default: SettlementConfig's, "
+        "10000 = 0.01 coin)",
     )
 
 
@@ -117,6 +114,8 @@ def _no_subcommand(args: argparse.Namespace) -> int:  # pragma: no cover - argpa
 
 
 def _open(path: Path, must_exist: bool = True) -> SqliteLedgerStore:
+    from settlement import SqliteLedgerStore
+
     if must_exist and not path.exists():
         msg = f"no ledger at {path}; pass --db, or import readings first to create one"
         raise UsageError(msg)
@@ -124,6 +123,9 @@ def _open(path: Path, must_exist: bool = True) -> SqliteLedgerStore:
 
 
 def _coins(minor: int, asset: Asset) -> str:
+    from microgrid.units import COIN_SCALE
+    from settlement import Asset
+
     scale = COIN_SCALE if asset is Asset.COIN else 1_000_000
     sign = "-" if minor < 0 else ""
     whole, frac = divmod(abs(minor), scale)
@@ -131,7 +133,14 @@ def _coins(minor: int, asset: Asset) -> str:
 
 
 def _run_balances(args: argparse.Namespace) -> int:
-    asset = None if args.asset is None else Asset(args.asset)
+    from microgrid import load_site
+    from settlement import Asset, read_credit
+
+    try:
+        asset = None if args.asset is None else Asset(args.asset)
+    except ValueError:
+        msg = f"--asset {args.asset!r}: expected one of {', '.join(a.value for a in Asset)}"
+        raise UsageError(msg) from None
     with _open(args.db) as store:
         balances = store.balances(asset, args.prefix)
         site = load_site(args.site)
@@ -150,6 +159,8 @@ def _run_balances(args: argparse.Namespace) -> int:
 
 
 def _run_history(args: argparse.Namespace) -> int:
+    from settlement import Asset
+
     if args.limit < 1:
         msg = f"--limit must be at least 1, got {args.limit}"
         raise UsageError(msg)
@@ -196,6 +207,8 @@ def read_readings_csv(path: Path) -> list[MeterReading]:
     UsageError
         Naming the file, the line and what is wrong.
     """
+    from microgrid.readings import MeterReading
+
     if not path.exists():
         msg = f"readings file {path} does not exist"
         raise UsageError(msg)
@@ -230,6 +243,9 @@ def read_readings_csv(path: Path) -> list[MeterReading]:
 
 
 def _run_import(args: argparse.Namespace) -> int:
+    from microgrid import load_site
+    from settlement import record_readings, settle_hours
+
     site = load_site(args.site)
     readings = read_readings_csv(args.file)
     with _open(args.db, must_exist=False) as store:
@@ -252,12 +268,19 @@ def _run_import(args: argparse.Namespace) -> int:
 
 
 def _run_settle(args: argparse.Namespace) -> int:
+    from microgrid import load_site, parse_datetime
+    from settlement import Asset, LedgerError, SettlementConfig, settle_hour
+
     site = load_site(args.site)
     try:
         hour = parse_datetime(args.hour, site.location.timezone).to_pydatetime()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    config = SettlementConfig(utility_fee_minor=args.fee_minor)
+    config = (
+        SettlementConfig()
+        if args.fee_minor is None
+        else SettlementConfig(utility_fee_minor=args.fee_minor)
+    )
     with _open(args.db, must_exist=False) as store:
         try:
             result = settle_hour(store, site, hour, config)
