@@ -6,7 +6,11 @@ packages and writes the result —
 - ``control`` (every few seconds): :meth:`controllers.control.Controller.cycle`; meter
   readings go to the ledger at most once per reading slot (5 min by default); the
   prepaid credit of every connection is re-decided from the balances;
-- ``forecast`` (hourly): PV quantiles and demand for the next horizon, in a worker thread;
+- ``weather`` (hourly by default): fetch the forecast feed over HTTP into its cache
+  (:mod:`forecasts.feed`), in a thread;
+- ``forecast`` (hourly): PV quantiles and demand for the next horizon from the best
+  weather at hand — the feed, a dropped file, the last good feed, the climatology — in
+  a worker thread; a fallback is flagged on the plan and raised as an alarm;
 - ``dispatch`` (every 15 min): the tiered MILP from the measured state of charge, credit,
   relay states, stakes and the reserve setting, solved in a worker thread so that the
   control cycle keeps running the last schedule meanwhile;
@@ -46,15 +50,28 @@ from dispatch import (
     problem_from_site,
     solve_dispatch,
 )
+from forecasts.feed import (
+    FeedCache,
+    FeedError,
+    WeatherCandidate,
+    WeatherChoice,
+    WeatherSource,
+    choose_weather,
+    fetch_feed,
+    read_drop_file,
+)
 from forecasts.forecast import Forecast, forecast_site
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import synthetic_weather
+from lastwatt.config import WeatherSettings
 from lastwatt.jobs import Job
 from lastwatt.state import ServiceState, StoredSchedule
 from microgrid import Site, TimeGrid
 from microgrid.site import ConnectionKind
 from microgrid.units import COIN_SCALE
 from settlement import (
+    Alarm,
+    AlarmKind,
     BusinessOutcome,
     CreditPolicy,
     CreditStatus,
@@ -105,9 +122,11 @@ class ServiceConfig:
     solver_time_limit_s : float
         HiGHS time limit [s].
     weather_seed : int
-        Seed of the synthetic weather the forecast is made from (no weather feed
-        configured); the forecast is its 6-h smoothing, so it knows the day type but
+        Seed of the synthetic weather of the climatology fallback (no feed configured,
+        or none fresh); the forecast is its 6-h smoothing, so it knows the day type but
         not when the clouds pass.
+    weather : WeatherSettings
+        The forecast feed, drop file and staleness limit (:mod:`forecasts.feed`).
     coin_price_fiat_minor : int
         Fiat price of a coin for the payment processor's top-ups.
     credit_policy : CreditPolicy
@@ -126,6 +145,7 @@ class ServiceConfig:
     horizon_hours: int = 24
     solver_time_limit_s: float = 10.0
     weather_seed: int = 0
+    weather: WeatherSettings = field(default_factory=WeatherSettings)
     coin_price_fiat_minor: int = 650
     credit_policy: CreditPolicy = field(default_factory=CreditPolicy)
     staking_policy: StakingPolicy = field(default_factory=StakingPolicy)
@@ -192,6 +212,10 @@ class Service:
         self._forecast_lock = asyncio.Lock()
         self.tz = zoneinfo.ZoneInfo(site.location.timezone)
         self.forecast: Forecast | None = None
+        self.weather_cache = FeedCache(data / "weather")
+        self.weather_choice: WeatherChoice | None = None
+        self.weather_fetch_error: str | None = None
+        self.weather_fetched_at: dt.datetime | None = None
         self.schedule: Schedule | None = None
         self.stored_schedule: StoredSchedule | None = None
         self.last_cycle: CycleResult | None = None
@@ -210,6 +234,7 @@ class Service:
         cycle = dt.timedelta(seconds=c.cycle_s)
         return [
             Job("control", cycle, dt.timedelta(0), self.control_job, grace=max(cycle, _QUARTER)),
+            Job("weather", self._fetch_period(), dt.timedelta(0), self.weather_job),
             Job("forecast", c.forecast_period, dt.timedelta(0), self.forecast_job),
             Job("dispatch", c.dispatch_period, dt.timedelta(0), self.dispatch_job),
             Job("settle", _HOUR, dt.timedelta(minutes=2), self.settle_job, grace=_HOUR),
@@ -234,6 +259,7 @@ class Service:
             log.info("restored the schedule issued %s", stored.issued_at.isoformat())
         self.started = True
         await self.control_job(now)
+        await self.weather_job(now)
         await self.forecast_job(now)
         await self.dispatch_job(now)
 
@@ -341,7 +367,45 @@ class Service:
             "faults": len(result.faults),
         }
 
-    # --- forecast ----------------------------------------------------------------------------
+    # --- weather and forecast ---------------------------------------------------------------
+    def _fetch_period(self) -> dt.timedelta:
+        return dt.timedelta(minutes=self.config.weather.fetch_minutes)
+
+    async def weather_job(self, due: dt.datetime) -> None:
+        """Fetch the forecast feed into its cache (a thread: the loop keeps running)."""
+        settings = self.config.weather
+        if settings.feed_url is None:
+            return
+        try:
+            payload, _ = await asyncio.to_thread(fetch_feed, settings.feed_url, settings.timeout_s)
+        except FeedError as exc:
+            self.weather_fetch_error = str(exc)
+            log.warning("weather feed: %s", exc)
+            return
+        now = self.clock.now()
+        self.weather_cache.save(payload, now)
+        self.weather_fetch_error = None
+        self.weather_fetched_at = now
+
+    def _weather_candidates(self) -> list[WeatherCandidate]:
+        candidates = []
+        cached = self.weather_cache.load()
+        if cached is not None:
+            candidates.append(cached)
+        drop = self.config.weather.drop_file
+        if drop is not None:
+            try:
+                dropped = read_drop_file(drop)
+            except FeedError as exc:
+                log.warning("weather: %s", exc)
+                dropped = None
+            if dropped is not None:
+                candidates.append(WeatherCandidate(dropped[0], dropped[1], WeatherSource.DROP_FILE))
+        return candidates
+
+    def _climatology(self, times: pd.DatetimeIndex) -> pd.DataFrame:
+        return _climatology(self.site, self.config.weather_seed, times)
+
     async def forecast_job(self, due: dt.datetime) -> None:
         """Forecast PV and demand from the current hour over the horizon plus a margin."""
         async with self._forecast_lock:
@@ -349,10 +413,36 @@ class Service:
             start = _floor(now, _HOUR)
             periods = (self.config.horizon_hours + 2) * 4
             grid = TimeGrid(start=pd.Timestamp(start), periods=periods)
+            choice = choose_weather(
+                grid.index,
+                now,
+                self._weather_candidates(),
+                dt.timedelta(hours=self.config.weather.max_age_hours),
+                self.weather_fetch_error,
+                self.config.weather.feed_url is not None,
+                self._climatology,
+            )
+            self._note_weather(choice, now)
             loop = asyncio.get_running_loop()
             self.forecast = await loop.run_in_executor(
-                self._executor, _forecast, self.site, grid, self.config.weather_seed, now
+                self._executor, _forecast, self.site, grid, choice.weather, now
             )
+
+    def _note_weather(self, choice: WeatherChoice, now: dt.datetime) -> None:
+        """Keep the choice for the plan; alarm when a fallback starts or changes kind."""
+        previous = self.weather_choice
+        self.weather_choice = choice
+        if not choice.fallback:
+            if previous is not None and previous.fallback:
+                log.info("weather: back on %s", choice.source.value)
+            return
+        if previous is not None and previous.source is choice.source:
+            return  # a standing fallback is one alarm, not one per forecast
+        message = f"weather forecast fell back to {choice.source.value}: {choice.reason}"
+        log.warning("%s", message)
+        self.store.add_alarms(
+            [Alarm(AlarmKind.WEATHER_FALLBACK, "weather", now.astimezone(dt.UTC), message)]
+        )
 
     # --- dispatch ----------------------------------------------------------------------------
     def stakes(self, now: dt.datetime | None = None) -> dict[str, int] | None:
@@ -404,6 +494,8 @@ class Service:
             self.schedule = schedule
             self.controller.set_schedule(schedule)
             summary = _summary(schedule, now, soc)
+            if self.weather_choice is not None:
+                summary["weather"] = self.weather_choice.flag()
             self.state.save_schedule(
                 now,
                 schedule.status.value,
@@ -487,10 +579,15 @@ class Service:
             self.state.set("staking_settled_through", r)
 
 
-def _forecast(site: Site, grid: TimeGrid, seed: int, now: dt.datetime) -> Forecast:
-    day0 = grid.start.floor("D") - pd.Timedelta(days=1)
-    times = pd.date_range(day0, grid.index[-1] + pd.Timedelta(days=1), freq="15min")
-    weather = smoothed_forecast(synthetic_weather(times, site.location, seed=seed))
+def _climatology(site: Site, seed: int, times: pd.DatetimeIndex) -> pd.DataFrame:
+    """The site's climatology as a day-ahead forecast of ``times`` (the last fallback)."""
+    day0 = times[0].floor("D") - pd.Timedelta(days=1)
+    span = pd.date_range(day0, times[-1] + pd.Timedelta(days=1), freq="15min")
+    weather = smoothed_forecast(synthetic_weather(span, site.location, seed=seed))
+    return weather.loc[times[0] : times[-1]]
+
+
+def _forecast(site: Site, grid: TimeGrid, weather: pd.DataFrame, now: dt.datetime) -> Forecast:
     return forecast_site(site, grid, weather, issued=pd.Timestamp(now))
 
 

@@ -22,7 +22,7 @@ from lastwatt.commands import Subcommands, UsageError, add_site_option, command
 # when they run, so that `lastwatt --help` stays fast.
 if TYPE_CHECKING:
     from lastwatt.auth import Credentials
-    from lastwatt.config import Settings
+    from lastwatt.config import Settings, WeatherSettings
     from lastwatt.runtime import RunOptions
     from lastwatt.service import ServiceConfig
     from microgrid import Site
@@ -166,11 +166,17 @@ def opening_credit(coins: float | None) -> dict[ConnectionKind, int] | None:
 
 
 def service_config(
-    data_dir: Path, cycle_s: float, replan_minutes: int, seed: int, device_timeout_s: float
+    data_dir: Path,
+    cycle_s: float,
+    replan_minutes: int,
+    seed: int,
+    device_timeout_s: float,
+    weather: WeatherSettings | None = None,
 ) -> ServiceConfig:
     """The service settings from command-line values."""
     from controllers.control import ControllerSettings
     from controllers.failsafe import FailsafeSettings
+    from lastwatt.config import WeatherSettings
     from lastwatt.service import ServiceConfig
 
     if cycle_s <= 0:
@@ -185,6 +191,7 @@ def service_config(
         reading_interval_s=max(300.0, cycle_s),
         dispatch_period=dt.timedelta(minutes=replan_minutes),
         weather_seed=seed,
+        weather=weather or WeatherSettings(),
         controller=ControllerSettings(failsafe=FailsafeSettings(device_timeout_s=device_timeout_s)),
     )
 
@@ -255,7 +262,12 @@ def _serve(args: argparse.Namespace) -> int:
     # at half the timeout) and, in simulated time, the real pauses of a dispatch.
     device_timeout = max(120.0, 4 * settings.cycle_s)
     config = service_config(
-        data_dir, settings.cycle_s, settings.replan_minutes, settings.seed, device_timeout
+        data_dir,
+        settings.cycle_s,
+        settings.replan_minutes,
+        settings.seed,
+        device_timeout,
+        settings.weather,
     )
     options = RunOptions(
         host=settings.host,

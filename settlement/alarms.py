@@ -29,6 +29,8 @@ class AlarmKind(enum.StrEnum):
     """A priority user's debt passed its ceiling; it stays connected."""
     LOW_CREDIT = "low_credit"
     """A balance fell below the warning level."""
+    WEATHER_FALLBACK = "weather_fallback"
+    """The weather forecast fell back to the last good one or to the climatology."""
 
 
 @dataclass(frozen=True, slots=True)
