@@ -224,7 +224,7 @@ class ServiceState:
         )
 
     def job_stats(self) -> dict[str, dict[str, Any]]:
-        """Per job: runs, failures, median and max duration [s], last run and error."""
+        """Per job: runs, failures, last, median and max duration [s], last run and error."""
         out: dict[str, dict[str, Any]] = {}
         rows = self._db.execute(
             "SELECT job, due, duration_s, ok, error FROM job_runs ORDER BY id"
@@ -237,6 +237,7 @@ class ServiceState:
             s["failures"] += 0 if ok else 1
             s["durations"].append(duration)
             s["last"] = due
+            s["last_s"] = duration
             if not ok:
                 s["last_error"] = error
         for s in out.values():
