@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from lastwatt import (
     device_commands,
     ledger_commands,
+    ops_commands,
     scenario_commands,
     service_commands,
     site_commands,
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     scenario_commands.add_commands(commands)
     service_commands.add_commands(commands)
     site_commands.add_commands(commands)
+    ops_commands.add_commands(commands)
     return parser
 
 
