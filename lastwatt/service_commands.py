@@ -23,7 +23,7 @@ from lastwatt.commands import Subcommands, UsageError, add_site_option, command
 if TYPE_CHECKING:
     from lastwatt.auth import Credentials
     from lastwatt.config import Settings, WeatherSettings
-    from lastwatt.runtime import RunOptions
+    from lastwatt.runtime import RunOptions, Runtime
     from lastwatt.service import ServiceConfig
     from microgrid import Site
     from microgrid.site import ConnectionKind
@@ -333,6 +333,7 @@ async def _run(
     hours: float | None,
 ) -> None:
     from lastwatt.runtime import Runtime
+    from lastwatt.watchdog import notify
 
     runtime = Runtime(site, config, credentials, options)
     stop = asyncio.Event()
@@ -342,6 +343,7 @@ async def _run(
             loop.add_signal_handler(sig, stop.set)
     await runtime.start()
     print(f"serving {site.name!r}: dashboard {runtime.url}, API docs {runtime.url}docs", flush=True)
+    watchdog_task = _start_watchdog(runtime, config, options, stop)
     until = None
     if hours is not None:
         until = runtime.clock.now() + dt.timedelta(hours=hours)
@@ -353,8 +355,30 @@ async def _run(
         else:
             await runtime.run(until, stop)
     finally:
+        notify("STOPPING=1")
+        stop.set()
+        if watchdog_task is not None:
+            await watchdog_task
         await runtime.stop()
         print("stopped; devices left in their safe state", flush=True)
+
+
+def _start_watchdog(
+    runtime: Runtime, config: ServiceConfig, options: RunOptions, stop: asyncio.Event
+) -> asyncio.Task[None] | None:
+    """Tell systemd the service is ready; ping its watchdog while control cycles complete."""
+    from lastwatt.watchdog import Watchdog, notify, watchdog_interval_s
+
+    notify(f"READY=1\nSTATUS=serving on {runtime.url}")
+    interval = watchdog_interval_s()
+    if interval is None or runtime.service is None:
+        return None
+    # Service seconds per wall second: live 1, accelerated `speed`, fast-forward unbounded.
+    speed = 1.0 if options.speed is None else options.speed or float("inf")
+    cycle_wall_s = config.cycle_s / speed
+    # Four missed cycles, but never less than 30 s: a slow Modbus sweep is not a stall.
+    watchdog = Watchdog(runtime.service, max(4 * cycle_wall_s, 30.0), interval / 3)
+    return asyncio.create_task(watchdog.run(stop))
 
 
 # --- users -----------------------------------------------------------------------------------

@@ -77,3 +77,12 @@ def test_serve_reports_a_bad_config_without_a_traceback(tmp_path, capsys):
 def test_serve_reports_a_missing_config_file(tmp_path, capsys):
     assert main(["serve", "--config", str(tmp_path / "none.toml")]) == 2
     assert "cannot read it" in capsys.readouterr().err
+
+
+def test_the_shipped_example_config_loads():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "deploy" / "lastwatt.toml"
+    settings = load_settings(example)
+    assert settings.weather.feed_url.startswith("https://api.open-meteo.com/")
+    assert settings.data_dir == Path("/var/lib/lastwatt")
