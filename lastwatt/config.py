@@ -127,10 +127,15 @@ class RetentionSettings(_Section):
         Raw telemetry snapshots older than this are downsampled to hourly means [days].
     telemetry_hourly_days : float
         Hourly telemetry older than this is deleted [days].
+    readings_raw_days : float
+        Meter readings of settled hours older than this keep only the first and last of
+        each hour per meter, all that settling the hour again needs [days]. Hours not
+        (completely) settled keep every reading, as long as the ledger needs them.
     """
 
     telemetry_raw_days: float = Field(7.0, gt=0)
     telemetry_hourly_days: float = Field(400.0, gt=0)
+    readings_raw_days: float = Field(35.0, ge=1)
 
 
 class Settings(BaseSettings):

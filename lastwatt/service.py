@@ -15,7 +15,9 @@ packages and writes the result —
   relay states, stakes and the reserve setting, solved in a worker thread so that the
   control cycle keeps running the last schedule meanwhile;
 - ``settle`` (hourly): every hour closed by readings, then hours still missing some;
-- ``staking`` (daily, local midnight): settles each ended round once.
+- ``staking`` (daily, local midnight): settles each ended round once;
+- ``retention`` (daily): old telemetry to hourly means, readings of old settled hours to
+  the first and last of each hour per meter (:class:`lastwatt.config.RetentionSettings`).
 
 State lives under a data directory: the ledger (``ledger.sqlite``: journal, balances,
 readings, stake choices) and the service's own state (``service.sqlite``: progress,
@@ -63,7 +65,7 @@ from forecasts.feed import (
 from forecasts.forecast import Forecast, forecast_site
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import synthetic_weather
-from lastwatt.config import WeatherSettings
+from lastwatt.config import RetentionSettings, WeatherSettings
 from lastwatt.jobs import Job
 from lastwatt.state import ServiceState, StoredSchedule
 from microgrid import Site, TimeGrid
@@ -76,6 +78,7 @@ from settlement import (
     CreditPolicy,
     CreditStatus,
     FiatConfig,
+    SettlementConfig,
     SqliteLedgerStore,
     StakingPolicy,
     credit_for_dispatch,
@@ -127,6 +130,8 @@ class ServiceConfig:
         not when the clouds pass.
     weather : WeatherSettings
         The forecast feed, drop file and staleness limit (:mod:`forecasts.feed`).
+    retention : RetentionSettings
+        How long raw telemetry and readings are kept before downsampling.
     coin_price_fiat_minor : int
         Fiat price of a coin for the payment processor's top-ups.
     credit_policy : CreditPolicy
@@ -146,6 +151,7 @@ class ServiceConfig:
     solver_time_limit_s: float = 10.0
     weather_seed: int = 0
     weather: WeatherSettings = field(default_factory=WeatherSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     coin_price_fiat_minor: int = 650
     credit_policy: CreditPolicy = field(default_factory=CreditPolicy)
     staking_policy: StakingPolicy = field(default_factory=StakingPolicy)
@@ -239,6 +245,7 @@ class Service:
             Job("dispatch", c.dispatch_period, dt.timedelta(0), self.dispatch_job),
             Job("settle", _HOUR, dt.timedelta(minutes=2), self.settle_job, grace=_HOUR),
             Job("staking", _DAY, local_midnight, self.staking_job, grace=_DAY),
+            Job("retention", _DAY, dt.timedelta(hours=1, minutes=30), self.retention_job, _DAY),
         ]
 
     def _utc_offset(self) -> dt.timedelta:
@@ -528,6 +535,36 @@ class Service:
             hour += _HOUR
             self.state.set("settle_next_hour", hour.isoformat())
         settle_pending(self.store, self.site, now=now)
+
+    # --- retention ---------------------------------------------------------------------------
+    async def retention_job(self, due: dt.datetime) -> None:
+        """Downsample telemetry and the readings of settled hours past their raw period."""
+        r = self.config.retention
+        now = self.clock.now()
+        folded, dropped = self.state.downsample_telemetry(
+            now - dt.timedelta(days=r.telemetry_raw_days),
+            now - dt.timedelta(days=r.telemetry_hourly_days),
+        )
+        first = self.state.get("readings_thinned_until") or self.state.get("first_reading_at")
+        if first is None:
+            return
+        site_key = SettlementConfig().site_key(self.site)
+        start = _floor(dt.datetime.fromisoformat(first), _HOUR)
+        end = _floor(now - dt.timedelta(days=r.readings_raw_days), _HOUR)
+        thinned = 0
+        while start < end:  # a day per transaction: the control job keeps its pace
+            stop = min(start + _DAY, end)
+            thinned += self.store.thin_readings(site_key, start, stop)
+            self.state.set("readings_thinned_until", stop.isoformat())
+            start = stop
+            await asyncio.sleep(0)
+        log.info(
+            "retention: %d telemetry snapshots to hourly means, %d hourly rows and %d readings "
+            "deleted",
+            folded,
+            dropped,
+            thinned,
+        )
 
     # --- staking ----------------------------------------------------------------------------
     def round_outcomes(self, round_number: int) -> dict[str, BusinessOutcome]:

@@ -22,7 +22,7 @@ from lastwatt.commands import Subcommands, UsageError, add_site_option, command
 # when they run, so that `lastwatt --help` stays fast.
 if TYPE_CHECKING:
     from lastwatt.auth import Credentials
-    from lastwatt.config import Settings, WeatherSettings
+    from lastwatt.config import RetentionSettings, Settings, WeatherSettings
     from lastwatt.runtime import RunOptions, Runtime
     from lastwatt.service import ServiceConfig
     from microgrid import Site
@@ -172,11 +172,12 @@ def service_config(
     seed: int,
     device_timeout_s: float,
     weather: WeatherSettings | None = None,
+    retention: RetentionSettings | None = None,
 ) -> ServiceConfig:
     """The service settings from command-line values."""
     from controllers.control import ControllerSettings
     from controllers.failsafe import FailsafeSettings
-    from lastwatt.config import WeatherSettings
+    from lastwatt.config import RetentionSettings, WeatherSettings
     from lastwatt.service import ServiceConfig
 
     if cycle_s <= 0:
@@ -192,6 +193,7 @@ def service_config(
         dispatch_period=dt.timedelta(minutes=replan_minutes),
         weather_seed=seed,
         weather=weather or WeatherSettings(),
+        retention=retention or RetentionSettings(),
         controller=ControllerSettings(failsafe=FailsafeSettings(device_timeout_s=device_timeout_s)),
     )
 
@@ -268,6 +270,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings.seed,
         device_timeout,
         settings.weather,
+        settings.retention,
     )
     options = RunOptions(
         host=settings.host,
