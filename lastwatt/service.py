@@ -14,7 +14,9 @@ packages and writes the result —
 - ``dispatch`` (every 15 min): the tiered MILP from the measured state of charge, credit,
   relay states, stakes and the reserve setting, solved in a worker thread so that the
   control cycle keeps running the last schedule meanwhile;
-- ``settle`` (hourly): every hour closed by readings, then hours still missing some;
+- ``settle`` (hourly): every hour closed by readings, then hours still missing some; then
+  the demand model learns each closed hour from the meters (:mod:`forecasts.learned`),
+  leaving out connections that were switched off or limited during it;
 - ``staking`` (daily, local midnight): settles each ended round once;
 - ``retention`` (daily): old telemetry to hourly means, readings of old settled hours to
   the first and last of each hour per meter (:class:`lastwatt.config.RetentionSettings`).
@@ -29,6 +31,7 @@ a service killed at any point and restarted neither loses nor doubles anything.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import zoneinfo
@@ -52,6 +55,7 @@ from dispatch import (
     problem_from_site,
     solve_dispatch,
 )
+from forecasts.demand import demand_kw
 from forecasts.feed import (
     FeedCache,
     FeedError,
@@ -63,6 +67,7 @@ from forecasts.feed import (
     read_drop_file,
 )
 from forecasts.forecast import Forecast, forecast_site
+from forecasts.learned import DemandLearner
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import synthetic_weather
 from lastwatt.config import RetentionSettings, WeatherSettings
@@ -77,11 +82,13 @@ from settlement import (
     BusinessOutcome,
     CreditPolicy,
     CreditStatus,
+    EnergyStatus,
     FiatConfig,
     SettlementConfig,
     SqliteLedgerStore,
     StakingPolicy,
     credit_for_dispatch,
+    hourly_energy,
     issue_tokens,
     read_credit,
     record_readings,
@@ -222,6 +229,20 @@ class Service:
         self.weather_choice: WeatherChoice | None = None
         self.weather_fetch_error: str | None = None
         self.weather_fetched_at: dt.datetime | None = None
+        ids = [c.id for c in site.connections]
+        stored_demand = self.state.get("demand_model")
+        self.demand = (
+            DemandLearner(ids)
+            if stored_demand is None
+            else DemandLearner.from_json(stored_demand, ids)
+        )
+        # Per hour (UTC start): connections seen off or limited by a control cycle in it.
+        self._censored: dict[dt.datetime, set[str]] = {}
+        self._unit_of = {
+            c.id: c.relay_group if c.kind is ConnectionKind.HOUSEHOLD else c.id
+            for c in site.connections
+            if c.kind is not ConnectionKind.PRIORITY
+        }
         self.schedule: Schedule | None = None
         self.stored_schedule: StoredSchedule | None = None
         self.last_cycle: CycleResult | None = None
@@ -355,11 +376,23 @@ class Service:
             if self.state.get("first_reading_at") is None:
                 self.state.set("first_reading_at", now.isoformat())
             self._last_slot = slot
+        self._note_censored(now, m.relays_closed)
         self.credit = read_credit(
             self.store, self.site, now, self._connected, self.config.credit_policy
         )
         self._connected = {cid: s.connected for cid, s in self.credit.items()}
         self.controller.set_credit(credit_for_dispatch(self.credit))
+
+    def _note_censored(self, now: dt.datetime, relays_closed: Mapping[str, bool]) -> None:
+        """Remember who was off or limited in this hour (their demand is not learned)."""
+        hour = _floor(now, _HOUR)
+        off = self._censored.setdefault(hour, set())
+        for cid, unit in self._unit_of.items():
+            if unit is not None and relays_closed.get(unit) is False:
+                off.add(cid)
+        off.update(cid for cid, status in self.credit.items() if not status.connected)
+        for old in [h for h in self._censored if h < hour - _DAY]:
+            del self._censored[old]  # bounded: a day of hours at most
 
     def _telemetry(self, result: CycleResult) -> dict[str, Any]:
         m = result.measured
@@ -431,9 +464,11 @@ class Service:
             )
             self._note_weather(choice, now)
             loop = asyncio.get_running_loop()
-            self.forecast = await loop.run_in_executor(
+            forecast = await loop.run_in_executor(
                 self._executor, _forecast, self.site, grid, choice.weather, now
             )
+            learned = self.demand.apply(forecast.demand_kw, self.site.location.timezone)
+            self.forecast = dataclasses.replace(forecast, demand_kw=learned)
 
     def _note_weather(self, choice: WeatherChoice, now: dt.datetime) -> None:
         """Keep the choice for the plan; alarm when a fallback starts or changes kind."""
@@ -503,6 +538,7 @@ class Service:
             summary = _summary(schedule, now, soc)
             if self.weather_choice is not None:
                 summary["weather"] = self.weather_choice.flag()
+            summary["demand_error"] = dataclasses.asdict(self.demand.error())
             self.state.save_schedule(
                 now,
                 schedule.status.value,
@@ -535,6 +571,39 @@ class Service:
             hour += _HOUR
             self.state.set("settle_next_hour", hour.isoformat())
         settle_pending(self.store, self.site, now=now)
+        self._learn_demand(closed_until)
+
+    def _learn_demand(self, closed_until: dt.datetime) -> None:
+        """Learn every hour closed by readings that a control cycle watched (censoring)."""
+        done = self.state.get("demand_learned_through")
+        if done is None:  # learn from the hours watched from now on
+            self.state.set("demand_learned_through", closed_until.isoformat())
+            return
+        hour = max(
+            dt.datetime.fromisoformat(done), closed_until - _DAY
+        )  # after a long stop: the last day only
+        while hour + _HOUR <= closed_until:
+            censored = self._censored.get(hour)
+            if censored is not None:  # unwatched hours (service down) are not learned
+                self._learn_hour(hour, censored)
+            hour += _HOUR
+            self.state.set("demand_learned_through", hour.isoformat())
+        self.state.set("demand_model", self.demand.to_json())
+
+    def _learn_hour(self, h0: dt.datetime, censored: set[str]) -> None:
+        slot = dt.timedelta(seconds=self.config.reading_interval_s)
+        by_meter: dict[str, list[Any]] = {}
+        for r in self.store.readings(h0 - slot, h0 + _HOUR + slot):
+            by_meter.setdefault(r.meter_id, []).append(r)
+        metered = {}
+        for cid, readings in by_meter.items():
+            energy = hourly_energy(cid, readings, h0)
+            if energy.status is EnergyStatus.MEASURED:
+                metered[cid] = energy.import_wh / 1000
+        profile = demand_kw(self.site, TimeGrid(start=pd.Timestamp(h0), periods=4)).sum() * 0.25
+        local_hour = h0.astimezone(self.tz).hour
+        prior = {str(cid): float(kwh) for cid, kwh in profile.items()}
+        self.demand.observe(local_hour, metered, prior, censored)
 
     # --- retention ---------------------------------------------------------------------------
     async def retention_job(self, due: dt.datetime) -> None:

@@ -54,21 +54,25 @@ class FeedServer:
     ----------
     payload : callable
         The body for a request (called on the server thread).
+    mode : callable, optional
+        The mode for a request (e.g. from simulated time); default the ``mode`` attribute.
     """
 
-    def __init__(self, payload: Callable[[], bytes]) -> None:
+    def __init__(self, payload: Callable[[], bytes], mode: Callable[[], str] | None = None) -> None:
         self.payload = payload
         self.mode = "ok"
+        self.mode_fn = mode
         self.requests = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.requests += 1
-                if server.mode == "down":
+                mode = server.mode if server.mode_fn is None else server.mode_fn()
+                if mode == "down":
                     self.send_error(503, "provider down")
                     return
-                body = b"<html>maintenance</html>" if server.mode == "garbage" else server.payload()
+                body = b"<html>maintenance</html>" if mode == "garbage" else server.payload()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -87,3 +87,33 @@ def test_a_restart_during_an_outage_starts_from_the_cached_forecast(tmp_path):
                 assert flag["age_hours"] == 1.0
 
     asyncio.run(scenario())
+
+
+def test_demand_is_learned_only_from_connections_that_were_on(tmp_path):
+    from microgrid.site import ConnectionKind
+
+    async def scenario():
+        # Households funded, businesses not: businesses are off (prepaid) and households
+        # shed in the morning; only hours a connection was on all through are learned.
+        opening = {ConnectionKind.HOUSEHOLD: 5_000_000, ConnectionKind.PRIORITY: 5_000_000}
+        async with Rig(tmp_path, opening=opening, cycle_s=300.0) as rig:
+            await rig.run_for(4.0)
+            service = rig.service
+            learner = service.demand
+            seen = dict(zip(learner.connections, learner.seen.sum(axis=1), strict=True))
+            through = dt.datetime.fromisoformat(service.state.get("demand_learned_through"))
+            learned_hours = [h for h in service._censored if h < through]
+            on_hours = {
+                c.id: sum(c.id not in service._censored[h] for h in learned_hours)
+                for c in rig.site.connections
+            }
+            summary = service.stored_schedule.summary
+            stored = service.state.get("demand_model")
+            return rig.site, seen, on_hours, summary, stored
+
+    site, seen, on_hours, summary, stored = asyncio.run(scenario())
+    assert all(seen[b.id] == 0 for b in site.businesses)
+    assert all(seen[p.id] > 0 for p in site.priority_users)
+    assert seen == on_hours
+    assert summary["demand_error"]["hours"] > 0
+    assert stored is not None
