@@ -26,6 +26,9 @@ series                                      meaning
 ``lastwatt_weather_fallback``               1 if the forecast fell back (last good, climatology)
 ``lastwatt_weather_age_hours``              age of the weather forecast in use [h]
 ``lastwatt_alarms{kind}``                   alarms recorded over the last 24 h of service time
+``lastwatt_demand_error_kwh{model,stat}``   demand forecast error per connection-hour over the
+                                            last week of learned hours: ``mae`` and ``bias``
+                                            of the ``learned`` model and the static ``profile``
 =========================================  =====================================================
 
 Read-only and anonymous like the other reads; scrape it from the container's network.
@@ -63,6 +66,22 @@ class ServiceCollector(Collector):
         yield from self._plan()
         yield from self._weather()
         yield from self._alarms()
+        yield from self._demand()
+
+    def _demand(self) -> Iterator[Metric]:
+        error = self.service.demand.error()
+        if error.hours == 0:
+            return
+        family = GaugeMetricFamily(
+            "lastwatt_demand_error_kwh",
+            "Demand forecast error per connection-hour [kWh]",
+            labels=["model", "stat"],
+        )
+        family.add_metric(["learned", "mae"], error.mae_kwh)
+        family.add_metric(["learned", "bias"], error.bias_kwh)
+        family.add_metric(["profile", "mae"], error.profile_mae_kwh)
+        family.add_metric(["profile", "bias"], error.profile_bias_kwh)
+        yield family
 
     def _jobs(self) -> Iterator[Metric]:
         runs = CounterMetricFamily("lastwatt_job_runs", "Job runs recorded", labels=["job"])

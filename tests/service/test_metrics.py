@@ -11,7 +11,7 @@ from lastwatt.api import create_app
 from tests.service.conftest import Rig
 
 
-def _scrape(tmp_path, hours=1.0):
+def _scrape(tmp_path, hours=2.5):
     async def scenario():
         async with Rig(tmp_path) as rig:
             await rig.run_for(hours)
@@ -46,3 +46,4 @@ def test_metrics_parse_and_carry_the_service_state(tmp_path):
     assert samples[("lastwatt_alarms", (("kind", "weather_fallback"),))] == 1
     assert ("lastwatt_control_faults", ()) in samples
     assert any(name == "lastwatt_load_kw" for name, _ in samples)
+    assert ("lastwatt_demand_error_kwh", (("model", "profile"), ("stat", "mae"))) in samples
