@@ -249,6 +249,7 @@ def _serve(args: argparse.Namespace) -> int:
         from lastwatt.device_commands import with_ports
 
         site = with_ports(site, args.sim_port, "--sim-port")
+        _check_ports_free(site)
     if not (data_dir / CREDENTIALS_FILE).exists():
         print("first start: no credentials yet, generating them")
         report_secrets(init_credentials(data_dir), data_dir)
@@ -295,6 +296,23 @@ def _serve(args: argparse.Namespace) -> int:
         msg = f"cannot listen: {exc}; is another service or simulator running? {hint}"
         raise UsageError(msg) from exc
     return 0
+
+
+def _check_ports_free(site: Site) -> None:
+    """Name the simulated gateway whose port is taken, and the flag that moves it."""
+    import socket
+
+    for name, gateway in site.gateways.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((gateway.host, gateway.port))
+            except OSError as exc:
+                msg = (
+                    f"the simulated gateway {name!r} cannot listen on {gateway.host}:"
+                    f"{gateway.port} ({exc.strerror}); is another simulator running? move it "
+                    f"with --sim-port {name}=PORT, or --sim-port '*=0' for free ports"
+                )
+                raise UsageError(msg) from None
 
 
 def _init(data_dir: Path, residents: dict[str, str], force: bool) -> int:

@@ -86,3 +86,26 @@ def test_the_shipped_example_config_loads():
     settings = load_settings(example)
     assert settings.weather.feed_url.startswith("https://api.open-meteo.com/")
     assert settings.data_dir == Path("/var/lib/lastwatt")
+
+
+def test_serve_simulate_names_a_taken_port_and_the_flag(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["serve", "--simulate", "--data-dir", str(tmp_path), "--sim-port", f"*={port}"]
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+    assert "--sim-port" in err
+    assert "Traceback" not in err
+
+
+def test_sim_port_needs_simulate_and_a_known_gateway(tmp_path, capsys):
+    assert main(["serve", "--data-dir", str(tmp_path), "--sim-port", "*=0"]) == 2
+    assert "needs --simulate" in capsys.readouterr().err
+    argv = ["serve", "--simulate", "--data-dir", str(tmp_path), "--sim-port", "nowhere=1"]
+    assert main(argv) == 2
+    assert "GATEWAY one of container" in capsys.readouterr().err
