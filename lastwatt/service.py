@@ -481,7 +481,8 @@ class Service:
         if previous is not None and previous.source is choice.source:
             return  # a standing fallback is one alarm, not one per forecast
         message = f"weather forecast fell back to {choice.source.value}: {choice.reason}"
-        log.warning("%s", message)
+        # A real template: the log's repeat filter keys on it, and each kind is its own line.
+        log.warning("weather forecast fell back to %s: %s", choice.source.value, choice.reason)
         self.store.add_alarms(
             [Alarm(AlarmKind.WEATHER_FALLBACK, "weather", now.astimezone(dt.UTC), message)]
         )
