@@ -52,7 +52,14 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from lastwatt import api_alarms, api_console, api_contracts, api_market, api_settlement
+from lastwatt import (
+    api_alarms,
+    api_console,
+    api_contracts,
+    api_market,
+    api_metrics,
+    api_settlement,
+)
 from lastwatt.api_auth import auth_dependencies
 from lastwatt.api_models import (
     ID,
@@ -729,4 +736,5 @@ def create_app(
         return ReplanAnswer(issued_at=None if stored is None else stored.issued_at.isoformat())
 
     app.include_router(api_market.router(service, auth))
+    app.include_router(api_metrics.router(service))
     return app

@@ -6,33 +6,30 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from dispatch import Schedule, problem_from_site, solve_dispatch
-from dispatch.problem import SolverSettings
-from forecasts.forecast import Forecast, forecast_site
-from forecasts.weather import (
-    WeatherDataError,
-    parse_forecast_feed,
-    read_epw,
-    read_weather_csv,
-    synthetic_weather,
-)
 from lastwatt import (
     alarm_commands,
     contract_commands,
     device_commands,
     ledger_commands,
     market_commands,
+    ops_commands,
     scenario_commands,
     service_commands,
+    site_commands,
     storage_commands,
 )
 from lastwatt.commands import Handler, Subcommands, UsageError, add_site_option, command
-from lastwatt.inputs import read_stakes
-from lastwatt.outputs import plot_forecast, plot_schedule, write_table
-from microgrid import Site, SiteFileError, TimeGrid, load_site, parse_datetime
+
+# Only what `lastwatt --help` needs is imported here: the MILP stack, pandas and
+# matplotlib cost seconds, so every handler imports what it uses when it runs.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from dispatch import Schedule
+    from forecasts.forecast import Forecast
+    from microgrid import Site, TimeGrid
 
 __all__ = ["main"]
 
@@ -44,9 +41,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (UsageError, SiteFileError, WeatherDataError, ValueError) as exc:
+    except (UsageError, ValueError) as exc:
+        # SiteFileError and WeatherDataError are ValueErrors: named without importing them.
         print(f"lastwatt {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def version() -> str:
+    """The installed version of lastwatt (the package metadata's, set in pyproject)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("lastwatt")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: reads the package metadata only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"lastwatt {version()}")
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Dispatch and control for an off-grid solar container mini-grid.",
         epilog="Run 'lastwatt COMMAND --help' for a command's options and an example.",
     )
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_forecast(commands)
     _add_dispatch(commands)
@@ -63,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     device_commands.add_commands(commands)
     scenario_commands.add_commands(commands)
     service_commands.add_commands(commands)
+    site_commands.add_commands(commands)
+    ops_commands.add_commands(commands)
     contract_commands.add_commands(commands)
     market_commands.add_commands(commands)
     storage_commands.add_commands(commands)
@@ -97,12 +120,16 @@ def _add_output_options(parser: argparse.ArgumentParser, stem: str) -> None:
 
 
 def _write_forecast(forecast: Forecast, table_path: Path, plot_path: Path) -> None:
+    from lastwatt.outputs import plot_forecast, write_table
+
     table = write_table(forecast.table(), table_path)
     plot = plot_forecast(forecast, plot_path)
     print(f"\nwrote {table} and {plot}")
 
 
 def _write_schedule(site: Site, schedule: Schedule, table_path: Path, plot_path: Path) -> None:
+    from lastwatt.outputs import plot_schedule, write_table
+
     plan = schedule.plan.join(schedule.allotment_kw.add_suffix("_kw"))
     table = write_table(plan, table_path)
     plot = plot_schedule(schedule, site.location.timezone, site.name, plot_path)
@@ -134,6 +161,8 @@ def _add_forecast(commands: Subcommands) -> None:
 
 
 def _run_forecast(args: argparse.Namespace) -> int:
+    from microgrid import load_site
+
     site = load_site(args.site)
     forecast = _forecast(site, args.start, args.days, args.step, args)
     print(_forecast_summary(forecast))
@@ -144,6 +173,11 @@ def _run_forecast(args: argparse.Namespace) -> int:
 def _forecast(
     site: Site, start: str | None, days: int, step: str, args: argparse.Namespace
 ) -> Forecast:
+    import pandas as pd
+
+    from forecasts.forecast import forecast_site
+    from microgrid import TimeGrid
+
     if days < 1:
         msg = f"--days must be at least 1, got {days}"
         raise UsageError(msg)
@@ -155,6 +189,8 @@ def _forecast(
 
 
 def _weather(site: Site, grid: TimeGrid, args: argparse.Namespace) -> pd.DataFrame:
+    from forecasts.weather import parse_forecast_feed, read_epw, read_weather_csv, synthetic_weather
+
     if args.feed is not None:
         return parse_forecast_feed(Path(args.feed).read_bytes())
     if args.weather is not None:
@@ -219,6 +255,8 @@ def _add_dispatch(commands: Subcommands) -> None:
 
 
 def _run_dispatch(args: argparse.Namespace) -> int:
+    from microgrid import load_site
+
     site = load_site(args.site)
     schedule = _dispatch(site, args)
     print(_schedule_summary(site, schedule))
@@ -227,6 +265,14 @@ def _run_dispatch(args: argparse.Namespace) -> int:
 
 
 def _dispatch(site: Site, args: argparse.Namespace) -> Schedule:
+    import pandas as pd
+
+    from dispatch import problem_from_site, solve_dispatch
+    from dispatch.problem import SolverSettings
+    from forecasts.forecast import forecast_site
+    from lastwatt.inputs import read_stakes
+    from microgrid import TimeGrid, parse_datetime
+
     tz = site.location.timezone
     now = pd.Timestamp.now(tz="UTC").floor("15min")
     start = now if args.start is None else parse_datetime(args.start, tz)
@@ -314,6 +360,8 @@ def _add_demo(commands: Subcommands) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from lastwatt.demo import run_demo
 
     if args.hours <= 0:

@@ -6,13 +6,19 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
+import socket
+from typing import TYPE_CHECKING
 
-from controllers.rtu import RtuBus
-from controllers.simulator import AcceleratedClock, SimulatedContainer, SimulatorSettings
 from lastwatt.commands import Subcommands, UsageError, add_site_option, command
-from microgrid import Site, load_site, parse_datetime
 
-__all__ = ["add_commands"]
+# The simulator and microgrid import pandas: handlers import them when they run, so that
+# `lastwatt --help` stays fast.
+if TYPE_CHECKING:
+    from controllers.rtu import RtuBus
+    from controllers.simulator import AcceleratedClock, SimulatorSettings
+    from microgrid import Site
+
+__all__ = ["add_commands", "with_ports"]
 
 
 def add_commands(commands: Subcommands) -> None:
@@ -44,7 +50,7 @@ lastwatt simulate-devices --rtu meters-a=9600 --rtu meters-b=9600   # field timi
         action="append",
         default=[],
         metavar="GATEWAY=PORT",
-        help="listen on another port than the site file says (repeatable)",
+        help="listen on another port than the site file says; PORT 0: any free port (repeatable)",
     )
     parser.add_argument(
         "--duration", type=float, default=None, help="stop after this many real seconds"
@@ -58,22 +64,44 @@ lastwatt simulate-devices --rtu meters-a=9600 --rtu meters-b=9600   # field timi
     )
 
 
-def _with_ports(site: Site, overrides: list[str]) -> Site:
+def free_port(host: str) -> int:
+    """A TCP port free on ``host`` right now (the OS's pick for port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def with_ports(site: Site, overrides: list[str], option: str = "--port") -> Site:
+    """The site with gateway ports replaced by ``GATEWAY=PORT`` items (PORT 0: any free one).
+
+    ``GATEWAY`` may be ``*`` for every gateway (``*=0``: each on its own free port).
+
+    Raises
+    ------
+    UsageError
+        Naming the item, the gateways of the site and the port range.
+    """
     gateways = dict(site.gateways)
     for item in overrides:
         name, _, port = item.partition("=")
-        if name not in gateways or not port.isdigit() or not 0 < int(port) < 65536:
+        names = sorted(gateways) if name == "*" else [name]
+        if not set(names) <= set(gateways) or not port.isdigit() or not 0 <= int(port) < 65536:
             msg = (
-                f"--port {item!r}: expected GATEWAY=PORT with GATEWAY one of "
-                f"{', '.join(sorted(gateways))} and PORT in 1–65535"
+                f"{option} {item!r}: expected GATEWAY=PORT with GATEWAY one of "
+                f"{', '.join(sorted(gateways))} (or *) and PORT in 0–65535 (0: any free port)"
             )
             raise UsageError(msg)
-        gateways[name] = gateways[name].model_copy(update={"port": int(port)})
+        for n in names:
+            chosen = int(port) or free_port(gateways[n].host)
+            gateways[n] = gateways[n].model_copy(update={"port": chosen})
     return site.model_copy(update={"gateways": gateways})
 
 
 def _simulate_devices(args: argparse.Namespace) -> int:
-    site = _with_ports(load_site(args.site), args.port)
+    from controllers.simulator import AcceleratedClock, SimulatorSettings
+    from microgrid import load_site, parse_datetime
+
+    site = with_ports(load_site(args.site), args.port)
     if args.speed <= 0:
         msg = f"--speed must be positive, got {args.speed}"
         raise UsageError(msg)
@@ -100,6 +128,8 @@ def _simulate_devices(args: argparse.Namespace) -> int:
 
 
 def _rtu_buses(site: Site, items: list[str]) -> dict[str, RtuBus]:
+    from controllers.rtu import RtuBus
+
     buses: dict[str, RtuBus] = {}
     for item in items:
         name, _, baud = item.partition("=")
@@ -116,6 +146,8 @@ def _rtu_buses(site: Site, items: list[str]) -> dict[str, RtuBus]:
 async def _serve(
     site: Site, clock: AcceleratedClock, settings: SimulatorSettings, duration: float | None
 ) -> None:
+    from controllers.simulator import SimulatedContainer
+
     sim = SimulatedContainer(site, clock, settings)
     try:
         await sim.start()

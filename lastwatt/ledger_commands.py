@@ -68,7 +68,9 @@ def add_commands(commands: Subcommands) -> None:
     )
     _add_db_option(balances)
     add_site_option(balances)
-    balances.add_argument("--asset", choices=[a.value for a in Asset], default=None)
+    balances.add_argument(
+        "--asset", default=None, help="only this asset: coin, stake, fiat or watt (default: all)"
+    )
     balances.add_argument("--prefix", default="", help="only accounts starting with this")
     history = command(
         sub,
@@ -131,8 +133,9 @@ def add_commands(commands: Subcommands) -> None:
     settle.add_argument(
         "--fee-minor",
         type=int,
-        default=SettlementConfig().utility_fee_minor,
-        help="utility fee per hour [coin minor units] (default 10000 = 0.01 coin)",
+        default=None,
+        help="utility fee per hour [coin minor units] (default: SettlementConfig's, "
+        "10000 = 0.01 coin)",
     )
     add_storage_options(settle)
 
@@ -262,7 +265,13 @@ def _coins(minor: int, asset: Asset) -> str:
 
 
 def _run_balances(args: argparse.Namespace) -> int:
-    asset = None if args.asset is None else Asset(args.asset)
+    from settlement import Asset
+
+    try:
+        asset = None if args.asset is None else Asset(args.asset)
+    except ValueError:
+        msg = f"--asset {args.asset!r}: expected one of {', '.join(a.value for a in Asset)}"
+        raise UsageError(msg) from None
     with _open(args.db) as store:
         balances = store.balances(asset, args.prefix)
         site = load_site(args.site)
@@ -281,6 +290,8 @@ def _run_balances(args: argparse.Namespace) -> int:
 
 
 def _run_history(args: argparse.Namespace) -> int:
+    from settlement import Asset
+
     if args.limit < 1:
         msg = f"--limit must be at least 1, got {args.limit}"
         raise UsageError(msg)
@@ -365,6 +376,8 @@ def read_readings_csv(path: Path) -> list[MeterReading]:
     UsageError
         Naming the file, the line and what is wrong.
     """
+    from microgrid.readings import MeterReading
+
     if not path.exists():
         msg = f"readings file {path} does not exist"
         raise UsageError(msg)
@@ -396,6 +409,7 @@ def read_readings_csv(path: Path) -> list[MeterReading]:
 
 
 def _run_import(args: argparse.Namespace) -> int:
+
     site = load_site(args.site)
     readings = read_readings_csv(args.file)
     with _open(args.db, must_exist=False, anchor=_anchor(args)) as store:
@@ -418,14 +432,15 @@ def _run_import(args: argparse.Namespace) -> int:
 
 
 def _run_settle(args: argparse.Namespace) -> int:
+    from settlement import Asset
+
     site = load_site(args.site)
     try:
         hour = parse_datetime(args.hour, site.location.timezone).to_pydatetime()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    config = SettlementConfig(
-        utility_fee_minor=args.fee_minor, storage=storage_policy_from_args(args, site)
-    )
+    fee = SettlementConfig().utility_fee_minor if args.fee_minor is None else args.fee_minor
+    config = SettlementConfig(utility_fee_minor=fee, storage=storage_policy_from_args(args, site))
     with _open(args.db, must_exist=False, anchor=_anchor(args)) as store:
         try:
             result = settle_hour(store, site, hour, config)

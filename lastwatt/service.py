@@ -6,12 +6,20 @@ packages and writes the result —
 - ``control`` (every few seconds): :meth:`controllers.control.Controller.cycle`; meter
   readings go to the ledger at most once per reading slot (5 min by default); the
   prepaid credit of every connection is re-decided from the balances;
-- ``forecast`` (hourly): PV quantiles and demand for the next horizon, in a worker thread;
+- ``weather`` (hourly by default): fetch the forecast feed over HTTP into its cache
+  (:mod:`forecasts.feed`), in a thread;
+- ``forecast`` (hourly): PV quantiles and demand for the next horizon from the best
+  weather at hand — the feed, a dropped file, the last good feed, the climatology — in
+  a worker thread; a fallback is flagged on the plan and raised as an alarm;
 - ``dispatch`` (every 15 min): the tiered MILP from the measured state of charge, credit,
   relay states, stakes and the reserve setting, solved in a worker thread so that the
   control cycle keeps running the last schedule meanwhile;
-- ``settle`` (hourly): every hour closed by readings, then hours still missing some;
-- ``staking`` (daily, local midnight): settles each ended round once.
+- ``settle`` (hourly): every hour closed by readings, then hours still missing some; then
+  the demand model learns each closed hour from the meters (:mod:`forecasts.learned`),
+  leaving out connections that were switched off or limited during it;
+- ``staking`` (daily, local midnight): settles each ended round once;
+- ``retention`` (daily): old telemetry to hourly means, readings of old settled hours to
+  the first and last of each hour per meter (:class:`lastwatt.config.RetentionSettings`).
 
 State lives under a data directory: the ledger (``ledger.sqlite``: journal, balances,
 readings, stake choices) and the service's own state (``service.sqlite``: progress,
@@ -23,6 +31,7 @@ a service killed at any point and restarted neither loses nor doubles anything.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -49,9 +58,22 @@ from dispatch import (
     problem_from_site,
     solve_dispatch,
 )
+from forecasts.demand import demand_kw
+from forecasts.feed import (
+    FeedCache,
+    FeedError,
+    WeatherCandidate,
+    WeatherChoice,
+    WeatherSource,
+    choose_weather,
+    fetch_feed,
+    read_drop_file,
+)
 from forecasts.forecast import Forecast, forecast_site
+from forecasts.learned import DemandLearner
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import synthetic_weather
+from lastwatt.config import RetentionSettings, WeatherSettings
 from lastwatt.control_loop import ControlThread
 from lastwatt.jobs import Job
 from lastwatt.state import ServiceState, StoredSchedule
@@ -64,6 +86,7 @@ from settlement import (
     BusinessOutcome,
     CreditPolicy,
     CreditStatus,
+    EnergyStatus,
     FiatConfig,
     SettlementConfig,
     SqliteLedgerStore,
@@ -71,6 +94,7 @@ from settlement import (
     StoragePolicy,
     credit_alarms,
     credit_for_dispatch,
+    hourly_energy,
     issue_tokens,
     read_credit,
     record_readings,
@@ -118,9 +142,13 @@ class ServiceConfig:
     solver_time_limit_s : float
         HiGHS time limit [s].
     weather_seed : int
-        Seed of the synthetic weather the forecast is made from (no weather feed
-        configured); the forecast is its 6-h smoothing, so it knows the day type but
+        Seed of the synthetic weather of the climatology fallback (no feed configured,
+        or none fresh); the forecast is its 6-h smoothing, so it knows the day type but
         not when the clouds pass.
+    weather : WeatherSettings
+        The forecast feed, drop file and staleness limit (:mod:`forecasts.feed`).
+    retention : RetentionSettings
+        How long raw telemetry and readings are kept before downsampling.
     coin_price_fiat_minor : int
         Fiat price of a coin for the payment processor's top-ups.
     credit_policy : CreditPolicy
@@ -152,6 +180,8 @@ class ServiceConfig:
     horizon_hours: int = 24
     solver_time_limit_s: float = 10.0
     weather_seed: int = 0
+    weather: WeatherSettings = field(default_factory=WeatherSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     coin_price_fiat_minor: int = 650
     credit_policy: CreditPolicy = field(default_factory=CreditPolicy)
     staking_policy: StakingPolicy = field(default_factory=StakingPolicy)
@@ -236,6 +266,24 @@ class Service:
         self._forecast_lock = asyncio.Lock()
         self.tz = zoneinfo.ZoneInfo(site.location.timezone)
         self.forecast: Forecast | None = None
+        self.weather_cache = FeedCache(data / "weather")
+        self.weather_choice: WeatherChoice | None = None
+        self.weather_fetch_error: str | None = None
+        self.weather_fetched_at: dt.datetime | None = None
+        ids = [c.id for c in site.connections]
+        stored_demand = self.state.get("demand_model")
+        self.demand = (
+            DemandLearner(ids)
+            if stored_demand is None
+            else DemandLearner.from_json(stored_demand, ids)
+        )
+        # Per hour (UTC start): connections seen off or limited by a control cycle in it.
+        self._censored: dict[dt.datetime, set[str]] = {}
+        self._unit_of = {
+            c.id: c.relay_group if c.kind is ConnectionKind.HOUSEHOLD else c.id
+            for c in site.connections
+            if c.kind is not ConnectionKind.PRIORITY
+        }
         self.schedule: Schedule | None = None
         self.stored_schedule: StoredSchedule | None = None
         self.last_cycle: CycleResult | None = None
@@ -322,10 +370,12 @@ class Service:
         cycle = dt.timedelta(seconds=c.cycle_s)
         return [
             Job("control", cycle, dt.timedelta(0), self.control_job, grace=max(cycle, _QUARTER)),
+            Job("weather", self._fetch_period(), dt.timedelta(0), self.weather_job),
             Job("forecast", c.forecast_period, dt.timedelta(0), self.forecast_job),
             Job("dispatch", c.dispatch_period, dt.timedelta(0), self.dispatch_job),
             Job("settle", _HOUR, dt.timedelta(minutes=2), self.settle_job, grace=_HOUR),
             Job("staking", _DAY, local_midnight, self.staking_job, grace=_DAY),
+            Job("retention", _DAY, dt.timedelta(hours=1, minutes=30), self.retention_job, _DAY),
         ]
 
     def _utc_offset(self) -> dt.timedelta:
@@ -346,6 +396,7 @@ class Service:
             log.info("restored the schedule issued %s", stored.issued_at.isoformat())
         self.started = True
         await self._on_control_loop(self.control_job(now))
+        await self.weather_job(now)
         await self.forecast_job(now)
         await self.dispatch_job(now)
 
@@ -466,6 +517,7 @@ class Service:
             if state.get("first_reading_at") is None:
                 state.set("first_reading_at", now.isoformat())
             self._last_slot = slot
+        self._note_censored(now, result.measured.relays_closed)
         credit = read_credit(store, self.site, now, self._connected, self.config.credit_policy)
         raised, cleared = credit_alarms(self.credit, credit, now)
         store.add_alarms(raised)
@@ -474,6 +526,17 @@ class Service:
         self.credit = credit
         self._connected = {cid: s.connected for cid, s in credit.items()}
         self.controller.set_credit(credit_for_dispatch(credit))
+
+    def _note_censored(self, now: dt.datetime, relays_closed: Mapping[str, bool]) -> None:
+        """Remember who was off or limited in this hour (their demand is not learned)."""
+        hour = _floor(now, _HOUR)
+        off = self._censored.setdefault(hour, set())
+        for cid, unit in self._unit_of.items():
+            if unit is not None and relays_closed.get(unit) is False:
+                off.add(cid)
+        off.update(cid for cid, status in self.credit.items() if not status.connected)
+        for old in [h for h in self._censored if h < hour - _DAY]:
+            del self._censored[old]  # bounded: a day of hours at most
 
     def _telemetry(self, result: CycleResult) -> dict[str, Any]:
         m = result.measured
@@ -488,7 +551,45 @@ class Service:
             "faults": len(result.faults),
         }
 
-    # --- forecast ----------------------------------------------------------------------------
+    # --- weather and forecast ---------------------------------------------------------------
+    def _fetch_period(self) -> dt.timedelta:
+        return dt.timedelta(minutes=self.config.weather.fetch_minutes)
+
+    async def weather_job(self, due: dt.datetime) -> None:
+        """Fetch the forecast feed into its cache (a thread: the loop keeps running)."""
+        settings = self.config.weather
+        if settings.feed_url is None:
+            return
+        try:
+            payload, _ = await asyncio.to_thread(fetch_feed, settings.feed_url, settings.timeout_s)
+        except FeedError as exc:
+            self.weather_fetch_error = str(exc)
+            log.warning("weather feed: %s", exc)
+            return
+        now = self.clock.now()
+        self.weather_cache.save(payload, now)
+        self.weather_fetch_error = None
+        self.weather_fetched_at = now
+
+    def _weather_candidates(self) -> list[WeatherCandidate]:
+        candidates = []
+        cached = self.weather_cache.load()
+        if cached is not None:
+            candidates.append(cached)
+        drop = self.config.weather.drop_file
+        if drop is not None:
+            try:
+                dropped = read_drop_file(drop)
+            except FeedError as exc:
+                log.warning("weather: %s", exc)
+                dropped = None
+            if dropped is not None:
+                candidates.append(WeatherCandidate(dropped[0], dropped[1], WeatherSource.DROP_FILE))
+        return candidates
+
+    def _climatology(self, times: pd.DatetimeIndex) -> pd.DataFrame:
+        return _climatology(self.site, self.config.weather_seed, times)
+
     async def forecast_job(self, due: dt.datetime) -> None:
         """Forecast PV and demand from the current hour over the horizon plus a margin."""
         async with self._forecast_lock:
@@ -496,10 +597,42 @@ class Service:
             start = _floor(now, _HOUR)
             periods = (self.config.horizon_hours + 2) * 4
             grid = TimeGrid(start=pd.Timestamp(start), periods=periods)
-            loop = asyncio.get_running_loop()
-            self.forecast = await loop.run_in_executor(
-                self._executor, _forecast, self.site, grid, self.config.weather_seed, now
+            choice = choose_weather(
+                grid.index,
+                now,
+                self._weather_candidates(),
+                dt.timedelta(hours=self.config.weather.max_age_hours),
+                self.weather_fetch_error,
+                self.config.weather.feed_url is not None,
+                self._climatology,
             )
+            self._note_weather(choice, now)
+            loop = asyncio.get_running_loop()
+            forecast = await loop.run_in_executor(
+                self._executor, _forecast, self.site, grid, choice.weather, now
+            )
+            learned = self.demand.apply(forecast.demand_kw, self.site.location.timezone)
+            self.forecast = dataclasses.replace(forecast, demand_kw=learned)
+
+    def _note_weather(self, choice: WeatherChoice, now: dt.datetime) -> None:
+        """Keep the choice for the plan; alarm when a fallback starts or changes kind."""
+        previous = self.weather_choice
+        self.weather_choice = choice
+        if previous is not None and previous.source is choice.source:
+            return  # a standing fallback is one alarm, not one per forecast
+        at = now.astimezone(dt.UTC)
+        if previous is not None and previous.fallback:
+            # Each kind of fallback is its own condition: it ends when the source changes.
+            self.store.clear_alarm(AlarmKind.WEATHER_FALLBACK, f"weather:{previous.source}", at)
+        if not choice.fallback:
+            if previous is not None and previous.fallback:
+                log.info("weather: back on %s", choice.source.value)
+            return
+        message = f"weather forecast fell back to {choice.source.value}: {choice.reason}"
+        # A real template: the log's repeat filter keys on it, and each kind is its own line.
+        log.warning("weather forecast fell back to %s: %s", choice.source.value, choice.reason)
+        subject = f"weather:{choice.source}"
+        self.store.add_alarms([Alarm(AlarmKind.WEATHER_FALLBACK, subject, at, message)])
 
     # --- dispatch ----------------------------------------------------------------------------
     def stakes(self, now: dt.datetime | None = None) -> dict[str, int] | None:
@@ -556,6 +689,9 @@ class Service:
             self._apply_schedule(schedule)
             self._plan_alarms(schedule, now)
             summary = _summary(schedule, now, soc)
+            if self.weather_choice is not None:
+                summary["weather"] = self.weather_choice.flag()
+            summary["demand_error"] = dataclasses.asdict(self.demand.error())
             self.state.save_schedule(
                 now,
                 schedule.status.value,
@@ -613,6 +749,69 @@ class Service:
             hour += _HOUR
             self.state.set("settle_next_hour", hour.isoformat())
         settle_pending(self.store, self.site, self.settlement, now)
+        self._learn_demand(closed_until)
+
+    def _learn_demand(self, closed_until: dt.datetime) -> None:
+        """Learn every hour closed by readings that a control cycle watched (censoring)."""
+        done = self.state.get("demand_learned_through")
+        if done is None:  # learn from the hours watched from now on
+            self.state.set("demand_learned_through", closed_until.isoformat())
+            return
+        hour = max(
+            dt.datetime.fromisoformat(done), closed_until - _DAY
+        )  # after a long stop: the last day only
+        while hour + _HOUR <= closed_until:
+            censored = self._censored.get(hour)
+            if censored is not None:  # unwatched hours (service down) are not learned
+                self._learn_hour(hour, censored)
+            hour += _HOUR
+            self.state.set("demand_learned_through", hour.isoformat())
+        self.state.set("demand_model", self.demand.to_json())
+
+    def _learn_hour(self, h0: dt.datetime, censored: set[str]) -> None:
+        slot = dt.timedelta(seconds=self.config.reading_interval_s)
+        by_meter: dict[str, list[Any]] = {}
+        for r in self.store.readings(h0 - slot, h0 + _HOUR + slot):
+            by_meter.setdefault(r.meter_id, []).append(r)
+        metered = {}
+        for cid, readings in by_meter.items():
+            energy = hourly_energy(cid, readings, h0)
+            if energy.status is EnergyStatus.MEASURED:
+                metered[cid] = energy.import_wh / 1000
+        profile = demand_kw(self.site, TimeGrid(start=pd.Timestamp(h0), periods=4)).sum() * 0.25
+        local_hour = h0.astimezone(self.tz).hour
+        prior = {str(cid): float(kwh) for cid, kwh in profile.items()}
+        self.demand.observe(local_hour, metered, prior, censored)
+
+    # --- retention ---------------------------------------------------------------------------
+    async def retention_job(self, due: dt.datetime) -> None:
+        """Downsample telemetry and the readings of settled hours past their raw period."""
+        r = self.config.retention
+        now = self.clock.now()
+        folded, dropped = self.state.downsample_telemetry(
+            now - dt.timedelta(days=r.telemetry_raw_days),
+            now - dt.timedelta(days=r.telemetry_hourly_days),
+        )
+        first = self.state.get("readings_thinned_until") or self.state.get("first_reading_at")
+        if first is None:
+            return
+        site_key = SettlementConfig().site_key(self.site)
+        start = _floor(dt.datetime.fromisoformat(first), _HOUR)
+        end = _floor(now - dt.timedelta(days=r.readings_raw_days), _HOUR)
+        thinned = 0
+        while start < end:  # a day per transaction: the control job keeps its pace
+            stop = min(start + _DAY, end)
+            thinned += self.store.thin_readings(site_key, start, stop)
+            self.state.set("readings_thinned_until", stop.isoformat())
+            start = stop
+            await asyncio.sleep(0)
+        log.info(
+            "retention: %d telemetry snapshots to hourly means, %d hourly rows and %d readings "
+            "deleted",
+            folded,
+            dropped,
+            thinned,
+        )
 
     # --- staking ----------------------------------------------------------------------------
     def round_outcomes(self, round_number: int) -> dict[str, BusinessOutcome]:
@@ -664,10 +863,15 @@ class Service:
             self.state.set("staking_settled_through", r)
 
 
-def _forecast(site: Site, grid: TimeGrid, seed: int, now: dt.datetime) -> Forecast:
-    day0 = grid.start.floor("D") - pd.Timedelta(days=1)
-    times = pd.date_range(day0, grid.index[-1] + pd.Timedelta(days=1), freq="15min")
-    weather = smoothed_forecast(synthetic_weather(times, site.location, seed=seed))
+def _climatology(site: Site, seed: int, times: pd.DatetimeIndex) -> pd.DataFrame:
+    """The site's climatology as a day-ahead forecast of ``times`` (the last fallback)."""
+    day0 = times[0].floor("D") - pd.Timedelta(days=1)
+    span = pd.date_range(day0, times[-1] + pd.Timedelta(days=1), freq="15min")
+    weather = smoothed_forecast(synthetic_weather(span, site.location, seed=seed))
+    return weather.loc[times[0] : times[-1]]
+
+
+def _forecast(site: Site, grid: TimeGrid, weather: pd.DataFrame, now: dt.datetime) -> Forecast:
     return forecast_site(site, grid, weather, issued=pd.Timestamp(now))
 
 

@@ -5,8 +5,10 @@ The ledger (journal, balances, readings, stakes) lives in its own file, owned by
 continue where it stopped: the clock anchor of a fast-forward, the next hour to settle,
 the staking round, the last schedule (so the controller has a plan before the first
 re-solve), operator holds and the reserve setting, and a thin telemetry series for the
-dashboard. Every write commits at once (WAL, ``synchronous=FULL``), so a killed process
-loses at most the statement in flight.
+dashboard — raw snapshots for a few days, then hourly means
+(:meth:`ServiceState.downsample_telemetry`), so it does not grow without bound. Every
+write commits at once (WAL, ``synchronous=FULL``), so a killed process loses at most the
+statement in flight.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ CREATE TABLE IF NOT EXISTS schedules (
 );
 CREATE TABLE IF NOT EXISTS telemetry (
     time TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS telemetry_hourly (
+    hour TEXT PRIMARY KEY,
+    samples INTEGER NOT NULL,
     data TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS job_runs (
@@ -87,6 +94,26 @@ def _frame(text: str, index_is_time: bool = True) -> pd.DataFrame:
     if index_is_time and len(frame.index):
         frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index, utc=True))
     return frame
+
+
+_MAX_FIELDS = frozenset({"faults", "meters_missing"})
+
+
+def _hour_mean(samples: list[dict[str, Any]], weights: list[int]) -> dict[str, Any]:
+    """Weighted means of numeric fields; maxima of counts; the last value of the rest."""
+    out: dict[str, Any] = {}
+    for key in {k for s in samples for k in s}:
+        values = [(s.get(key), w) for s, w in zip(samples, weights, strict=True)]
+        numbers = [(v, w) for v, w in values if isinstance(v, int | float) and v is not None]
+        if key in _MAX_FIELDS and numbers:
+            out[key] = max(v for v, _ in numbers)
+        elif numbers and not any(isinstance(v, bool) for v, _ in numbers):
+            total = sum(w for _, w in numbers)
+            out[key] = sum(v * w for v, w in numbers) / total
+        else:
+            present = [v for v, _ in values if v is not None]
+            out[key] = present[-1] if present else None
+    return out
 
 
 class ServiceState:
@@ -196,6 +223,71 @@ class ServiceState:
         ).fetchall()
         return [{"time": t, **json.loads(d)} for t, d in reversed(rows)]
 
+    def downsample_telemetry(
+        self, raw_before: datetime, hourly_before: datetime
+    ) -> tuple[int, int]:
+        """Fold raw snapshots older than ``raw_before`` into hourly means; drop old hours.
+
+        Numeric fields are averaged per hour (``faults`` and ``meters_missing``: the
+        hour's maximum, which is what an operator looks for); the last mode of the hour is
+        kept. Hourly rows older than ``hourly_before`` are deleted. Idempotent: an hour
+        folded twice (a snapshot arriving late) is re-averaged with its earlier mean,
+        weighted by sample counts.
+
+        Returns
+        -------
+        tuple of int
+            Raw snapshots folded, hourly rows deleted.
+        """
+        cutoff = raw_before.astimezone(UTC).isoformat()
+        rows = self._db.execute(
+            "SELECT time, data FROM telemetry WHERE time < ? ORDER BY time", (cutoff,)
+        ).fetchall()
+        hours: dict[str, list[dict[str, Any]]] = {}
+        for time, data in rows:
+            start = datetime.fromisoformat(time).replace(minute=0, second=0, microsecond=0)
+            hours.setdefault(start.isoformat(), []).append(json.loads(data))
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for hour, samples in hours.items():
+                old = self._db.execute(
+                    "SELECT samples, data FROM telemetry_hourly WHERE hour = ?", (hour,)
+                ).fetchone()
+                weights = [1] * len(samples)
+                if old is not None:
+                    samples.append(json.loads(old[1]))
+                    weights.append(int(old[0]))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO telemetry_hourly (hour, samples, data) "
+                    "VALUES (?, ?, ?)",
+                    (hour, sum(weights), json.dumps(_hour_mean(samples, weights))),
+                )
+            self._db.execute("DELETE FROM telemetry WHERE time < ?", (cutoff,))
+            deleted = self._db.execute(
+                "DELETE FROM telemetry_hourly WHERE hour < ?",
+                (hourly_before.astimezone(UTC).isoformat(),),
+            ).rowcount
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return len(rows), deleted
+
+    def telemetry_hourly(self, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Hourly means of downsampled telemetry since ``since``, oldest first."""
+        start = "" if since is None else since.astimezone(UTC).isoformat()
+        rows = self._db.execute(
+            "SELECT hour, samples, data FROM telemetry_hourly WHERE hour >= ? ORDER BY hour",
+            (start,),
+        ).fetchall()
+        return [{"time": h, "samples": n, **json.loads(d)} for h, n, d in rows]
+
+    def telemetry_count(self) -> tuple[int, int]:
+        """Raw snapshots and hourly rows stored."""
+        raw = self._db.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0]
+        hourly = self._db.execute("SELECT COUNT(*) FROM telemetry_hourly").fetchone()[0]
+        return int(raw), int(hourly)
+
     # --- job runs --------------------------------------------------------------------------
     def log_job(
         self,
@@ -232,7 +324,7 @@ class ServiceState:
         return [datetime.fromisoformat(r[0]) for r in rows]
 
     def job_stats(self) -> dict[str, dict[str, Any]]:
-        """Per job: runs, failures, median and max duration [s], last run and error."""
+        """Per job: runs, failures, last, median and max duration [s], last run and error."""
         out: dict[str, dict[str, Any]] = {}
         rows = self._db.execute(
             "SELECT job, due, duration_s, ok, error FROM job_runs ORDER BY id"
@@ -245,6 +337,7 @@ class ServiceState:
             s["failures"] += 0 if ok else 1
             s["durations"].append(duration)
             s["last"] = due
+            s["last_s"] = duration
             if not ok:
                 s["last_error"] = error
         for s in out.values():

@@ -69,6 +69,8 @@ class AlarmKind(enum.StrEnum):
     """Dispatch fell back to a simpler plan."""
     PLAN_VIOLATIONS = "plan_violations"
     """The plan in force carries violations of a constraint."""
+    WEATHER_FALLBACK = "weather_fallback"
+    """The weather forecast fell back to the last good one or to the climatology."""
 
 
 SEVERITY: dict[AlarmKind, Severity] = {
@@ -90,6 +92,7 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.VERIFY_FAILED: Severity.CRITICAL,
     AlarmKind.PLAN_FALLBACK: Severity.WARNING,
     AlarmKind.PLAN_VIOLATIONS: Severity.WARNING,
+    AlarmKind.WEATHER_FALLBACK: Severity.WARNING,
 }
 """The severity of each kind of alarm (the one place it is decided)."""
 

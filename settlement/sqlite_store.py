@@ -820,6 +820,38 @@ class SqliteLedgerStore:
         )
         return {str(m): bool(on) for m, on in rows}
 
+    def thin_readings(self, site_id: str, start: datetime, end: datetime) -> int:
+        """Downsample readings of completely settled hours in ``[start, end)``; rows deleted.
+
+        Per meter and hour only the first and the last reading are kept: the first
+        reading at or after each hour boundary and the last one before it, which are all
+        that interpolating the register at the boundaries needs, so settling the hour
+        again gives the same energies (and a subset of a plausible, rising register is
+        plausible and rising). Hours not settled, or settled incomplete, keep every
+        reading. Bounded by ``[start, end)`` (floored to whole hours) so that a daily call
+        touches one day.
+        """
+        hour_us = 3_600_000_000
+        lo, hi = to_us(start) // hour_us * hour_us, to_us(end) // hour_us * hour_us
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            deleted = self._db.execute(
+                "DELETE FROM readings WHERE read_at_us >= ? AND read_at_us < ? "
+                "AND (read_at_us / ?) * ? IN (SELECT hour_us FROM settled_hours "
+                "  WHERE site = ? AND complete = 1 AND hour_us >= ? AND hour_us < ?) "
+                "AND (meter_id, read_at_us) NOT IN ("
+                "  SELECT meter_id, MIN(read_at_us) FROM readings "
+                "    WHERE read_at_us >= ? AND read_at_us < ? GROUP BY meter_id, read_at_us / ? "
+                "  UNION ALL SELECT meter_id, MAX(read_at_us) FROM readings "
+                "    WHERE read_at_us >= ? AND read_at_us < ? GROUP BY meter_id, read_at_us / ?)",
+                (lo, hi, hour_us, hour_us, site_id, lo - hour_us, hi) + (lo, hi, hour_us) * 2,
+            ).rowcount
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return int(deleted)
+
     # --- owners and stakes ---------------------------------------------------------------
     def set_owner(self, account: str, owner: str) -> None:
         """Register who may withdraw from ``account``."""

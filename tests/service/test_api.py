@@ -175,7 +175,14 @@ def test_credentials_are_generated_hashed_and_never_default(tmp_path, capsys):
     path = tmp_path / "credentials.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     document = json.loads(path.read_text())
-    password = printed.split("user operator")[1].split("password ")[1].split()[0]
+    # Handed over in owner-only files, never printed (a service manager's journal keeps stdout).
+    handed = tmp_path / "secrets" / "operator"
+    assert stat.S_IMODE(handed.stat().st_mode) == 0o600
+    assert stat.S_IMODE(handed.parent.stat().st_mode) == 0o700
+    password = handed.read_text().strip()
+    assert password not in printed
+    assert document["webhook_secret"] not in printed
+    assert str(handed) in printed
     assert password not in path.read_text()
     assert verify_password(password, document["users"]["operator"]["hash"])
     assert load_credentials(tmp_path).check("operator", password).role.value == "operator"
