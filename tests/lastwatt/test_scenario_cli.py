@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from lastwatt.cli import main
 
 
@@ -48,3 +50,28 @@ def test_sweep_and_usage_errors(tmp_path, capsys):
     assert "Sizing" in out.read_text()
     assert main(["sweep", "sizing_sweep", "--param", "equipment.nope=1", "--out", str(out)]) == 2
     assert "no such scenario parameter" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # the client waits its 10 s connect timeout
+def test_unreachable_dask_scheduler_is_a_usage_error(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as probe:  # a free loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = main(
+        [
+            "simulate",
+            "rainy_season",
+            "--days",
+            "1",
+            "--runs",
+            "1",
+            "--scheduler",
+            f"tcp://127.0.0.1:{port}",
+            "--out",
+            str(tmp_path / "r.html"),
+        ]
+    )
+    assert code == 2
+    assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in capsys.readouterr().err
