@@ -19,7 +19,13 @@ from forecasts.weather import (
     read_weather_csv,
     synthetic_weather,
 )
-from lastwatt import device_commands, ledger_commands, scenario_commands, service_commands
+from lastwatt import (
+    device_commands,
+    fleet_commands,
+    ledger_commands,
+    scenario_commands,
+    service_commands,
+)
 from lastwatt.commands import Handler, Subcommands, UsageError, add_site_option, command
 from lastwatt.inputs import read_stakes
 from lastwatt.outputs import plot_forecast, plot_schedule, write_table
@@ -53,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     ledger_commands.add_commands(commands)
     device_commands.add_commands(commands)
     scenario_commands.add_commands(commands)
+    fleet_commands.add_commands(commands)
     service_commands.add_commands(commands)
     return parser
 
