@@ -87,7 +87,9 @@ def test_threads_posting_to_one_site_lose_and_double_nothing(pg_conninfo):
 
 
 @pytest.mark.slow
-def test_two_processes_doing_a_services_ledger_work_on_one_site_lose_and_double_nothing(pg_conninfo, tmp_path):
+def test_two_processes_doing_a_services_ledger_work_on_one_site_lose_and_double_nothing(
+    pg_conninfo, tmp_path
+):
     """Two processes do a service's ledger work on one site at once: the same readings,
     the same webhook top-ups, the same hours to settle, plus top-ups of their own."""
     site_id, hours = new_site_id("fleet"), 8
