@@ -59,6 +59,7 @@ from settlement import (
     CreditPolicy,
     CreditStatus,
     FiatConfig,
+    LedgerStore,
     SqliteLedgerStore,
     StakingPolicy,
     credit_for_dispatch,
@@ -73,7 +74,7 @@ from settlement import (
 from settlement.fiat import topup_batch
 from settlement.hourly import price_at
 
-__all__ = ["Service", "ServiceConfig", "safe_schedule"]
+__all__ = ["Service", "ServiceConfig", "open_ledger", "safe_schedule"]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,12 @@ class ServiceConfig:
         Rewards and slashing.
     controller : ControllerSettings
         Modbus and fail-safe settings.
+    ledger_url : str or None
+        A PostgreSQL conninfo: the ledger lives there, in ``ledger_site``'s schema, shared
+        with the other sites of a fleet (:mod:`settlement.postgres_store`). None keeps it
+        in ``ledger.sqlite`` under ``data_dir``.
+    ledger_site : str
+        The site's id in a PostgreSQL ledger.
     """
 
     data_dir: Path
@@ -130,6 +137,17 @@ class ServiceConfig:
     credit_policy: CreditPolicy = field(default_factory=CreditPolicy)
     staking_policy: StakingPolicy = field(default_factory=StakingPolicy)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
+    ledger_url: str | None = None
+    ledger_site: str = "default"
+
+
+def open_ledger(config: ServiceConfig) -> LedgerStore:
+    """The service's ledger: SQLite under the data directory, or a fleet's PostgreSQL."""
+    if config.ledger_url is None:
+        return SqliteLedgerStore(Path(config.data_dir) / "ledger.sqlite")
+    from settlement.postgres_store import PostgresLedgerStore
+
+    return PostgresLedgerStore(config.ledger_url, config.ledger_site)
 
 
 def _floor(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
@@ -179,7 +197,7 @@ class Service:
         self.config = config
         self.clock = clock
         data = Path(config.data_dir)
-        self.store = SqliteLedgerStore(data / "ledger.sqlite")
+        self.store = open_ledger(config)
         self.state = ServiceState(data / "service.sqlite")
         self.controller = Controller(site, config.controller, clock)
         self.fiat = (

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
+import os
 import signal
 from pathlib import Path
+
+import psycopg
 
 from controllers.control import ControllerSettings
 from controllers.failsafe import FailsafeSettings
@@ -19,8 +23,11 @@ from lastwatt.service import ServiceConfig
 from microgrid import Site, load_site, parse_datetime
 from microgrid.site import ConnectionKind
 from microgrid.units import COIN_SCALE
+from settlement.postgres_store import site_schema
 
 __all__ = ["add_commands", "print_credentials"]
+
+LEDGER_URL_ENV = "LASTWATT_LEDGER_URL"
 
 
 def add_commands(commands: Subcommands) -> None:
@@ -95,6 +102,19 @@ lastwatt serve --simulate --speed 60 --start 2026-08-01T06:00 --opening-credit 2
     )
     parser.add_argument("--seed", type=int, default=0, help="weather seed (forecast, simulator)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument(
+        "--ledger-url",
+        default=os.environ.get(LEDGER_URL_ENV),
+        metavar="CONNINFO",
+        help="keep the ledger in this PostgreSQL database, shared by a fleet's services "
+        f"(default: ${LEDGER_URL_ENV}, else data-dir/ledger.sqlite)",
+    )
+    parser.add_argument(
+        "--ledger-site",
+        default="default",
+        metavar="ID",
+        help="this site's id in the PostgreSQL ledger (default 'default')",
+    )
 
 
 def print_credentials(plain: dict[str, str], data_dir: Path) -> None:
@@ -177,6 +197,15 @@ def _serve(args: argparse.Namespace) -> int:
     # at half the timeout) and, in simulated time, the real pauses of a dispatch.
     device_timeout = max(120.0, 4 * args.cycle_s)
     config = service_config(data_dir, args.cycle_s, args.replan_minutes, args.seed, device_timeout)
+    if args.ledger_url:
+        try:
+            site_schema(args.ledger_site)
+        except ValueError as exc:
+            msg = f"--ledger-site: {exc}"
+            raise UsageError(msg) from None
+        config = dataclasses.replace(
+            config, ledger_url=args.ledger_url, ledger_site=args.ledger_site
+        )
     options = RunOptions(
         host=args.host,
         port=args.port,
@@ -189,6 +218,9 @@ def _serve(args: argparse.Namespace) -> int:
     )
     try:
         asyncio.run(_run(site, config, credentials, options, args.hours))
+    except psycopg.OperationalError as exc:
+        msg = f"cannot open the PostgreSQL ledger: {str(exc).strip()}; check --ledger-url"
+        raise UsageError(msg) from None
     except OSError as exc:
         msg = f"cannot listen: {exc}; is another service or simulator running? try --port"
         raise UsageError(msg) from exc
