@@ -12,6 +12,7 @@ from lastwatt import (
     alarm_commands,
     contract_commands,
     device_commands,
+    fleet_commands,
     ledger_commands,
     market_commands,
     ops_commands,
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     ledger_commands.add_commands(commands)
     device_commands.add_commands(commands)
     scenario_commands.add_commands(commands)
+    fleet_commands.add_commands(commands)
     service_commands.add_commands(commands)
     site_commands.add_commands(commands)
     ops_commands.add_commands(commands)
@@ -90,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     market_commands.add_commands(commands)
     storage_commands.add_commands(commands)
     alarm_commands.add_commands(commands)
+    fleet_commands.add_commands(commands)
     return parser
 
 

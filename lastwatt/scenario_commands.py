@@ -38,6 +38,18 @@ def add_commands(commands: Subcommands) -> None:
             "--workers", type=int, default=None, help="processes (default: all cores)"
         )
         parser.add_argument(
+            "--backend",
+            choices=("processes", "dask"),
+            default="processes",
+            help="run on a process pool or on Dask (a local cluster of --workers processes)",
+        )
+        parser.add_argument(
+            "--scheduler",
+            default=None,
+            metavar="ADDRESS",
+            help="run on the Dask cluster of this scheduler (tcp://host:8786); implies dask",
+        )
+        parser.add_argument(
             "--out", type=Path, default=Path("report.html"), help="HTML report path"
         )
         parser.add_argument(
@@ -66,8 +78,7 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def _run(args: argparse.Namespace, params: dict[str, list[object]]) -> int:
     from scenarios.config import ScenarioFileError
-    from scenarios.kpis import tidy, tidy_kpis
-    from scenarios.montecarlo import run_many, sweep_scenarios
+    from scenarios.montecarlo import sweep_scenarios, tidy_runs
     from scenarios.report import summary_table, write_report
 
     _check_outputs(args)
@@ -83,11 +94,20 @@ def _run(args: argparse.Namespace, params: dict[str, list[object]]) -> int:
         def progress(days: int) -> None:
             bar.update(days)
 
-        runs = [(s, k) for k, (s, _, _) in enumerate(jobs)]
-        results = run_many(runs, args.workers, progress)
-    parameters = {k: p for k, (_, _, p) in enumerate(jobs)}
-    daily = tidy(results, parameters)
-    kpis = tidy_kpis(results, parameters)
+        parameters = {k: p for k, (_, _, p) in enumerate(jobs)}
+        try:
+            daily, kpis = tidy_runs(
+                [(s, k) for k, (s, _, _) in enumerate(jobs)],
+                parameters,
+                workers=args.workers,
+                backend=args.backend,
+                scheduler=args.scheduler,
+                progress=progress,
+            )
+        except OSError as exc:  # only a scheduler address can fail to connect
+            msg = f"cannot reach the Dask scheduler at {args.scheduler}: {exc}; check --scheduler"
+            raise UsageError(msg) from None
+    assert daily is not None  # not streamed to a file
     if args.data is not None:
         frame = daily.assign(date=daily["date"].astype(str))
         if args.data.suffix == ".parquet":

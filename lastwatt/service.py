@@ -88,6 +88,7 @@ from settlement import (
     CreditStatus,
     EnergyStatus,
     FiatConfig,
+    LedgerStore,
     SettlementConfig,
     SqliteLedgerStore,
     StakingPolicy,
@@ -108,7 +109,7 @@ from settlement.anchor import Anchor, create_anchor_key, load_anchor_key
 from settlement.fiat import topup_batch
 from settlement.hourly import price_at
 
-__all__ = ["Service", "ServiceConfig", "safe_schedule"]
+__all__ = ["Service", "ServiceConfig", "open_ledger", "safe_schedule"]
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,12 @@ class ServiceConfig:
     anchor_key : Path, optional
         The checkpoints' signing key, created on first start; default
         ``<data_dir>/anchor.key``.
+    ledger_url : str or None
+        A PostgreSQL conninfo: the ledger lives there, in ``ledger_site``'s schema, shared
+        with the other sites of a fleet (:mod:`settlement.postgres_store`). None keeps it
+        in ``ledger.sqlite`` under ``data_dir``.
+    ledger_site : str
+        The site's id in a PostgreSQL ledger.
     """
 
     data_dir: Path
@@ -190,6 +197,8 @@ class ServiceConfig:
     storage_bmax_wh: int | None = None
     checkpoint_dir: Path | None = None
     anchor_key: Path | None = None
+    ledger_url: str | None = None
+    ledger_site: str = "default"
 
 
 def _anchor(config: ServiceConfig) -> Anchor:
@@ -198,6 +207,15 @@ def _anchor(config: ServiceConfig) -> Anchor:
     key_path = config.anchor_key or data / "anchor.key"
     key = load_anchor_key(key_path) if key_path.exists() else create_anchor_key(key_path)
     return Anchor(config.checkpoint_dir or data / "checkpoints", key)
+
+
+def open_ledger(config: ServiceConfig) -> LedgerStore:
+    """The service's ledger: SQLite under the data directory, or a fleet's PostgreSQL."""
+    if config.ledger_url is None:
+        return SqliteLedgerStore(Path(config.data_dir) / "ledger.sqlite", anchor=_anchor(config))
+    from settlement.postgres_store import PostgresLedgerStore
+
+    return PostgresLedgerStore(config.ledger_url, config.ledger_site)
 
 
 def _floor(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
@@ -247,7 +265,7 @@ class Service:
         self.config = config
         self.clock = clock
         data = Path(config.data_dir)
-        self.store = SqliteLedgerStore(data / "ledger.sqlite", anchor=_anchor(config))
+        self.store = open_ledger(config)
         self.state = ServiceState(data / "service.sqlite")
         self.controller = Controller(site, config.controller, clock)
         storage = None
@@ -298,7 +316,7 @@ class Service:
         # job log; each commit an fsync) runs on this one worker, owning its connections,
         # so a slow disk never holds up a cycle.
         self._control_io: ThreadPoolExecutor | None = None
-        self._io_connections: tuple[SqliteLedgerStore, ServiceState] | None = None
+        self._io_connections: tuple[LedgerStore, ServiceState] | None = None
         self.started = False
 
     # --- where the control loop runs -------------------------------------------------------
@@ -315,16 +333,13 @@ class Service:
         self._control = thread
         self._control_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lastwatt-ctl-io")
 
-    def _io(self) -> tuple[SqliteLedgerStore, ServiceState]:
-        """The calling thread's SQLite connections: the control job's worker has its own."""
+    def _io(self) -> tuple[LedgerStore, ServiceState]:
+        """The calling thread's connections: the control job's worker has its own."""
         if self._control_io is None or threading.get_ident() == self._owner:
             return self.store, self.state
         if self._io_connections is None:  # only ever the one worker thread gets here
             data = Path(self.config.data_dir)
-            self._io_connections = (
-                SqliteLedgerStore(data / "ledger.sqlite"),
-                ServiceState(data / "service.sqlite"),
-            )
+            self._io_connections = (open_ledger(self.config), ServiceState(data / "service.sqlite"))
         return self._io_connections
 
     def _close_io_connections(self) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
+import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from microgrid.site import ConnectionKind
 
 __all__ = ["add_commands", "opening_credit", "report_secrets", "service_config"]
+
+LEDGER_URL_ENV = "LASTWATT_LEDGER_URL"
 
 
 def add_commands(commands: Subcommands) -> None:
@@ -146,6 +150,19 @@ lastwatt serve --config /etc/lastwatt/lastwatt.toml
         metavar="URL",
         help="Open-Meteo style hourly forecast URL, fetched on a schedule (default: none, "
         "the synthetic climatology, flagged as a fallback)",
+    )
+    parser.add_argument(
+        "--ledger-url",
+        default=os.environ.get(LEDGER_URL_ENV),
+        metavar="CONNINFO",
+        help="keep the ledger in this PostgreSQL database, shared by a fleet's services "
+        f"(default: ${LEDGER_URL_ENV}, else data-dir/ledger.sqlite)",
+    )
+    parser.add_argument(
+        "--ledger-site",
+        default="default",
+        metavar="ID",
+        help="this site's id in the PostgreSQL ledger (default 'default')",
     )
     _add_user_commands(commands)
 
@@ -309,6 +326,17 @@ def _serve(args: argparse.Namespace) -> int:
         settings.weather,
         settings.retention,
     )
+    if args.ledger_url:
+        from settlement.postgres_store import site_schema
+
+        try:
+            site_schema(args.ledger_site)
+        except ValueError as exc:
+            msg = f"--ledger-site: {exc}"
+            raise UsageError(msg) from None
+        config = dataclasses.replace(
+            config, ledger_url=args.ledger_url, ledger_site=args.ledger_site
+        )
     options = RunOptions(
         host=settings.host,
         port=settings.port,
@@ -320,8 +348,13 @@ def _serve(args: argparse.Namespace) -> int:
         opening_credit_minor=opening_credit(args.opening_credit),
         api=api,
     )
+    import psycopg
+
     try:
         asyncio.run(_run(site, config, credentials, options, args.hours))
+    except psycopg.OperationalError as exc:
+        msg = f"cannot open the PostgreSQL ledger: {str(exc).strip()}; check --ledger-url"
+        raise UsageError(msg) from None
     except OSError as exc:
         ports = ", ".join(f"{n} {g.port}" for n, g in site.gateways.items())
         hint = (

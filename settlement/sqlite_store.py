@@ -19,7 +19,6 @@ correctly; ``busy_timeout`` makes the second one wait instead of failing.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -31,13 +30,9 @@ from settlement.alarms import Alarm, AlarmKind, AlarmRecord, Severity
 from settlement.anchor import Anchor
 from settlement.decisions import MeterDecision
 from settlement.ledger import (
-    _SEP,
     GENESIS_HASH,
     Asset,
     Batch,
-    BatchRejectedError,
-    IdempotencyConflictError,
-    InsufficientFundsError,
     JournalRow,
     PostedBatch,
     Problem,
@@ -46,11 +41,11 @@ from settlement.ledger import (
     VerifyReport,
     check_balance_bounds,
     from_us,
-    may_overdraw,
     to_us,
     validate_batch,
     verify_journal,
 )
+from settlement.posting import covered_debits, plan_posting
 from settlement.store import ReadingsAdded
 
 __all__ = ["SqliteLedgerStore"]
@@ -246,92 +241,28 @@ class SqliteLedgerStore:
     def _post_locked(self, batches: Sequence[Batch], posted_at_us: int) -> list[PostedBatch]:
         db = self._db
         head = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, previous = (0, GENESIS_HASH) if head is None else (int(head[0]), bytes(head[1]))
+        chain_head = (0, GENESIS_HASH) if head is None else (int(head[0]), bytes(head[1]))
         ordinal_row = db.execute("SELECT COALESCE(MAX(ordinal), 0) FROM batches").fetchone()
-        ordinal = int(ordinal_row[0])
-        balances = self._checked_balances(batches)
-        results: list[PostedBatch] = []
-        rows: list[tuple[int, str, str, str, str, str, int, int, bytes]] = []
-        index_rows: list[tuple[str, bytes, int, int, int, int]] = []
-        deltas: dict[tuple[str, str], int] = {}
-        new_keys: set[str] = set()
-        sha256 = hashlib.sha256
-        for batch in batches:
-            existing = self._batch_row(batch.key)
-            if existing is None and batch.key in new_keys:
-                msg = f"batch key {batch.key!r} appears twice in one post_many call"
-                raise IdempotencyConflictError(msg)
-            if existing is not None:
-                digest, first_seq, count, first_at = existing
-                if digest != batch.digest:
-                    msg = (
-                        f"batch key {batch.key!r} was already posted with different content "
-                        f"(at {from_us(first_at).isoformat()}); use a new key for a new batch"
-                    )
-                    raise IdempotencyConflictError(msg)
-                results.append(PostedBatch(batch.key, first_seq, count, from_us(first_at), True))
-                continue
-            self._check_preconditions(batch, new_keys)
-            for t in batch.transfers:
-                if not may_overdraw(t.debit, t.code):
-                    key = (t.debit, t.asset)
-                    before = balances.get(key, 0)
-                    if before < t.amount:
-                        msg = (
-                            f"batch {batch.key!r}: {t.debit} holds {before} {t.asset.value} "
-                            f"minor units, {t.code!r} needs {t.amount}; top the account up "
-                            "or move less"
-                        )
-                        raise InsufficientFundsError(msg)
-                    balances[key] = before - t.amount
-                credit_key = (t.credit, t.asset)
-                if credit_key in balances:
-                    balances[credit_key] += t.amount
-            first_seq = seq + 1
-            for t in batch.transfers:
-                seq += 1
-                asset = t.asset.value
-                text = (
-                    f"{seq}{_SEP}{batch.key}{_SEP}{t.code}{_SEP}{t.debit}{_SEP}{t.credit}"
-                    f"{_SEP}{asset}{_SEP}{t.amount}{_SEP}{posted_at_us}"
-                )
-                previous = sha256(previous + text.encode()).digest()
-                rows.append(
-                    (
-                        seq,
-                        batch.key,
-                        t.code,
-                        t.debit,
-                        t.credit,
-                        asset,
-                        t.amount,
-                        posted_at_us,
-                        previous,
-                    )
-                )
-                debit_key = (t.debit, asset)
-                deltas[debit_key] = deltas.get(debit_key, 0) - t.amount
-                credit_key2 = (t.credit, asset)
-                deltas[credit_key2] = deltas.get(credit_key2, 0) + t.amount
-            ordinal += 1
-            count = len(batch.transfers)
-            index_rows.append(
-                (batch.key, batch.digest, first_seq if count else 0, count, posted_at_us, ordinal)
-            )
-            new_keys.add(batch.key)
-            results.append(
-                PostedBatch(batch.key, first_seq if count else 0, count, from_us(posted_at_us))
-            )
-        self._check_bounds(deltas)
-        self._head = (seq, ordinal, previous)
-        db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        db.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)", index_rows)
+        plan = plan_posting(
+            batches,
+            posted_at_us,
+            chain_head,
+            int(ordinal_row[0]),
+            self._checked_balances(batches),
+            self._batch_row,
+        )
+        self._check_bounds({(account, asset): delta for account, asset, delta in plan.deltas})
+        if plan.journal:  # the chain head the anchor checkpoints after the commit
+            last_seq, last_hash = plan.journal[-1][0], plan.journal[-1][8]
+            self._head = (last_seq, plan.index[-1][5], last_hash)
+        db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", plan.journal)
+        db.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)", plan.index)
         db.executemany(
             "INSERT INTO balances VALUES (?, ?, ?) ON CONFLICT (account, asset) "
             "DO UPDATE SET balance = balance + excluded.balance",
-            [(a, s, d) for (a, s), d in deltas.items() if d],
+            plan.deltas,
         )
-        return results
+        return plan.results
 
     def _check_bounds(self, deltas: dict[tuple[str, str], int]) -> None:
         """Refuse the post if a balance would leave ±MAX_BALANCE (int64 stays exact)."""
@@ -350,12 +281,7 @@ class SqliteLedgerStore:
 
     def _checked_balances(self, batches: Sequence[Batch]) -> dict[tuple[str, Asset], int]:
         """Current balances of the accounts whose debits must be covered."""
-        wanted = {
-            (t.debit, t.asset)
-            for b in batches
-            for t in b.transfers
-            if not may_overdraw(t.debit, t.code)
-        }
+        wanted = covered_debits(batches)
         accounts = sorted({a for a, _ in wanted})
         found: dict[tuple[str, Asset], int] = {}
         for i in range(0, len(accounts), _CHUNK):
@@ -369,16 +295,6 @@ class SqliteLedgerStore:
                 if key in wanted:
                     found[key] = int(balance)
         return {key: found.get(key, 0) for key in wanted}
-
-    def _check_preconditions(self, batch: Batch, new_keys: set[str]) -> None:
-        for key in batch.requires_present:
-            if key not in new_keys and self._batch_row(key) is None:
-                msg = f"batch {batch.key!r} needs batch {key!r} to have been posted first"
-                raise BatchRejectedError(msg)
-        for key in batch.requires_absent:
-            if key in new_keys or self._batch_row(key) is not None:
-                msg = f"batch {batch.key!r} cannot be posted: batch {key!r} already was"
-                raise BatchRejectedError(msg)
 
     def _batch_row(self, key: str) -> tuple[bytes, int, int, int] | None:
         row = self._db.execute(

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from lastwatt.cli import main
 
 
@@ -63,7 +65,7 @@ def test_unusable_outputs_fail_before_the_run(tmp_path, capsys, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("the simulation started before the output paths were checked")
 
-    monkeypatch.setattr(scenarios.montecarlo, "run_many", must_not_run)
+    monkeypatch.setattr(scenarios.montecarlo, "tidy_runs", must_not_run)
     cases = [
         (["--out", str(tmp_path / "missing" / "r.html")], "does not exist"),
         (["--out", str(tmp_path / "r.pdf")], ".html"),
@@ -73,3 +75,28 @@ def test_unusable_outputs_fail_before_the_run(tmp_path, capsys, monkeypatch):
     for extra, message in cases:
         assert main(["simulate", "rainy_season", "--days", "1", *extra]) == 2
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow  # the client waits its 10 s connect timeout
+def test_unreachable_dask_scheduler_is_a_usage_error(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as probe:  # a free loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = main(
+        [
+            "simulate",
+            "rainy_season",
+            "--days",
+            "1",
+            "--runs",
+            "1",
+            "--scheduler",
+            f"tcp://127.0.0.1:{port}",
+            "--out",
+            str(tmp_path / "r.html"),
+        ]
+    )
+    assert code == 2
+    assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in capsys.readouterr().err

@@ -1,8 +1,7 @@
-"""The ledger core and the SQLite store: idempotency, balance rules, hash chain, verify."""
+"""The ledger core and both stores (SQLite, PostgreSQL): idempotency, balance rules, hash
+chain, verify."""
 
 from __future__ import annotations
-
-import sqlite3
 
 import pytest
 
@@ -12,11 +11,12 @@ from settlement import (
     BatchRejectedError,
     IdempotencyConflictError,
     InsufficientFundsError,
-    SqliteLedgerStore,
+    LedgerStore,
     Transfer,
 )
 from settlement.ledger import FIAT_BRIDGE, POOL, UTILITY
 from settlement.rounding import largest_remainder
+from tests.settlement.conftest import execute_raw
 
 
 def topup(account: str, amount: int, key: str) -> Batch:
@@ -87,20 +87,16 @@ def test_post_many_is_all_or_nothing(store):
     assert store.verify().ok
 
 
-def _ledger_with_rows(store: SqliteLedgerStore, n: int = 20) -> None:
+def _ledger_with_rows(store: LedgerStore, n: int = 20) -> None:
     for i in range(n):
         store.post(topup(f"user:{i % 3}", 1_000 + i, f"k{i}"))
     store.post(Batch("fund", (Transfer("user:0", "meter:H001", Asset.COIN, 500, "fund"),)))
     assert store.verify().ok
 
 
-def _raw(store: SqliteLedgerStore) -> sqlite3.Connection:
-    return sqlite3.connect(store.path, isolation_level=None)
-
-
 def test_verify_names_an_edited_row(store):
     _ledger_with_rows(store)
-    _raw(store).execute("UPDATE journal SET amount = amount + 1 WHERE seq = 7")
+    execute_raw(store, "UPDATE journal SET amount = amount + 1 WHERE seq = 7")
     report = store.verify()
     assert not report.ok
     assert report.first_bad_seq == 7
@@ -109,7 +105,7 @@ def test_verify_names_an_edited_row(store):
 
 def test_verify_names_a_deleted_row(store):
     _ledger_with_rows(store)
-    _raw(store).execute("DELETE FROM journal WHERE seq = 4")
+    execute_raw(store, "DELETE FROM journal WHERE seq = 4")
     report = store.verify()
     assert report.first_bad_seq == 4
     assert any("expected sequence number 4" in p.message for p in report.problems)
@@ -118,25 +114,23 @@ def test_verify_names_a_deleted_row(store):
 def test_verify_catches_a_rehashed_edit_through_balances_and_digest(store):
     """Even an attacker who recomputes the chain is caught by the balance table and digest."""
     _ledger_with_rows(store)
-    _raw(store).execute("UPDATE balances SET balance = balance + 9 WHERE account = 'user:1'")
+    execute_raw(store, "UPDATE balances SET balance = balance + 9 WHERE account = 'user:1'")
     report = store.verify()
     assert any("balance of user:1" in p.message for p in report.problems)
 
 
 def test_verify_flags_coins_created_outside_the_bridge(store):
     _ledger_with_rows(store)
-    db = _raw(store)
-    db.execute("UPDATE journal SET code = 'fund' WHERE seq = 1")
+    execute_raw(store, "UPDATE journal SET code = 'fund' WHERE seq = 1")
     report = store.verify()
     assert report.first_bad_seq == 1
     assert any("only fiat.* transfers" in p.message for p in report.problems)
 
 
-def test_reopening_continues_the_chain(tmp_path):
-    path = tmp_path / "l.sqlite"
-    with SqliteLedgerStore(path) as s:
+def test_reopening_continues_the_chain(open_store):
+    with open_store("reopened") as s:
         s.post(topup("user:a", 5, "k1"))
-    with SqliteLedgerStore(path) as s:
+    with open_store("reopened") as s:
         s.post(topup("user:a", 5, "k2"))
         assert s.verify().ok
         assert s.verify().rows == 2

@@ -1,10 +1,12 @@
 """Property tests: for random readings and tariffs every batch balances, the pool ends at
-zero, no coin appears outside the fiat bridge, and settling again changes nothing."""
+zero, no coin appears outside the fiat bridge, and settling again changes nothing — on
+both stores (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,8 +14,8 @@ from microgrid.readings import ENERGY_REGISTER_MODULUS_WH, MeterReading
 from microgrid.site import Tariff, TariffBand
 from settlement import (
     EnergyStatus,
+    LedgerStore,
     MeterEnergy,
-    SqliteLedgerStore,
     plan_hour,
     record_readings,
     settle_hour,
@@ -71,21 +73,41 @@ steps_st = st.lists(
 )
 
 
-def _all_balances(store: SqliteLedgerStore) -> dict[tuple[str, Asset], int]:
+def _all_balances(store: LedgerStore) -> dict[tuple[str, Asset], int]:
     return store.balances(Asset.COIN)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
+_settling_inputs = given(
     steps=st.fixed_dictionaries(dict.fromkeys(METERS, steps_st)),
     household_price=st.integers(0, 1_000_000),
     day_price=st.integers(0, 1_000_000),
     split=st.integers(0, 100),
     seed=st.randoms(use_true_random=False),
 )
+
+
+@pytest.mark.parametrize("open_store", ["sqlite"], indirect=True)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@_settling_inputs
 def test_settling_random_readings_keeps_every_invariant(
-    site, steps, household_price, day_price, split, seed
+    site, open_store, steps, household_price, day_price, split, seed
 ):
+    _settle_in_lots_and_at_once(site, open_store, steps, household_price, day_price, split, seed)
+
+
+# Settling a 400-meter site reads each meter's neighbouring readings one by one: on
+# PostgreSQL each is a round trip (~0.5 ms here), so fewer examples and the slow mark.
+@pytest.mark.slow
+@pytest.mark.parametrize("open_store", ["postgres"], indirect=True)
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@_settling_inputs
+def test_settling_random_readings_keeps_every_invariant_on_postgres(
+    site, open_store, steps, household_price, day_price, split, seed
+):
+    _settle_in_lots_and_at_once(site, open_store, steps, household_price, day_price, split, seed)
+
+
+def _settle_in_lots_and_at_once(site, open_store, steps, household_price, day_price, split, seed):
     tariffs = dict(site.tariffs)
     tariffs["household"] = Tariff(kind="flat", price_per_kwh_minor=household_price)
     tariffs["business"] = Tariff(
@@ -101,7 +123,7 @@ def test_settling_random_readings_keeps_every_invariant(
     cut = len(readings) * split // 100
     hours = [HOUR + k * H for k in range(4)]
 
-    with SqliteLedgerStore(":memory:") as late, SqliteLedgerStore(":memory:") as once:
+    with open_store(None) as late, open_store(None) as once:
         # Readings arriving in two lots, settling after each: corrections.
         record_readings(late, local_site, readings[:cut])
         for h in hours:
