@@ -94,7 +94,7 @@ class LexicographicSolver:
         self.highs.setOptionValue("mip_rel_gap", 0.0)  # gaps are absolute, per tier
         if settings.threads is not None:
             self.highs.setOptionValue("threads", int(settings.threads))
-        self.integer = _pass_model(self.highs, form)
+        self.integer, self._col_lower, self._col_upper = _pass_model(self.highs, form)
         self._stopped = threading.Event()
         for event in (
             self.highs.cbMipInterrupt,
@@ -139,6 +139,43 @@ class LexicographicSolver:
             index = np.array([i for i, _ in known], dtype=np.int32)
             value = np.array([x for _, x in known], dtype=np.float64)
             self.highs.setSolution(len(known), index, value)
+
+    def plan_all_off(self) -> bool:
+        """A first plan with every free binary at 0 (every switchable unit off).
+
+        Solved as an LP (the binaries' bounds pinned at 0, then restored) under the rows
+        fixed so far; with the soft SoC window and every shortfall priced it is feasible
+        whenever the units held on can be fed. It becomes the MIP start of the first
+        MILP stage, so that stage has a plan from its first node even if the deadline
+        cuts it short. Returns whether a plan was found.
+        """
+        index = np.flatnonzero(self.integer).astype(np.int32)
+        if index.size == 0 or self.deadline <= time.monotonic():
+            return False
+        highs = self.highs
+        zeros = np.zeros(index.size)
+        highs.changeColsBounds(index.size, index, zeros, zeros)
+        highs.changeColsCost(
+            len(self.columns),
+            np.arange(len(self.columns), dtype=np.int32),
+            np.zeros(len(self.columns)),
+        )
+        highs.changeObjectiveOffset(0.0)
+        self._tolerance = 1e30  # any plan will do: stop at the first (its gap is finite)
+        finished, _ = self._run()
+        if not finished:
+            self.abandoned = True
+            return False
+        found = int(highs.getInfo().primal_solution_status) == int(
+            highspy.SolutionStatus.kSolutionStatusFeasible
+        )
+        if found:
+            values = np.asarray(highs.getSolution().col_value, dtype=np.float64)
+            values[self.integer] = np.round(values[self.integer])
+            self.solution = values
+            self.own_solution = True
+        highs.changeColsBounds(index.size, index, self._col_lower[index], self._col_upper[index])
+        return found
 
     def fix_value(self, name: str, value: float, tolerance: float) -> None:
         """Constrain an objective to at most ``value + tolerance`` (its stage is done)."""
@@ -230,6 +267,10 @@ class LexicographicSolver:
             With the value at the accepted solution. Without a new solution the
             previous one (feasible here) is kept and its value reported.
         """
+        if self.deadline <= time.monotonic():
+            return StageReport(
+                name, SolverStatus.NO_SOLUTION, np.nan, np.nan, tolerance, 0, 0, 0.0, "not run"
+            )
         highs = self.highs
         highs.changeColsCost(
             len(self.columns),
@@ -351,13 +392,15 @@ class LexicographicSolver:
         return True
 
 
-def _pass_model(highs: highspy.Highs, form: object) -> np.ndarray:
+def _pass_model(highs: highspy.Highs, form: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hand the standard form's arrays to HiGHS (column-wise sparse matrix), zero costs.
 
     Returns
     -------
-    numpy.ndarray
+    integer : numpy.ndarray
         Which columns are integer (bool).
+    lower, upper : numpy.ndarray
+        The columns' bounds as passed.
     """
     matrix = form.A.tocsc()  # type: ignore[attr-defined]
     rows = form.rows  # type: ignore[attr-defined]
@@ -402,4 +445,4 @@ def _pass_model(highs: highspy.Highs, form: object) -> np.ndarray:
     if status == highspy.HighsStatus.kError:
         msg = f"HiGHS refused the model: {status}"
         raise RuntimeError(msg)
-    return integrality.astype(bool)
+    return integrality.astype(bool), col_lower, col_upper

@@ -66,6 +66,24 @@ def test_bad_stakes_file_is_named(tmp_path, capsys, content, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--soc-kwh", "500"], "--soc-kwh 500 is outside the battery's 0–60 kWh"),
+        (["--soc-kwh", "-3"], "--soc-kwh -3 is outside the battery's 0–60 kWh"),
+        (["--soc-kwh", "nan"], "--soc-kwh nan is outside"),
+        (["--time-limit", "0"], "--time-limit must be a positive number of seconds, got 0"),
+    ],
+)
+def test_dispatch_options_are_checked_against_the_site(tmp_path, capsys, option, message):
+    # Checked before any forecast or solve: no "optimal" plan with 24 313 kWh of violation.
+    assert main(["dispatch", *option, "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "x.csv").exists()
+
+
 def test_bad_site_file_exits_2_with_the_problem(tmp_path, capsys):
     site = tmp_path / "site.toml"
     site.write_text('name = "x"\n')
