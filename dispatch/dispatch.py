@@ -196,7 +196,11 @@ def _solve(
         if binaries:
             mip_left.remove(tier)
             if solver.solution is None and warm_start is None:
-                solver.plan_all_off()
+                solver.plan_pinned()
+            if tier == "business" and solver.relaxed is not None:
+                # The relays of the relaxed business optimum, rounded: a plan that
+                # serves businesses even if the deadline cuts the stage short.
+                solver.plan_pinned(tier, solver.relaxed)
             if solver.solution is not None and solver.own_solution:
                 # The LP bound may already prove the plan in hand within the tolerance;
                 # then branch and bound has nothing to find.

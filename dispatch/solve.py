@@ -108,6 +108,7 @@ class LexicographicSolver:
         self.own_solution = False
         self.values: dict[str, float] = {}
         self._rows: list[int] = []
+        self.relaxed: np.ndarray | None = None  # the last relaxed stage's solution
         self.compile_s = time.perf_counter() - begin
         self.highs_s = 0.0
         self.abandoned = False
@@ -140,28 +141,28 @@ class LexicographicSolver:
             value = np.array([x for _, x in known], dtype=np.float64)
             self.highs.setSolution(len(known), index, value)
 
-    def plan_all_off(self) -> bool:
-        """A first plan with every free binary at 0 (every switchable unit off).
+    def plan_pinned(self, name: str | None = None, pins: np.ndarray | None = None) -> bool:
+        """A plan with every free binary pinned, at 0 or at ``pins`` rounded.
 
-        Solved as an LP (the binaries' bounds pinned at 0, then restored) under the rows
-        fixed so far; with the soft SoC window and every shortfall priced it is feasible
-        whenever the units held on can be fed. It becomes the MIP start of the first
-        MILP stage, so that stage has a plan from its first node even if the deadline
-        cuts it short. Returns whether a plan was found.
+        At 0 every switchable unit is off; ``pins`` may be a relaxed solution. Solved as
+        an LP (the binaries' bounds pinned, then restored) under the rows fixed so far,
+        minimising objective ``name`` (any feasible plan without one); it replaces the
+        plan in hand when it is better for ``name``. With the soft SoC window and every
+        shortfall priced the all-off plan is feasible whenever the units held on can be
+        fed. It is the next MILP stage's start, so that stage has a plan from its first
+        node even if the deadline cuts it short. Returns whether the plan was taken.
         """
         index = np.flatnonzero(self.integer).astype(np.int32)
         if index.size == 0 or self.deadline <= time.monotonic():
             return False
         highs = self.highs
-        zeros = np.zeros(index.size)
-        highs.changeColsBounds(index.size, index, zeros, zeros)
-        highs.changeColsCost(
-            len(self.columns),
-            np.arange(len(self.columns), dtype=np.int32),
-            np.zeros(len(self.columns)),
-        )
-        highs.changeObjectiveOffset(0.0)
-        self._tolerance = 1e30  # any plan will do: stop at the first (its gap is finite)
+        value = np.zeros(index.size) if pins is None else np.clip(np.round(pins[index]), 0, 1)
+        highs.changeColsBounds(index.size, index, value, value)
+        every = np.arange(len(self.columns), dtype=np.int32)
+        cost = np.zeros(every.size) if name is None else self._costs[name]
+        highs.changeColsCost(every.size, every, cost)
+        highs.changeObjectiveOffset(0.0 if name is None else self._offsets[name])
+        self._tolerance = 1e30  # its binaries are pinned: the first plan is the plan
         finished, _ = self._run()
         if not finished:
             self.abandoned = True
@@ -169,13 +170,20 @@ class LexicographicSolver:
         found = int(highs.getInfo().primal_solution_status) == int(
             highspy.SolutionStatus.kSolutionStatusFeasible
         )
-        if found:
-            values = np.asarray(highs.getSolution().col_value, dtype=np.float64)
-            values[self.integer] = np.round(values[self.integer])
+        highs.changeColsBounds(index.size, index, self._col_lower[index], self._col_upper[index])
+        if not found:
+            return False
+        values = np.asarray(highs.getSolution().col_value, dtype=np.float64)
+        values[self.integer] = np.round(values[self.integer])
+        better = (
+            self.solution is None
+            or name is None
+            or self.value_of(name, values) < self.value_of(name, self.solution)
+        )
+        if better:
             self.solution = values
             self.own_solution = True
-        highs.changeColsBounds(index.size, index, self._col_lower[index], self._col_upper[index])
-        return found
+        return better
 
     def fix_value(self, name: str, value: float, tolerance: float) -> None:
         """Constrain an objective to at most ``value + tolerance`` (its stage is done)."""
@@ -333,6 +341,7 @@ class LexicographicSolver:
         values = np.asarray(highs.getSolution().col_value, dtype=np.float64)
         value = self.value_of(name, values)
         if relax:
+            self.relaxed = values
             # A relaxed stage is fixed only where its optimum equals the MIP's.
             binaries = values[self.integer]
             if fix and status is SolverStatus.OPTIMAL:
