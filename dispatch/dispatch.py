@@ -197,20 +197,22 @@ def _solve(
             mip_left.remove(tier)
             if solver.solution is None and warm_start is None:
                 solver.plan_pinned()
-            if tier == "business" and solver.relaxed is not None:
-                # The relays of the relaxed business optimum, rounded: a plan that
-                # serves businesses even if the deadline cuts the stage short.
-                solver.plan_pinned(tier, solver.relaxed)
-            if solver.solution is not None and solver.own_solution:
-                # The LP bound may already prove the plan in hand within the tolerance;
-                # then branch and bound has nothing to find.
-                bound = solver.solve(tier, tolerance, relax=True, fix=False)
-                incumbent = solver.value_of(tier, solver.solution)
-                if bound.status is SolverStatus.OPTIMAL and incumbent - bound.value <= tolerance:
-                    solver.fix_value(tier, incumbent, tolerance)
-                    solver.fix_integers(binaries)
-                    stages.append(replace(bound, value=incumbent, bound=bound.value))
-                    continue
+            # The relaxed optimum bounds the tier; its relays, rounded (or, if that plan
+            # is infeasible, rounded down), give a plan that is often within the
+            # tolerance of it: then branch and bound, whose root alone takes seconds
+            # here, has nothing to find. Otherwise that plan is its start.
+            bound = solver.solve(tier, tolerance, relax=True, fix=False)
+            relaxed = solver.relaxed
+            if bound.status is SolverStatus.OPTIMAL and relaxed is not None:
+                if not solver.plan_pinned(tier, np.round(relaxed)):
+                    solver.plan_pinned(tier, np.floor(relaxed + 1e-6))
+                if solver.solution is not None and solver.own_solution:
+                    incumbent = solver.value_of(tier, solver.solution)
+                    if incumbent - bound.value <= tolerance:
+                        solver.fix_value(tier, incumbent, tolerance)
+                        solver.fix_integers(binaries)
+                        stages.append(replace(bound, value=incumbent, bound=bound.value))
+                        continue
         # Without binaries of its own the tier's relaxation is exact (tier_binaries).
         report = solver.solve(tier, tolerance, relax=not binaries)
         stages.append(report)
