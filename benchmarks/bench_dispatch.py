@@ -1,13 +1,15 @@
-"""Dispatch timings: the default site at 96 × 15 min, 10× the community, and a week at 1 h.
+"""Dispatch wall time per plan over varied weather, and at scale.
 
-For the default site, six days of different weather (date, weather seed) are each solved
-several times; per day it prints the median of build (Pyomo), hand-over (standard form
-→ highspy), HiGHS's own run time as HiGHS reports it, extraction and total, and the
-modelling overhead (everything but HiGHS) as a share of HiGHS's time; then the medians
-over the days. HiGHS's time varies several-fold from day to day (and with its random
-seed), the overhead hardly at all, so one day's ratio says little.
+Thirty days spread over the year, each with its own synthetic-weather seed, are planned
+once each (after one warm-up plan) on the default site, then on the default container
+with 44 kWp and a battery twice as large, where businesses are actually served (a
+stand-in for the default site under the community-allocation policy of issue 14, not
+landed yet). Per configuration it prints the median, p95 and max of the total wall time
+per plan, the medians of its phases, how many plans were proven optimal per tier and
+how many the deadline cut short. Then one plan each for 10× the community and for one
+week at 1 h.
 
-Run: python benchmarks/bench_dispatch.py [--repeats N] [--skip-scale]
+Run: python benchmarks/bench_dispatch.py [--days N] [--skip-scale] [--time-limit S]
 """
 
 from __future__ import annotations
@@ -17,26 +19,20 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import machine
 
-from dispatch import SolverSettings, problem_from_site, solve_dispatch
+from dispatch import Schedule, SolverSettings, problem_from_site, solve_dispatch
+from dispatch.schedule import SolverStatus
 from forecasts.forecast import forecast_site
 from forecasts.weather import synthetic_weather
 from microgrid import Site, TimeGrid, load_site
-from microgrid.scaling import replicate_site
+from microgrid.scaling import replicate_site, resize_container
 
-DAYS = [
-    ("2026-01-10", 1),
-    ("2026-03-20", 3),
-    ("2026-06-15", 2),
-    ("2026-08-01", 0),
-    ("2026-08-20", 5),
-    ("2026-10-05", 4),
-]
 PHASES = ("build_s", "compile_s", "highs_s", "extract_s", "total_s")
 
 
@@ -48,54 +44,68 @@ def problem_for(site: Site, grid: TimeGrid, seed: int):
     return problem_from_site(site, grid, p50, p10, demand, soc_kwh=soc)
 
 
-def timings(problem, settings: SolverSettings, repeats: int) -> dict[str, float]:
-    solve_dispatch(problem, settings)  # warm-up: imports, first-call caches
-    runs = [solve_dispatch(problem, settings).solver for _ in range(repeats)]
-    out = {key: statistics.median(float(r[key]) for r in runs) for key in PHASES}
-    out["overhead_s"] = out["total_s"] - out["highs_s"]
-    out["mip_gap"] = statistics.median(float(r["mip_gap"]) for r in runs)
-    return out
+def days(count: int) -> list[tuple[str, int]]:
+    """``count`` dates spread over 2026, each with its own weather seed."""
+    dates = pd.date_range("2026-01-05", "2026-12-20", periods=count)
+    return [(d.strftime("%Y-%m-%d"), seed) for seed, d in enumerate(dates)]
 
 
-def line(label: str, t: dict[str, float]) -> str:
-    return (
-        f"  {label:<22} build {t['build_s']:.3f}  hand-over {t['compile_s']:.3f}  "
-        f"HiGHS {t['highs_s']:.3f}  extract {t['extract_s']:.3f}  total {t['total_s']:.3f} s  "
-        f"overhead {t['overhead_s']:.3f} s = {t['overhead_s'] / t['highs_s']:.0%} of HiGHS  "
-        f"gap {t['mip_gap']:.3%}"
+def plan(site: Site, date: str, seed: int, settings: SolverSettings) -> Schedule:
+    grid = TimeGrid.from_days(date, 1, site.location.timezone)
+    return solve_dispatch(problem_for(site, grid, seed), settings)
+
+
+def summary(label: str, schedules: list[Schedule]) -> None:
+    reports = [s.solver for s in schedules if s.solver is not None]
+    totals = np.array([r.total_s for r in reports])
+    phases = "  ".join(
+        f"{p.removesuffix('_s')} {statistics.median(getattr(r, p) for r in reports):.3f}"
+        for p in PHASES
     )
+    proven = sum(r.status is SolverStatus.OPTIMAL for r in reports)
+    cut = sum(r.deadline_hit for r in reports)
+    business = statistics.median(
+        float(s.tier_energy_kwh()["served"]["business"]) for s in schedules
+    )
+    print(
+        f"  {label}: {len(reports)} plans, wall time per plan median {np.median(totals):.2f} s, "
+        f"p95 {np.percentile(totals, 95):.2f} s, max {totals.max():.2f} s; "
+        f"{proven} proven optimal, {cut} cut short by the time limit; "
+        f"median business energy {business:.1f} kWh/day"
+    )
+    print(f"    phase medians [s]: {phases}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--skip-scale", action="store_true", help="only the default site")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--time-limit", type=float, default=10.0, help="per plan [s]")
+    parser.add_argument("--skip-scale", action="store_true", help="only the 30 days")
     args = parser.parse_args()
+    settings = SolverSettings(time_limit_s=args.time_limit)
     site = load_site()
-    settings = SolverSettings(mip_rel_gap=1e-3, time_limit_s=60.0)
     print(f"machine: {machine()}")
-    print(f"default site, 96 periods × 15 min, MIP gap ≤ 0.1 %, median of {args.repeats} runs")
-    per_day = []
-    for date, seed in DAYS:
-        grid = TimeGrid.from_days(date, 1, site.location.timezone)
-        per_day.append(timings(problem_for(site, grid, seed), settings, args.repeats))
-        print(line(f"{date} (seed {seed})", per_day[-1]))
-    median = {k: statistics.median(d[k] for d in per_day) for k in per_day[0]}
-    print(line("median over the days", median))
-    ratios = [d["overhead_s"] / d["highs_s"] for d in per_day]
     print(
-        f"  overhead ÷ HiGHS per day: median {statistics.median(ratios):.0%}, max {max(ratios):.0%}"
+        f"{args.days} days × 96 periods × 15 min, one plan each after a warm-up, "
+        f"time limit {args.time_limit:g} s"
     )
+    served = resize_container(site, 44.0, 2 * site.battery.energy_capacity_kwh)
+    for label, configuration in (("default site (22 kWp)", site), ("44 kWp", served)):
+        plan(configuration, "2026-03-20", 99, settings)  # warm-up: imports, caches
+        summary(label, [plan(configuration, d, s, settings) for d, s in days(args.days)])
     if args.skip_scale:
         return
-    print("scale (one run each after a warm-up):")
+    print("scale (one plan each after the warm-up):")
     big = replicate_site(site, 10)
     grid = TimeGrid.from_days("2026-03-20", 1, site.location.timezone)
-    label = f"10× ({len(big.connections)} conn.)"
-    print(line(label, timings(problem_for(big, grid, 3), settings, 1)))
+    scale_settings = SolverSettings(time_limit_s=60.0)
+    summary(
+        f"10× ({len(big.connections)} connections)",
+        [solve_dispatch(problem_for(big, grid, 3), scale_settings)],
+    )
     day = TimeGrid.from_days("2026-03-20", 7, site.location.timezone)
     week = TimeGrid(start=day.start, periods=7 * 24, step=pd.Timedelta("1h"))
-    print(line("one week at 1 h", timings(problem_for(site, week, 3), settings, 1)))
+    summary("one week at 1 h", [solve_dispatch(problem_for(site, week, 3), scale_settings)])
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import pandas as pd
 
 from dispatch.problem import DispatchProblem
 from dispatch.reserve import reserve_requirement_kwh
-from dispatch.schedule import DispatchStatus, Schedule, explain, plan_table
+from dispatch.schedule import DispatchStatus, Schedule, explain, plan_table, violations_kwh
 
 __all__ = ["oracle_problem", "proportional_rule"]
 
@@ -134,9 +134,8 @@ def proportional_rule(problem: DispatchProblem) -> Schedule:
         relays=relays,
         allotment_kw=allotment_frame,
         reasons=explain(problem, relays, allotment_frame),
-        violations_kwh={},
+        violations_kwh=violations_kwh(problem, plan, soc),
         household_groups=tuple(g.id for g in problem.households),
-        solver={"rule": "proportional"},
     )
 
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dispatch.weights import BUSINESS_SLOPE_MAX
+__all__ = ["BUSINESS_SLOPE_MAX", "FairShareLayers", "fair_share_layers"]
 
-__all__ = ["FairShareLayers", "fair_share_layers"]
+BUSINESS_SLOPE_MAX = 1.0
+"""Steepest business utility slope [value/kWh]: the business tier's value unit."""
 
 FINE_RATIO = 1.03
 """Width of a fine layer: shares are proportional to within ±3 % in the fine band."""

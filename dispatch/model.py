@@ -19,38 +19,120 @@ import pyomo.environ as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from dispatch.fair_share import FairShareLayers, fair_share_layers
-from dispatch.problem import BusinessLoad, DispatchProblem
+from dispatch.problem import TIER_ORDER, BusinessLoad, DispatchProblem
 from dispatch.reserve import reserve_requirement_kwh
-from dispatch.weights import TierWeights, tier_weights
 
-__all__ = ["ModelData", "build_model", "business_power_terms", "linear", "surplus_only"]
+__all__ = [
+    "CONSERVATION",
+    "TIERS",
+    "ModelData",
+    "build_model",
+    "business_power_terms",
+    "held_periods",
+    "linear",
+    "surplus_only",
+    "tier_binaries",
+    "tier_tolerance",
+]
 
-SURPLUS_VALUE_FACTOR = 0.1
-"""Value of a surplus-only business's kWh, as a fraction of the flattest fair-share
-slope: high enough to beat curtailment, too low to outbid any staked business or the
-battery storing energy for one."""
+TIERS = TIER_ORDER
+"""Tiers the model knows, each with its own objective ``objective_<tier>`` (minimise),
+solved in the order :attr:`DispatchPolicy.tier_order` gives."""
+
+
+CONSERVATION = "conservation"
+"""The objective solved after every tier: curtailment, then surplus-only use and wear."""
+
+BUSINESS_LEVEL = "business_energy"
+"""An auxiliary objective (minus the staked businesses' energy), solved relaxed after the
+upper tiers to centre the fair-share layers on what they actually leave."""
+
+TIER_TOLERANCE_KWH = 1e-3
+"""Absolute gap accepted per tier [kWh of the tier's shortfall]: 1 Wh, far below any
+meter's resolution and ≥ 100× HiGHS's feasibility tolerance on rows of a few hundred kWh.
+Tiers whose decisions are relay blocks take :data:`BLOCK_TOLERANCE_KWH` instead."""
+
+BLOCK_TOLERANCE_KWH = 0.1
+"""Absolute gap accepted for the household, reserve and business tiers [kWh, kWh·h]: a tenth of
+one household group's hour (≈ 1 kWh on the default site). Proving 1 Wh there took
+2.5–8.6 s of branch and bound per plan on the default site (its optimum is a knapsack
+with near-ties from rotation and time preference); the polish cannot change relays, so
+this is the only place a gap reaches the plan, and it is bounded by this amount."""
+
+SURPLUS_ONLY_COST = 0.01
+"""Cost of a surplus-only business's kWh in the conservation stage, per curtailed kWh
+avoided (1): it takes what would be curtailed, never what the battery could store."""
+
+WEAR_COST = 0.001
+"""Cost of a kWh of battery throughput and of a relay start, per curtailed kWh: below
+the surplus-only cost, so they only break ties (no simultaneous charge and discharge,
+no relay chatter between equal plans)."""
 
 TIME_PREFERENCE = 0.05
 """Household shedding costs up to 5 % more now than at the horizon's end: a kWh served now
 beats one promised later, because forecasts worsen with lead time and the plan is redone
 every period. Without it, equal plans put the served hours at the end of the horizon."""
 
-TIE_BREAK_FACTOR = 0.01
-"""Battery wear and relay switching costs, as a fraction of the surplus value: they only
-break ties (no simultaneous charge and discharge, no needless relay chatter)."""
-
 
 @dataclass(frozen=True)
 class ModelData:
     """Numbers derived from the problem while building, kept for reading the result."""
 
-    weights: TierWeights
     layers: FairShareLayers
+    business_level_kwh: float  # what the fine fair-share layers are centred on
     reserve_kwh: np.ndarray
     periods_per_block: int
     business_cap_kw: np.ndarray  # (businesses, relay blocks)
     business_floor_kw: np.ndarray  # (businesses, relay blocks): minimum power when on
-    surplus_value: float
+
+
+def tier_binaries(model: pyo.ConcreteModel, problem: DispatchProblem, tier: str) -> list[pyo.Var]:
+    """The relay binaries a tier decides (empty for a tier without any).
+
+    Notes
+    -----
+    Household relays belong to the household tier, staked businesses' relays to the
+    business tier, surplus-only businesses' relays to the conservation stage. After a
+    tier is solved its binaries are fixed, so a tier without binaries of its own is an
+    LP whose relaxation is exact: every binary still free belongs to a lower tier, and
+    setting it to 0 (a unit off consumes nothing) never hurts a higher tier.
+    """
+    if tier == "household":
+        return list(model.household_on.values())
+    if tier in ("business", CONSERVATION):
+        wanted = tier == CONSERVATION
+        return [
+            model.business_on[b, h]
+            for b, business in enumerate(problem.businesses)
+            if surplus_only(business, problem) == wanted
+            for h in model.H
+        ]
+    return []
+
+
+def level_slope(data: ModelData) -> float:
+    """Slope of the fair-share layer holding the expected level [value/kWh]."""
+    layers = data.layers
+    at = int(np.searchsorted(layers.breaks_kwh, data.business_level_kwh)) - 1
+    return float(layers.slopes[min(max(at, 0), layers.slopes.size - 1)])
+
+
+def tier_tolerance(tier: str, data: ModelData) -> float:
+    """Absolute gap accepted for a tier's objective, in that objective's units.
+
+    Every tier's objective is in kWh (of shortfall, rotation-weighted for households),
+    so the tolerance is :data:`TIER_TOLERANCE_KWH`; the business utility is in value
+    units whose flattest slope is ``layers.smallest_slope`` per kWh, so its tolerance is
+    the value of 1 Wh at that slope — no business kWh can hide inside it.
+    """
+    if tier == "business":
+        # Its value is scaled to kWh at the expected level (level_slope), where the
+        # tier's energy lies: 0.1 kWh there. (1 Wh at the flattest slope, ≈ 2e-6 of
+        # the steepest, sat below HiGHS's tolerances and was never proven in 2.8 s.)
+        return BLOCK_TOLERANCE_KWH
+    if tier in ("household", "reserve"):
+        return BLOCK_TOLERANCE_KWH
+    return TIER_TOLERANCE_KWH
 
 
 def linear(
@@ -77,18 +159,30 @@ def surplus_only(business: BusinessLoad, problem: DispatchProblem) -> bool:
     )
 
 
-def build_model(problem: DispatchProblem) -> tuple[pyo.ConcreteModel, ModelData]:
+def build_model(
+    problem: DispatchProblem, business_level_kwh: float | None = None
+) -> tuple[pyo.ConcreteModel, ModelData]:
     """The dispatch MILP for one problem.
+
+    Parameters
+    ----------
+    problem : DispatchProblem
+        A problem that passed :func:`dispatch.problem.check_problem`.
+    business_level_kwh : float, optional
+        The business tier's energy to centre the fine fair-share layers on [kWh]; a
+        rough estimate from the demand when not given.
 
     Returns
     -------
     model : pyomo.environ.ConcreteModel
-        With variables, constraints and the objective ``objective`` (minimise).
+        With variables, constraints and one objective per tier, ``objective_<tier>``
+        (see :data:`TIERS`), plus ``objective_conservation`` and
+        ``objective_business_energy`` (all minimise; solved lexicographically).
     data : ModelData
-        Weights, fair-share layers and derived inputs, for reading the result.
+        Fair-share layers and derived inputs, for reading the result.
     """
     model = pyo.ConcreteModel(name="lastwatt_dispatch")
-    data = _model_data(problem)
+    data = _model_data(problem, business_level_kwh)
     _add_index_sets(model, problem, data)
     add_supply(model, problem)
     add_battery(model, problem)
@@ -99,20 +193,13 @@ def build_model(problem: DispatchProblem) -> tuple[pyo.ConcreteModel, ModelData]
     add_energy_balance(model, problem, data)
     add_reserve(model, problem, data)
     add_fair_share(model, problem, data)
-    add_objective(model, problem, data)
+    add_objectives(model, problem, data)
     return model, data
 
 
-def _model_data(problem: DispatchProblem) -> ModelData:
+def _model_data(problem: DispatchProblem, business_level_kwh: float | None) -> ModelData:
     step = problem.step_hours
-    ratio = problem.policy.relay_step_hours / step
-    if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
-        msg = (
-            f"relay_step_hours ({problem.policy.relay_step_hours}) must be a whole multiple "
-            f"of the period length ({step} h)"
-        )
-        raise ValueError(msg)
-    k = round(ratio)
+    k = round(problem.policy.relay_step_hours / step)
     blocks = -(-problem.periods // k)
     caps = np.zeros((len(problem.businesses), blocks))
     for i, b in enumerate(problem.businesses):
@@ -124,27 +211,39 @@ def _model_data(problem: DispatchProblem) -> ModelData:
         i for i, b in enumerate(problem.businesses) if not surplus_only(b, problem) and b.stake > 0
     ]
     total_stake = sum(problem.businesses[i].stake for i in staked)
-    expected = _expected_business_energy_kwh(problem)
+    expected = (
+        _expected_business_energy_kwh(problem)
+        if business_level_kwh is None
+        else max(business_level_kwh, MIN_LEVEL_KWH)
+    )
     largest = max(
         (caps[i].sum() * k * step * total_stake / problem.businesses[i].stake for i in staked),
         default=1.0,
     )
     layers = fair_share_layers(expected, largest, 1.0 + problem.policy.fair_share_tolerance)
     return ModelData(
-        weights=tier_weights(problem),
         layers=layers,
+        business_level_kwh=expected,
         reserve_kwh=reserve_requirement_kwh(problem),
         periods_per_block=k,
         business_cap_kw=caps,
         business_floor_kw=np.minimum(
             np.array([[b.power_kw_min] for b in problem.businesses]).reshape(-1, 1), caps
         ),
-        surplus_value=SURPLUS_VALUE_FACTOR * layers.smallest_slope,
     )
 
 
+MIN_LEVEL_KWH = 0.05
+"""Smallest level the fair-share layers are centred on [kWh]: below it the layers'
+widths (level/30) would reach HiGHS's tolerances."""
+
+
 def _expected_business_energy_kwh(problem: DispatchProblem) -> float:
-    """A rough budget for the business tier, to centre the fine fair-share layers on."""
+    """A rough budget for the business tier, to centre the fine fair-share layers on.
+
+    Only a first guess: :func:`dispatch.solve_dispatch` replaces it by what the upper
+    tiers actually leave (their solved plan) before the business tier is solved.
+    """
     step = problem.step_hours
     supply = problem.pv_p50_kw.sum() * step + max(
         problem.battery.soc_kwh - problem.battery.soc_kwh_min, 0.0
@@ -387,14 +486,26 @@ def add_relay_switching(
             return sum(m.business_stop[b, tau] for tau in window) <= 1 - m.business_on[b, h]
 
     # A relay that switched recently holds its measured state until its minimum time is up.
+    k = data.periods_per_block
     for b, business in enumerate(problem.businesses):
-        hold_hours = (
-            problem.policy.min_on_hours if business.relay.closed else problem.policy.min_off_hours
-        ) - business.relay.hours_in_state
-        hold_blocks = int(np.ceil(max(hold_hours, 0.0) / block_hours - 1e-9))
+        hold_blocks = -(-held_periods(business, problem) // k)
         for h in range(min(hold_blocks, len(model.H))):
             if not model.business_on[b, h].fixed:
                 model.business_on[b, h].fix(1 if business.relay.closed else 0)
+
+
+def held_periods(business: BusinessLoad, problem: DispatchProblem) -> int:
+    """Periods from the start during which a business relay keeps its measured state.
+
+    A relay that switched less than the minimum on (or off) time ago holds its state
+    for the rest of that time, rounded up to whole relay blocks.
+    """
+    policy = problem.policy
+    hold_hours = (
+        policy.min_on_hours if business.relay.closed else policy.min_off_hours
+    ) - business.relay.hours_in_state
+    blocks = int(np.ceil(max(hold_hours, 0.0) / policy.relay_step_hours - 1e-9))
+    return min(blocks * round(policy.relay_step_hours / problem.step_hours), problem.periods)
 
 
 def add_energy_balance(model: pyo.ConcreteModel, problem: DispatchProblem, data: ModelData) -> None:
@@ -486,7 +597,8 @@ def add_fair_share(model: pyo.ConcreteModel, problem: DispatchProblem, data: Mod
         0 \le z_{b,k} \le w_b (u_{k+1} - u_k)
 
     and the utility :math:`\sum_k \sigma_k z_{b,k}` (see :mod:`dispatch.fair_share`).
-    Surplus-only businesses have no layers; they earn a flat, tiny value per kWh.
+    Surplus-only businesses have no layers: they are served in the conservation stage,
+    after the business tier is fixed, so they can never reduce what staked ones get.
     """
     staked = [
         b
@@ -527,84 +639,113 @@ def add_fair_share(model: pyo.ConcreteModel, problem: DispatchProblem, data: Mod
         return linear(coefs, variables) == 0.0
 
 
-def add_objective(model: pyo.ConcreteModel, problem: DispatchProblem, data: ModelData) -> None:
-    r"""Minimise the priced shortfalls of the tiers, minus the business utility.
+def add_objectives(model: pyo.ConcreteModel, problem: DispatchProblem, data: ModelData) -> None:
+    r"""One objective per tier, each in its own units, for the lexicographic solve.
 
     Notes
     -----
+    All minimise; none carries a weight relative to another (the order does that):
+
     .. math::
 
-        \min\; w_{soc} \sum_s (s^{lo}_s + s^{hi}_s)
-        + w_p \Delta \sum_{i,t} (d_{i,t} - p^{pri}_{i,t})
-        + \sum_{g,h} w_h f_g E_{g,h} (1 - x_{g,h})
-        + w_r \sum_t r_t + w_r s^{end}
-        - \sum_{b,k} \sigma_k z_{b,k} - \epsilon \Delta \sum_{b \in surplus} p^{bus}_{b,t}
-        + \epsilon' (\text{throughput} + \text{switches})
+        f_{soc} &= \sum_s (s^{lo}_s + s^{hi}_s) \quad [\text{kWh}] \\
+        f_{pri} &= \Delta \sum_t (d_t - p^{pri}_t) \quad [\text{kWh}] \\
+        f_{hh} &= \sum_{g,h} \phi_g\,\tau_h\,E_{g,h}\,(1 - x_{g,h})
+                   \quad [\text{kWh, rotation-weighted}] \\
+        f_{res} &= \Delta \sum_t r_t + s^{end} \quad [\text{kWh·h}] \\
+        f_{bus} &= -\sum_{b,k} \sigma_k z_{b,k} \quad [\text{value; } \sigma_0 = 1/\text{kWh}] \\
+        f_{cons} &= \Delta \sum_t (\hat p^{P50}_t - p^{pv}_t)
+                   + c_{s} \sum_{b \in surplus,h} \Delta_h p^{bus}_{b,h}
+                   + c_w (\Delta \sum_t (p^{ch}_t + p^{dis}_t) + \sum v)
 
-    The constant unserved-demand terms are kept, so the objective is the cost of what
-    is not served. The rotation factor
-    :math:`f_g = 1 + \rho\,(H_g - \bar H)/\max(\bar H, 1)`, clipped to
+    The constants (unserved demand) stay in the objectives, which is harmless now:
+    every tier's gap is absolute. The rotation factor
+    :math:`\phi_g = 1 + \rho\,(H_g - \bar H)/\max(\bar H, 1)`, clipped to
     :math:`[1-\rho, 1+\rho]`, makes a group that was shed more hours :math:`H_g` than
-    the mean dearer to shed again, which rotates shedding across groups.
+    the mean dearer to shed again; the time preference :math:`\tau_h` (up to
+    :data:`TIME_PREFERENCE`) serves earlier hours first. ``objective_business_energy``
+    (minus the staked businesses' energy) is solved relaxed only to centre the
+    fair-share layers.
     """
-    w = data.weights
     step = problem.step_hours
     k = data.periods_per_block
+    block_hours = k * step
+    rho = problem.policy.rotation_strength
     history = np.array([g.shed_hours for g in problem.households], dtype=float)
     mean_history = float(history.mean()) if history.size else 0.0
     factor = np.clip(
-        1.0 + w.household_rotation * (history - mean_history) / max(mean_history, 1.0),
-        1.0 - w.household_rotation,
-        1.0 + w.household_rotation,
+        1.0 + rho * (history - mean_history) / max(mean_history, 1.0), 1.0 - rho, 1.0 + rho
     )
     blocks = len(model.H)
-    group_block_energy = {
-        (g, h): float(problem.households[g].demand_kw[h * k : (h + 1) * k].sum() * step)
-        * (1.0 + TIME_PREFERENCE * (1.0 - h / blocks))
-        for g in model.G
-        for h in model.H
-    }
+
+    def objective(name: str, coefs: list[float], variables: list[object], constant: float) -> None:
+        model.add_component(
+            f"objective_{name}",
+            pyo.Objective(expr=linear(coefs, variables, constant), sense=pyo.minimize),
+        )
+
+    soc_slacks = [*model.battery_soc_below_min.values(), *model.battery_soc_above_max.values()]
+    objective("soc_window", [1.0] * len(soc_slacks), soc_slacks, 0.0)
+
     priority_demand = float(priority_demand_kw(problem).sum()) * step
-    block_hours = k * step
-    surplus = [
-        b for b, business in enumerate(problem.businesses) if surplus_only(business, problem)
-    ]
-    tie = TIE_BREAK_FACTOR * data.surplus_value
-    stops = model.component("business_stop")  # only with a minimum off time > 1 block
+    objective(
+        "priority", [-step] * len(model.T), list(model.priority_power.values()), priority_demand
+    )
 
     coefs: list[float] = []
     variables: list[object] = []
-
-    def add(coef: float, variable: object) -> None:
-        coefs.append(coef)
-        variables.append(variable)
-
-    for s in model.S:
-        add(w.soc_window, model.battery_soc_below_min[s])
-        add(w.soc_window, model.battery_soc_above_max[s])
-    # Unserved priority energy: the constant demand minus what is served.
-    constant = w.priority * priority_demand
-    for t in model.T:
-        add(-w.priority * step, model.priority_power[t])
-        add(w.reserve, model.reserve_short[t])
-        add(tie * step, model.battery_charge[t])
-        add(tie * step, model.battery_discharge[t])
-    add(w.end_soc, model.battery_end_short)
-    # Shed household energy: w·f·E·(1 − x) = w·f·E − w·f·E·x.
-    for (g, h), e in group_block_energy.items():
-        if e > 0.0:
-            price = w.household * float(factor[g]) * e
-            constant += price
-            add(-price, model.household_on[g, h])
-    for b, kk in model.FairShareIndex:
-        add(-float(data.layers.slopes[kk]), model.business_layer[b, kk])
-    for b in surplus:
+    constant = 0.0
+    for g in model.G:
         for h in model.H:
-            c, v = business_power_terms(model, data, b, h, scale=-data.surplus_value * block_hours)
+            e = float(problem.households[g].demand_kw[h * k : (h + 1) * k].sum() * step)
+            if e > 0.0:
+                price = float(factor[g]) * e * (1.0 + TIME_PREFERENCE * (1.0 - h / blocks))
+                constant += price
+                coefs.append(-price)
+                variables.append(model.household_on[g, h])
+    objective("household", coefs, variables, constant)
+
+    # Reserve shortfall in kWh·h (per period × its length), so that its tolerance means
+    # the same on any grid; the end-of-horizon wish counts as one hour short.
+    reserve = [*model.reserve_short.values(), model.battery_end_short]
+    objective("reserve", [step] * len(model.T) + [1.0], reserve, 0.0)
+
+    # Business value in kWh at the expected level: the slope of the layer holding it is
+    # 1, so the tier's tolerance is in kWh there and its row sits well inside HiGHS's
+    # tolerances (unscaled, that slope was ≈ 0.03 and 1e-7 of slack leaked 3 Wh).
+    unit = level_slope(data)
+    layers = list(model.FairShareIndex)
+    objective(
+        "business",
+        [-float(data.layers.slopes[kk]) / unit for _, kk in layers],
+        [model.business_layer[b, kk] for b, kk in layers],
+        0.0,
+    )
+    coefs, variables = [], []
+    for b in model.business_layers_sum.index_set():
+        for h in model.H:
+            c, v = business_power_terms(model, data, b, h, scale=-block_hours)
             coefs += c
             variables += v
+    objective(BUSINESS_LEVEL, coefs, variables, 0.0)
+
+    coefs = [-step] * len(model.T)
+    variables = list(model.pv_power.values())
+    constant = float(np.clip(problem.pv_p50_kw, 0.0, None).sum() * step)
+    for b, business in enumerate(problem.businesses):
+        if surplus_only(business, problem):
+            for h in model.H:
+                c, v = business_power_terms(
+                    model, data, b, h, scale=SURPLUS_ONLY_COST * block_hours
+                )
+                coefs += c
+                variables += v
+    for t in model.T:
+        coefs += [WEAR_COST * step, WEAR_COST * step]
+        variables += [model.battery_charge[t], model.battery_discharge[t]]
+    stops = model.component("business_stop")  # only with a minimum off time > 1 block
     for switch in (model.business_start, stops):
         for variable in switch.values() if switch is not None else ():
-            add(tie, variable)
-    cost = linear(coefs, variables, constant)
-    model.objective = pyo.Objective(expr=cost, sense=pyo.minimize)
+            coefs.append(WEAR_COST)
+            variables.append(variable)
+    objective(CONSERVATION, coefs, variables, constant)

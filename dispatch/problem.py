@@ -15,17 +15,51 @@ from microgrid.site import Battery, ConnectionKind, Site
 from microgrid.timegrid import TimeGrid
 
 __all__ = [
+    "TIER_ORDER",
     "BatteryState",
     "BusinessLoad",
     "DispatchPolicy",
     "DispatchProblem",
     "HouseholdGroupLoad",
     "PriorityLoad",
+    "ProblemError",
     "RelayState",
     "SolverSettings",
+    "check_problem",
+    "check_settings",
     "default_stakes",
     "problem_from_site",
 ]
+
+VALUE_SCORE_LIMIT = 10.0
+"""Community value scores lie in [−10, +10] (seed 001)."""
+
+TIER_ORDER = ("soc_window", "priority", "household", "reserve", "business")
+"""The tiers in the order the community's rules rank them (DESIGN.md §5): the battery's
+SoC window, priority users, households, the priority reserve, businesses."""
+
+STAKE_LIMIT = 10**12
+"""Largest stake a business may carry; keeps every stake sum far inside int64."""
+
+FAIR_SHARE_TOLERANCE_MAX = 0.5
+"""Fine fair-share layers must stay finer than the coarse ones (ratio 1.6)."""
+
+
+class ProblemError(ValueError):
+    """A dispatch input that cannot be planned with, naming the unit and the field.
+
+    Attributes
+    ----------
+    unit : str
+        The unit (``battery``, ``pv``, ``policy``, ``settings`` or a load's id).
+    field : str
+        The offending field of that unit.
+    """
+
+    def __init__(self, message: str, *, unit: str, field: str) -> None:
+        super().__init__(f"{unit}.{field}: {message}")
+        self.unit = unit
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -61,6 +95,9 @@ class BatteryState:
         One-way efficiencies [-].
     soc_kwh_end_min : float or None
         Wished-for state of charge at the end of the horizon [kWh]; soft.
+    capacity_kwh : float or None
+        What the battery physically holds [kWh], for checking the measurement; the
+        window's top when not given.
     """
 
     soc_kwh: float
@@ -70,6 +107,7 @@ class BatteryState:
     charge_efficiency: float
     discharge_efficiency: float
     soc_kwh_end_min: float | None = None
+    capacity_kwh: float | None = None
 
     @classmethod
     def from_battery(cls, battery: Battery, soc_kwh: float) -> BatteryState:
@@ -81,6 +119,7 @@ class BatteryState:
             power_kw_max=battery.power_kw_max,
             charge_efficiency=battery.charge_efficiency,
             discharge_efficiency=battery.discharge_efficiency,
+            capacity_kwh=battery.energy_capacity_kwh,
         )
 
 
@@ -176,6 +215,9 @@ class DispatchPolicy:
         How closely business shares follow stakes near the expected level [-]: the
         width of the fine fair-share layers (0.03: within ±3 %). Planners simulating a
         year may take 0.1: about a third of the layers and a plan in two thirds the time.
+    tier_order : tuple of str
+        The tiers, highest first, solved lexicographically: each tier's optimum is
+        fixed before the next is solved. Every name of :data:`TIER_ORDER` exactly once.
     """
 
     relay_step_hours: float = 1.0
@@ -186,6 +228,7 @@ class DispatchPolicy:
     rotation_strength: float = 0.25
     reserve: bool = True
     fair_share_tolerance: float = 0.03
+    tier_order: tuple[str, ...] = TIER_ORDER
 
 
 @dataclass(frozen=True)
@@ -195,11 +238,12 @@ class SolverSettings:
     Attributes
     ----------
     time_limit_s : float
-        Wall-clock limit of the MIP search [s]; the best plan found so far is used.
-    mip_rel_gap : float
-        Relative MIP gap at which HiGHS may stop [-].
-    mip_abs_gap : float
-        Absolute MIP gap in objective units at which HiGHS may stop.
+        Wall-clock budget of the whole dispatch [s]: the best plan found when it runs
+        out is used, or the rule plan without one.
+    mip_rel_gap, mip_abs_gap : float
+        Kept for callers; the tiers are solved to absolute per-tier tolerances
+        (:data:`dispatch.model.TIER_TOLERANCE_KWH`) instead, because a relative gap on
+        an objective that carries a constant means nothing.
     threads : int or None
         Solver threads; None lets HiGHS choose.
     """
@@ -418,3 +462,147 @@ def problem_from_site(
         policy=policy or DispatchPolicy(),
         prosumer_export_kw=supply,
     )
+
+
+def check_settings(settings: SolverSettings) -> None:
+    """Raise :class:`ProblemError` for solver settings that cannot run a solve."""
+    if not (np.isfinite(settings.time_limit_s) and settings.time_limit_s > 0):
+        msg = f"must be a positive number of seconds, got {settings.time_limit_s}"
+        raise ProblemError(msg, unit="settings", field="time_limit_s")
+    for name in ("mip_rel_gap", "mip_abs_gap"):
+        value = getattr(settings, name)
+        if not (np.isfinite(value) and value >= 0):
+            msg = f"must be ≥ 0, got {value}"
+            raise ProblemError(msg, unit="settings", field=name)
+    if settings.threads is not None and settings.threads < 1:
+        msg = f"must be ≥ 1 or None, got {settings.threads}"
+        raise ProblemError(msg, unit="settings", field="threads")
+
+
+def check_problem(problem: DispatchProblem) -> None:
+    """Check shapes, ranges, units and cross-field rules before any model is built.
+
+    Raises
+    ------
+    ProblemError
+        The first rule broken, naming the unit, the field and how to fix it.
+
+    Notes
+    -----
+    In the spirit of PyPSA's consistency checks: everything a solve would trip over
+    (a numpy broadcast error deep in the model, a state of charge no battery can hold,
+    a demand of ``nan``) is caught here with a message about the input. A measured
+    state of charge outside the *window* is allowed (the plan recovers and reports a
+    priced violation), but not outside what the battery can physically hold.
+    """
+    n = problem.periods
+    for name in ("pv_p50_kw", "pv_p10_kw"):
+        _check_series("pv", name, getattr(problem, name), n)
+    if np.any(problem.pv_p10_kw > problem.pv_p50_kw + 1e-6):
+        t = int(np.argmax(problem.pv_p10_kw - problem.pv_p50_kw))
+        msg = (
+            f"the pessimistic forecast exceeds the median in period {t} "
+            f"({problem.pv_p10_kw[t]:.3f} > {problem.pv_p50_kw[t]:.3f} kW); swap or clip them"
+        )
+        raise ProblemError(msg, unit="pv", field="pv_p10_kw")
+    _check_battery(problem.battery)
+    seen: set[str] = set()
+    loads: list[tuple[str, np.ndarray]] = [(p.id, p.demand_kw) for p in problem.priority]
+    loads += [(g.id, g.demand_kw) for g in problem.households]
+    loads += [(b.id, b.demand_kw) for b in problem.businesses]
+    for unit, demand in loads:
+        if unit in seen:
+            msg = "appears twice; every load needs its own id"
+            raise ProblemError(msg, unit=unit, field="id")
+        seen.add(unit)
+        _check_series(unit, "demand_kw", demand, n)
+    for g in problem.households:
+        _check_non_negative(g.id, "shed_hours", g.shed_hours)
+        _check_non_negative(g.id, "relay.hours_in_state", g.relay.hours_in_state)
+    for b in problem.businesses:
+        _check_business(b)
+    _check_policy(problem)
+
+
+def _check_series(unit: str, field: str, values: np.ndarray, periods: int) -> None:
+    array = np.asarray(values)
+    if array.shape != (periods,):
+        msg = f"has shape {array.shape}; the grid has {periods} periods: give one value per period"
+        raise ProblemError(msg, unit=unit, field=field)
+    if not np.all(np.isfinite(array)):
+        t = int(np.flatnonzero(~np.isfinite(array))[0])
+        msg = f"is not a finite number in period {t} ({array[t]})"
+        raise ProblemError(msg, unit=unit, field=field)
+    if np.any(array < 0):
+        t = int(np.flatnonzero(array < 0)[0])
+        msg = f"is negative in period {t} ({array[t]} kW); powers are ≥ 0"
+        raise ProblemError(msg, unit=unit, field=field)
+
+
+def _check_non_negative(unit: str, field: str, value: float) -> None:
+    if not (np.isfinite(value) and value >= 0):
+        msg = f"must be a finite number ≥ 0, got {value}"
+        raise ProblemError(msg, unit=unit, field=field)
+
+
+def _check_battery(battery: BatteryState) -> None:
+    for name in ("soc_kwh_min", "soc_kwh_max", "power_kw_max"):
+        _check_non_negative("battery", name, getattr(battery, name))
+    if battery.soc_kwh_max < battery.soc_kwh_min:
+        msg = f"{battery.soc_kwh_max} kWh is below soc_kwh_min ({battery.soc_kwh_min} kWh)"
+        raise ProblemError(msg, unit="battery", field="soc_kwh_max")
+    for name in ("charge_efficiency", "discharge_efficiency"):
+        value = getattr(battery, name)
+        if not 0 < value <= 1:
+            msg = f"must lie in (0, 1], got {value}"
+            raise ProblemError(msg, unit="battery", field=name)
+    # The window is soft, the capacity is not: no measurement may exceed what the
+    # battery holds (the window's top is at most the capacity).
+    capacity = battery.soc_kwh_max if battery.capacity_kwh is None else battery.capacity_kwh
+    if not (np.isfinite(battery.soc_kwh) and 0 <= battery.soc_kwh <= capacity + 1e-9):
+        msg = (
+            f"{battery.soc_kwh} kWh is outside what the battery can hold [0, {capacity}] kWh; "
+            "check the measurement's unit (kWh, not %) and the site's battery size"
+        )
+        raise ProblemError(msg, unit="battery", field="soc_kwh")
+    end = battery.soc_kwh_end_min
+    if end is not None and not (np.isfinite(end) and 0 <= end <= battery.soc_kwh_max):
+        msg = f"{end} kWh is outside [0, soc_kwh_max = {battery.soc_kwh_max}] kWh"
+        raise ProblemError(msg, unit="battery", field="soc_kwh_end_min")
+
+
+def _check_business(b: BusinessLoad) -> None:
+    if not 0 <= b.stake <= STAKE_LIMIT:
+        msg = f"must be a whole number of tokens in [0, {STAKE_LIMIT}], got {b.stake}"
+        raise ProblemError(msg, unit=b.id, field="stake")
+    if not (np.isfinite(b.value_score) and abs(b.value_score) <= VALUE_SCORE_LIMIT):
+        msg = f"must lie in [−{VALUE_SCORE_LIMIT:g}, +{VALUE_SCORE_LIMIT:g}], got {b.value_score}"
+        raise ProblemError(msg, unit=b.id, field="value_score")
+    _check_non_negative(b.id, "power_kw_min", b.power_kw_min)
+    _check_non_negative(b.id, "power_kw_max", b.power_kw_max)
+    if b.power_kw_max < b.power_kw_min:
+        msg = f"{b.power_kw_max} kW is below power_kw_min ({b.power_kw_min} kW)"
+        raise ProblemError(msg, unit=b.id, field="power_kw_max")
+    _check_non_negative(b.id, "relay.hours_in_state", b.relay.hours_in_state)
+
+
+def _check_policy(problem: DispatchProblem) -> None:
+    policy = problem.policy
+    step = problem.step_hours
+    ratio = policy.relay_step_hours / step
+    if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
+        msg = (
+            f"{policy.relay_step_hours} h must be a whole multiple of the period length ({step} h)"
+        )
+        raise ProblemError(msg, unit="policy", field="relay_step_hours")
+    _check_non_negative("policy", "min_on_hours", policy.min_on_hours)
+    _check_non_negative("policy", "min_off_hours", policy.min_off_hours)
+    if not 0.0 <= policy.rotation_strength <= 0.5:
+        msg = f"must lie in [0, 0.5], got {policy.rotation_strength}"
+        raise ProblemError(msg, unit="policy", field="rotation_strength")
+    if sorted(policy.tier_order) != sorted(TIER_ORDER):
+        msg = f"{policy.tier_order} must name each of {TIER_ORDER} exactly once"
+        raise ProblemError(msg, unit="policy", field="tier_order")
+    if not 0.0 < policy.fair_share_tolerance < FAIR_SHARE_TOLERANCE_MAX:
+        msg = f"must lie in (0, {FAIR_SHARE_TOLERANCE_MAX}), got {policy.fair_share_tolerance}"
+        raise ProblemError(msg, unit="policy", field="fair_share_tolerance")

@@ -9,20 +9,33 @@ switched-off unit, the binding limits, and every priced violation by name.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from dispatch.model import ModelData, priority_demand_kw, surplus_only
+from dispatch.model import ModelData, held_periods, priority_demand_kw, surplus_only
 from dispatch.problem import DispatchProblem
 from microgrid.timegrid import TimeGrid
 
-__all__ = ["DispatchStatus", "Reason", "Schedule", "extract_schedule", "plan_table"]
+__all__ = [
+    "DispatchStatus",
+    "Reason",
+    "Schedule",
+    "SolverReport",
+    "SolverStatus",
+    "StageReport",
+    "extract_schedule",
+    "plan_table",
+    "violations_kwh",
+]
 
 TIERS = ("priority", "household", "business")
 TOLERANCE_KW = 1e-6  # below solver tolerances; smaller differences are noise
+NOISE_KW = 1e-9  # allotments below this are solver noise, set to 0
+VIOLATION_KWH = 1e-3
+"""Violations up to 1 Wh are not reported: that is the tiers' stated solve tolerance."""
 
 
 class DispatchStatus(enum.StrEnum):
@@ -34,15 +47,127 @@ class DispatchStatus(enum.StrEnum):
     BASELINE = "baseline"  # produced by a baseline rule on purpose
 
 
+class SolverStatus(enum.StrEnum):
+    """What HiGHS did in one solve (or one stage of the lexicographic solve)."""
+
+    OPTIMAL = "optimal"  # proven within the stage's absolute tolerance
+    TIME_LIMIT = "time_limit"  # stopped by the time limit or the deadline, with a plan
+    NO_SOLUTION = "no_solution"  # stopped by the time limit or the deadline, no plan
+    INFEASIBLE = "infeasible"
+    FAILED = "failed"  # any other HiGHS outcome, or a run abandoned at the deadline
+
+    @classmethod
+    def from_highs(cls, model_status: str, has_solution: bool) -> SolverStatus:
+        """Map HiGHS's model status text (``Highs.modelStatusToString``) to ours.
+
+        Interrupted, time-, iteration- or solution-limited runs count as a time limit:
+        all are a search stopped early; whether a plan exists decides the rest.
+        """
+        text = model_status.lower()
+        if text == "optimal":
+            return cls.OPTIMAL
+        if "infeasible" in text:
+            return cls.INFEASIBLE
+        if any(word in text for word in ("limit", "interrupt")):
+            return cls.TIME_LIMIT if has_solution else cls.NO_SOLUTION
+        return cls.FAILED
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """One tier's solve in the lexicographic sequence.
+
+    Attributes
+    ----------
+    name : str
+        The tier (``priority``, ``household``, ...) or ``polish:<tier>``.
+    status : SolverStatus
+        How the stage ended.
+    value : float
+        The tier's objective at the accepted solution, in the tier's units (kWh of
+        shortfall, or value units for the business tier); NaN without one.
+    bound : float
+        HiGHS's proven bound on it (NaN without one).
+    tolerance : float
+        The absolute gap allowed for this tier, in the same units.
+    iterations : int
+        Simplex iterations.
+    nodes : int
+        Branch-and-bound nodes (0 for an LP).
+    highs_s : float
+        Wall time of the HiGHS run [s].
+    highs_status : str
+        HiGHS's own model status text.
+    """
+
+    name: str
+    status: SolverStatus
+    value: float
+    bound: float
+    tolerance: float
+    iterations: int
+    nodes: int
+    highs_s: float
+    highs_status: str = ""
+
+    @property
+    def gap(self) -> float:
+        """Absolute gap between the accepted value and the proven bound (≥ 0, or NaN)."""
+        return max(self.value - self.bound, 0.0)
+
+
+@dataclass(frozen=True)
+class SolverReport:
+    """How a plan was computed: per-tier stages, timings and the final status.
+
+    Attributes
+    ----------
+    status : SolverStatus
+        The worst stage status of the accepted plan (``optimal`` when every stage was
+        proven within its tolerance).
+    stages : tuple of StageReport
+        The MILP stages then the polishing stages, in order.
+    polished : bool
+        True when the plan passed the polishing LPs (binaries fixed).
+    build_s, compile_s, highs_s, extract_s, total_s : float
+        Wall time of building the Pyomo model(s), handing them to HiGHS, HiGHS's own
+        runs, reading the schedule, and the whole dispatch [s].
+    deadline_hit : bool
+        True when the wall-clock deadline cut a stage short or skipped stages.
+    note : str
+        Why the plan is what it is when not optimal (empty otherwise).
+    """
+
+    status: SolverStatus
+    stages: tuple[StageReport, ...] = ()
+    polished: bool = False
+    build_s: float = 0.0
+    compile_s: float = 0.0
+    highs_s: float = 0.0
+    extract_s: float = 0.0
+    total_s: float = 0.0
+    deadline_hit: bool = False
+    note: str = ""
+
+    @property
+    def gaps(self) -> dict[str, float]:
+        """Absolute gap per MILP tier, in the tier's own units."""
+        return {s.name: s.gap for s in self.stages if not s.name.startswith("polish:")}
+
+    @property
+    def highs_status(self) -> str:
+        """HiGHS's status text of the last stage run (empty without one)."""
+        return self.stages[-1].highs_status if self.stages else ""
+
+
 class Reason(enum.StrEnum):
     """Why a unit is off or short in a period."""
 
     SHED_SHORTAGE = "shed_shortage"  # households: not enough energy; rotated by history
     NO_CREDIT = "no_credit"  # prepaid account empty
-    CLOSED = "closed"  # business: no demand (outside hours or season)
     NOT_SELECTED = "not_selected"  # business: budget cannot cover its minimum power
     SURPLUS_ONLY = "surplus_only"  # zero stake or negative score, and no surplus
-    HELD_OFF = "held_off"  # minimum off time after a recent switch
+    HELD_OFF = "held_off"  # measured relay held open: minimum off time after a recent switch
     PARTIAL = "partial"  # on, but given less than its demand
     PRIORITY_SHORT = "priority_short"  # priority user: supply physically short
 
@@ -75,8 +200,8 @@ class Schedule:
         ``soc_above_max``, ``end_soc_short``, ``reserve_short``) [kWh].
     household_groups : tuple of str
         Which relay columns are household groups.
-    solver : dict
-        Timings [s], objective, gap and HiGHS's own status text.
+    solver : SolverReport or None
+        How the plan was computed; None for a baseline rule run on purpose.
     """
 
     status: DispatchStatus
@@ -87,7 +212,7 @@ class Schedule:
     reasons: pd.DataFrame
     violations_kwh: dict[str, float]
     household_groups: tuple[str, ...] = ()
-    solver: dict[str, float | str] = field(default_factory=dict)
+    solver: SolverReport | None = None
 
     def tier_energy_kwh(self) -> pd.DataFrame:
         """Demand, served and unserved energy per tier over the horizon [kWh]."""
@@ -172,7 +297,7 @@ def extract_schedule(
     problem: DispatchProblem,
     data: ModelData,
     status: DispatchStatus,
-    solver: dict[str, float | str],
+    solver: SolverReport | None,
 ) -> Schedule:
     """Read a solved model into a :class:`Schedule`."""
     n = problem.periods
@@ -212,42 +337,71 @@ def extract_schedule(
     for b, business in enumerate(problem.businesses):
         columns[business.id] = business_block_kw[b, blocks]
     allotment = pd.DataFrame(columns, index=problem.grid.index)
-    # Solver noise (1e-15 kW) is not an allotment.
-    allotment = allotment.where(allotment > TOLERANCE_KW, 0.0)
+    # Solver noise (1e-15 kW) is not an allotment; a real 1e-6 kW demand served is.
+    allotment = allotment.where(allotment > NOISE_KW, 0.0)
     relays = pd.DataFrame(
         {g.id: household_on[i, blocks] for i, g in enumerate(problem.households)}
         | {b.id: business_on[i, blocks] for i, b in enumerate(problem.businesses)},
         index=problem.grid.index,
     )
     plan = plan_table(problem, pv, charge, discharge, soc, allotment, data.reserve_kwh)
-    step = problem.step_hours
-    violations = {
-        "priority_unserved": float(
-            (plan["demand_priority_kw"] - plan["served_priority_kw"]).clip(lower=0).sum() * step
-        ),
-        "soc_below_min": float(sum(v.value or 0.0 for v in model.battery_soc_below_min.values())),
-        "soc_above_max": float(sum(v.value or 0.0 for v in model.battery_soc_above_max.values())),
-        "end_soc_short": float(model.battery_end_short.value or 0.0),
-        "reserve_short": float(plan["reserve_short_kwh"].max()),
-    }
     return Schedule(
         status=status,
         grid=problem.grid,
         plan=plan,
         relays=relays,
         allotment_kw=allotment,
-        reasons=explain(problem, relays, allotment, data),
-        violations_kwh={name: value for name, value in violations.items() if value > 1e-6},
+        reasons=explain(problem, relays, allotment),
+        violations_kwh=violations_kwh(problem, plan, soc),
         household_groups=tuple(g.id for g in problem.households),
         solver=solver,
     )
+
+
+def violations_kwh(
+    problem: DispatchProblem, plan: pd.DataFrame, soc_kwh: np.ndarray
+) -> dict[str, float]:
+    """Priced violations of a plan by name [kWh], the same for the MILP and the rules.
+
+    Parameters
+    ----------
+    problem : DispatchProblem
+        The problem planned.
+    plan : pandas.DataFrame
+        From :func:`plan_table`.
+    soc_kwh : numpy.ndarray
+        State of charge at the start of each period and at the end (``periods + 1``).
+
+    Returns
+    -------
+    dict of str to float
+        ``priority_unserved`` (energy), ``soc_below_min`` and ``soc_above_max`` (summed
+        over the state-of-charge points, as the model prices them), ``end_soc_short``
+        and ``reserve_short`` (the largest shortfall); only those above 1 Wh.
+    """
+    battery = problem.battery
+    step = problem.step_hours
+    end_short = (
+        max(battery.soc_kwh_end_min - float(soc_kwh[-1]), 0.0)
+        if battery.soc_kwh_end_min is not None
+        else 0.0
+    )
+    violations = {
+        "priority_unserved": float(
+            (plan["demand_priority_kw"] - plan["served_priority_kw"]).clip(lower=0).sum() * step
+        ),
+        "soc_below_min": float(np.clip(battery.soc_kwh_min - soc_kwh, 0.0, None).sum()),
+        "soc_above_max": float(np.clip(soc_kwh - battery.soc_kwh_max, 0.0, None).sum()),
+        "end_soc_short": end_short,
+        "reserve_short": float(plan["reserve_short_kwh"].max()),
+    }
+    return {name: value for name, value in violations.items() if value > VIOLATION_KWH}
 
 
 def explain(
     problem: DispatchProblem,
     relays: pd.DataFrame,
     allotment: pd.DataFrame,
-    data: ModelData | None = None,
 ) -> pd.DataFrame:
     """A reason code for every unit that is off or short in a period."""
     rows: list[tuple[pd.Timestamp, str, str, str]] = []
@@ -261,6 +415,7 @@ def explain(
         for member in g.no_credit:
             rows += [(time, member, "household", Reason.NO_CREDIT) for time in index]
     for b in problem.businesses:
+        held = held_periods(b, problem) if not b.relay.closed else 0
         given = allotment[b.id].to_numpy()
         on = relays[b.id].to_numpy()
         wants = np.minimum(b.demand_kw, b.power_kw_max)
@@ -271,6 +426,8 @@ def explain(
                 reason = None
             elif not b.has_credit:
                 reason = Reason.NO_CREDIT
+            elif not on[t] and t < held:
+                reason = Reason.HELD_OFF
             elif not on[t] or given[t] <= TOLERANCE_KW:
                 reason = Reason.SURPLUS_ONLY if surplus_only(b, problem) else Reason.NOT_SELECTED
             elif wants[t] - given[t] > TOLERANCE_KW:

@@ -1,19 +1,32 @@
-"""Hand a Pyomo model to HiGHS and read the answer back: the only module that touches the solver.
+"""Hand a Pyomo model to HiGHS and solve its tiers in order; the only module touching the solver.
 
 Pyomo's cost is the hand-over, not the build (DESIGN.md §10): its persistent interfaces
 take seconds to load a model of this size. Pyomo's own linear standard-form compiler
 turns the model into sparse arrays in a fraction of that, and ``highspy.passModel``
 takes arrays directly; the solution comes back by column order.
 
-Outcomes are values: :class:`SolveOutcome` says what HiGHS did; nothing here raises on a
-non-optimal result.
+The model carries one objective per tier. :class:`LexicographicSolver` compiles them all
+at once (one cost row each), then solves them one after another in one HiGHS instance:
+each stage minimises its tier with an absolute gap in the tier's own units, and its
+accepted value becomes a constraint row for the stages after it. The previous stage's
+solution is the next stage's MIP start (it is feasible there by construction). With the
+binaries fixed (:meth:`LexicographicSolver.fix_integers`) the same stages are LPs: the
+polishing step.
+
+Every HiGHS run is bounded by a wall-clock deadline: HiGHS runs in a worker thread whose
+interrupt callbacks stop it at the deadline, and if it does not stop within
+:data:`INTERRUPT_GRACE_S` the run is abandoned (its thread finishes on its own) and the
+caller keeps the last solution it had. Outcomes are values (:class:`StageReport`);
+nothing here raises on a non-optimal result.
 """
 
 from __future__ import annotations
 
+import atexit
+import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any
 
 import highspy
 import numpy as np
@@ -23,135 +36,380 @@ from pyomo.common.enums import ObjectiveSense
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
 from dispatch.problem import SolverSettings
+from dispatch.schedule import SolverStatus, StageReport
 
-__all__ = ["SolveOutcome", "SolverStatus", "solve_model"]
+__all__ = ["INTERRUPT_GRACE_S", "LexicographicSolver"]
 
 INF = highspy.kHighsInf
 
+INTERRUPT_GRACE_S = 1.0
+"""How long a run may take to stop after its deadline before it is abandoned [s]. HiGHS
+polls its interrupt callbacks every few simplex iterations or nodes, but a gap of 0.71 s
+between polls was measured inside a root-node cut round on the default site (reserve
+tier, 2026-06-15; shared 2-core machine)."""
 
-class SolverStatus:
-    """HiGHS model statuses we act on, as plain strings in the outcome."""
-
-    OPTIMAL = "optimal"
-    TIME_LIMIT = "time_limit"
-    INFEASIBLE = "infeasible"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class SolveOutcome:
-    """What the solver did.
-
-    Attributes
-    ----------
-    status : str
-        One of :class:`SolverStatus`.
-    has_solution : bool
-        True when variable values were loaded into the model.
-    objective : float
-        Objective value of the loaded solution (NaN without one).
-    mip_gap : float
-        Relative gap HiGHS reports for the loaded solution (NaN for an LP or none).
-    highs_status : str
-        HiGHS's own model status text.
-    compile_s, highs_s, load_s : float
-        Wall time of the hand-over to arrays, of HiGHS's own run (as HiGHS reports
-        it), and of loading values back into Pyomo [s].
-    """
-
-    status: str
-    has_solution: bool
-    objective: float
-    mip_gap: float
-    highs_status: str
-    compile_s: float
-    highs_s: float
-    load_s: float
+_ABANDONED: list[threading.Thread] = []
 
 
-def solve_model(
-    model: pyo.ConcreteModel,
-    settings: SolverSettings,
-    start: Sequence[tuple[pyo.Var, float]] = (),
-) -> SolveOutcome:
-    """Solve a linear (mixed-integer) Pyomo model with HiGHS.
+@atexit.register
+def _join_abandoned() -> None:
+    # A HiGHS run still going in a daemon thread at interpreter exit aborts the process
+    # (std::terminate); an interrupted run ends within its time limit, so wait for it.
+    for worker in _ABANDONED:
+        worker.join()
+
+
+ROW_SLACK = 1e-9
+"""Relative slack on a fixed tier's row: its bound is computed from the very solution
+that set it, so that solution stays a feasible MIP start despite rounding."""
+
+
+class LexicographicSolver:
+    """One HiGHS instance solving a model's objectives one after another.
 
     Parameters
     ----------
     model : pyomo.environ.ConcreteModel
-        A model with one active objective and only linear constraints.
+        Linear (mixed-integer) model; every active objective becomes a stage objective.
     settings : SolverSettings
-        Time limit, gaps, threads.
-    start : sequence of (pyomo variable data, float), optional
-        A (partial) MIP start, e.g. the relays of the previous plan.
-
-    Returns
-    -------
-    SolveOutcome
-        With the solution loaded into the model's variables when there is one.
+        Threads; the time limit and gaps are replaced by the deadline and per-stage
+        absolute tolerances.
+    deadline : float
+        ``time.monotonic()`` value after which no HiGHS run may continue.
     """
-    begin = time.perf_counter()
-    form = LinearStandardFormCompiler().write(model, mixed_form=True, set_sense=None)
-    highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
-    highs.setOptionValue("time_limit", float(settings.time_limit_s))
-    highs.setOptionValue("mip_rel_gap", float(settings.mip_rel_gap))
-    highs.setOptionValue("mip_abs_gap", float(settings.mip_abs_gap))
-    if settings.threads is not None:
-        highs.setOptionValue("threads", int(settings.threads))
-    integer = _pass_model(highs, form)
-    columns = list(form.columns)
-    if start:
-        position = {id(var): i for i, var in enumerate(columns)}
-        known = [(position[id(v)], float(x)) for v, x in start if id(v) in position]
+
+    def __init__(self, model: pyo.ConcreteModel, settings: SolverSettings, deadline: float) -> None:
+        begin = time.perf_counter()
+        form = LinearStandardFormCompiler().write(model, mixed_form=True, set_sense=None)
+        self.deadline = deadline
+        self.columns: list[pyo.Var] = list(form.columns)
+        self._position = {id(var): i for i, var in enumerate(self.columns)}
+        self._names = [obj.name.removeprefix("objective_") for obj in form.objectives]
+        # One dense row per objective: a handful of rows of ≈ 10⁴ columns.
+        costs = np.asarray(form.c.toarray(), dtype=np.float64).reshape(len(self._names), -1)
+        self._costs = {name: costs[i] for i, name in enumerate(self._names)}
+        self._offsets = {name: float(form.c_offset[i]) for i, name in enumerate(self._names)}
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", False)
+        self.highs.setOptionValue("mip_rel_gap", 0.0)  # gaps are absolute, per tier
+        if settings.threads is not None:
+            self.highs.setOptionValue("threads", int(settings.threads))
+        self.integer, self._col_lower, self._col_upper = _pass_model(self.highs, form)
+        self._stopped = threading.Event()
+        for event in (
+            self.highs.cbMipInterrupt,
+            self.highs.cbSimplexInterrupt,
+            self.highs.cbIpmInterrupt,
+        ):
+            event += self._interrupt
+        self.solution: np.ndarray | None = None
+        # False while ``solution`` was carried over from another model (a fallback
+        # plan, but not a complete MIP start for this one).
+        self.own_solution = False
+        self.values: dict[str, float] = {}
+        self._rows: list[int] = []
+        self.relaxed: np.ndarray | None = None  # the last relaxed stage's solution
+        self.compile_s = time.perf_counter() - begin
+        self.highs_s = 0.0
+        self.abandoned = False
+        self._tolerance = 0.0
+
+    @property
+    def objectives(self) -> list[str]:
+        """Names of the stage objectives (``objective_`` stripped)."""
+        return list(self._names)
+
+    def _interrupt(self, event: Any) -> None:
+        # Set the flag both ways: HiGHS keeps it between runs of one instance.
+        stop = self._stopped.is_set() or time.monotonic() >= self.deadline
+        if event.callback_type == highspy.cb.HighsCallbackType.kCallbackMipInterrupt:
+            # HiGHS checks its own gap only between root cut rounds (seconds apart on
+            # the default site); the callback sees the bounds every few iterations.
+            out = event.data_out
+            stop = stop or out.mip_primal_bound - out.mip_dual_bound <= self._tolerance
+        event.interrupt(stop)
+
+    def value_of(self, name: str, solution: np.ndarray) -> float:
+        """An objective's value at a solution (with its constant)."""
+        return float(self._costs[name] @ solution + self._offsets[name])
+
+    def start(self, values: Sequence[tuple[pyo.Var, float]]) -> None:
+        """A (partial) MIP start, e.g. the relays of the previous plan."""
+        known = [(self._position[id(v)], float(x)) for v, x in values if id(v) in self._position]
         if known:
             index = np.array([i for i, _ in known], dtype=np.int32)
             value = np.array([x for _, x in known], dtype=np.float64)
-            highs.setSolution(len(known), index, value)
-    compiled = time.perf_counter()
+            self.highs.setSolution(len(known), index, value)
 
-    before = float(highs.getRunTime())  # HiGHS's clock is cumulative per instance
-    highs.run()
-    highs_s = float(highs.getRunTime()) - before
-    model_status = highs.getModelStatus()
-    status_text = highs.modelStatusToString(model_status)
-    info = highs.getInfo()
-    has_solution = int(info.primal_solution_status) == int(
-        highspy.SolutionStatus.kSolutionStatusFeasible
-    )
-    status = _status(model_status, has_solution)
+    def plan_pinned(self, name: str | None = None, pins: np.ndarray | None = None) -> bool:
+        """A plan with every free binary pinned, at 0 or at ``pins`` rounded.
 
-    loaded = time.perf_counter()
-    objective = float("nan")
-    gap = float("nan")
-    if has_solution:
+        At 0 every switchable unit is off; ``pins`` may be a relaxed solution. Solved as
+        an LP (the binaries' bounds pinned, then restored) under the rows fixed so far,
+        minimising objective ``name`` (any feasible plan without one); it replaces the
+        plan in hand when it is better for ``name``. With the soft SoC window and every
+        shortfall priced the all-off plan is feasible whenever the units held on can be
+        fed. It is the next MILP stage's start, so that stage has a plan from its first
+        node even if the deadline cuts it short. Returns whether the plan was taken.
+        """
+        index = np.flatnonzero(self.integer).astype(np.int32)
+        if index.size == 0 or self.deadline <= time.monotonic():
+            return False
+        highs = self.highs
+        value = np.zeros(index.size) if pins is None else np.clip(np.round(pins[index]), 0, 1)
+        highs.changeColsBounds(index.size, index, value, value)
+        every = np.arange(len(self.columns), dtype=np.int32)
+        cost = np.zeros(every.size) if name is None else self._costs[name]
+        highs.changeColsCost(every.size, every, cost)
+        highs.changeObjectiveOffset(0.0 if name is None else self._offsets[name])
+        self._tolerance = 1e30  # its binaries are pinned: the first plan is the plan
+        finished, _ = self._run()
+        if not finished:
+            self.abandoned = True
+            return False
+        found = int(highs.getInfo().primal_solution_status) == int(
+            highspy.SolutionStatus.kSolutionStatusFeasible
+        )
+        highs.changeColsBounds(index.size, index, self._col_lower[index], self._col_upper[index])
+        if not found:
+            return False
         values = np.asarray(highs.getSolution().col_value, dtype=np.float64)
-        # HiGHS returns integers within its integrality tolerance: snap them.
-        values[integer] = np.round(values[integer])
-        for var, x in zip(columns, values.tolist(), strict=True):
+        values[self.integer] = np.round(values[self.integer])
+        better = (
+            self.solution is None
+            or name is None
+            or self.value_of(name, values) < self.value_of(name, self.solution)
+        )
+        if better:
+            self.solution = values
+            self.own_solution = True
+        return better
+
+    def fix_value(self, name: str, value: float, tolerance: float) -> None:
+        """Constrain an objective to at most ``value + tolerance`` (its stage is done)."""
+        cost = self._costs[name]
+        nonzero = np.flatnonzero(cost)
+        upper = value - self._offsets[name] + tolerance + ROW_SLACK * max(1.0, abs(value))
+        self._rows.append(int(self.highs.getNumRow()))
+        self.highs.addRow(
+            -INF,
+            upper,
+            nonzero.size,
+            nonzero.astype(np.int32),
+            cost[nonzero].astype(np.float64),
+        )
+        self.values[name] = value
+
+    def release_values(self) -> None:
+        """Drop every tier row fixed so far (the plan in hand stays the start)."""
+        if self._rows:
+            index = np.array(self._rows, dtype=np.int32)
+            self.highs.deleteRows(index.size, index)
+        self._rows = []
+        self.values = {}
+
+    def fix_integers(self, variables: Sequence[pyo.Var] | None = None) -> None:
+        """Fix integer columns at the current solution's value (all by default).
+
+        Parameters
+        ----------
+        variables : sequence of pyomo variable data, optional
+            The binaries a solved tier decided; with all fixed the rest is an LP.
+        """
+        if self.solution is None:
+            return
+        if variables is None:
+            index = np.flatnonzero(self.integer)
+        else:
+            position = [self._position.get(id(v), -1) for v in variables]
+            index = np.array([i for i in position if i >= 0 and self.integer[i]], dtype=int)
+        if index.size == 0:
+            return
+        index = index.astype(np.int32)
+        value = np.round(self.solution[index])
+        self.highs.changeColsBounds(index.size, index, value, value)
+        self.highs.changeColsIntegrality(index.size, index, np.zeros(index.size, dtype=np.int32))
+        self.integer[index] = False
+
+    def _full_solution(self) -> highspy.HighsSolution:
+        solution = highspy.HighsSolution()
+        solution.col_value = list(self.solution) if self.solution is not None else []
+        solution.value_valid = True
+        return solution
+
+    def solve(
+        self, name: str, tolerance: float, *, relax: bool = False, fix: bool = True
+    ) -> StageReport:
+        """Minimise one objective subject to the stages fixed before it.
+
+        A relaxed stage that is to be fixed, whose LP solution is fractional while a
+        plan is in hand, is solved again as a MIP (with the LP's bound it is quick), so
+        that the plan kept always satisfies every row fixed so far.
+        """
+        report = self._solve(name, tolerance, relax=relax, fix=fix)
+        if relax and fix and report.status is SolverStatus.OPTIMAL and name not in self.values:
+            report = self._solve(name, tolerance, relax=False, fix=True)
+        return report
+
+    def _solve(
+        self, name: str, tolerance: float, *, relax: bool = False, fix: bool = True
+    ) -> StageReport:
+        """Minimise one objective subject to the stages fixed before it (one HiGHS run).
+
+        Parameters
+        ----------
+        name : str
+            The objective (``objective_<name>`` in the model).
+        tolerance : float
+            Absolute gap accepted, in the objective's units; the accepted value plus
+            this becomes a row for the later stages when ``fix``.
+        relax : bool
+            Solve the LP relaxation; its solution is not kept. With ``fix``, only for
+            objectives whose relaxed optimum is the MIP's (the binaries cannot help).
+        fix : bool
+            Add the accepted value as a row for later stages.
+
+        Returns
+        -------
+        StageReport
+            With the value at the accepted solution. Without a new solution the
+            previous one (feasible here) is kept and its value reported.
+        """
+        if self.deadline <= time.monotonic():
+            return StageReport(
+                name, SolverStatus.NO_SOLUTION, np.nan, np.nan, tolerance, 0, 0, 0.0, "not run"
+            )
+        highs = self.highs
+        highs.changeColsCost(
+            len(self.columns),
+            np.arange(len(self.columns), dtype=np.int32),
+            self._costs[name],
+        )
+        highs.changeObjectiveOffset(self._offsets[name])
+        highs.setOptionValue("mip_abs_gap", float(tolerance))
+        self._tolerance = float(tolerance)
+        saved_integrality = None
+        if relax and self.integer.any():
+            saved_integrality = np.flatnonzero(self.integer).astype(np.int32)
+            highs.changeColsIntegrality(
+                saved_integrality.size,
+                saved_integrality,
+                np.zeros(saved_integrality.size, dtype=np.int32),
+            )
+        elif self.own_solution and self.solution is not None and self.integer.any():
+            highs.setSolution(self._full_solution())
+        finished, run_s = self._run()
+        if not finished:
+            self.abandoned = True
+            return StageReport(
+                name, SolverStatus.FAILED, np.nan, np.nan, tolerance, 0, 0, run_s, "abandoned"
+            )
+        status_text = highs.modelStatusToString(highs.getModelStatus())
+        info = highs.getInfo()
+        has_solution = int(info.primal_solution_status) == int(
+            highspy.SolutionStatus.kSolutionStatusFeasible
+        )
+        status = SolverStatus.from_highs(status_text, has_solution)
+        integer = self.integer.any() and not relax
+        bound = float(info.mip_dual_bound) if integer else float(info.objective_function_value)
+        if (
+            integer
+            and has_solution
+            and float(info.objective_function_value) - bound <= tolerance * (1 + 1e-9)
+        ):
+            status = SolverStatus.OPTIMAL  # stopped by our gap check: proven all the same
+        report_kw: dict[str, Any] = {
+            "iterations": int(max(info.simplex_iteration_count, 0)),
+            "nodes": int(max(info.mip_node_count, 0)) if integer else 0,
+            "highs_s": run_s,
+            "highs_status": status_text,
+        }
+        if saved_integrality is not None:
+            highs.changeColsIntegrality(
+                saved_integrality.size,
+                saved_integrality,
+                np.ones(saved_integrality.size, dtype=np.int32),
+            )
+        if not has_solution:
+            if self.solution is None:
+                return StageReport(name, status, np.nan, bound, tolerance, **report_kw)
+            # Stopped before beating the plan in hand: that plan's value is this tier's.
+            value = self.value_of(name, self.solution)
+            if fix and not relax and self.own_solution:
+                self.fix_value(name, value, tolerance)
+            return StageReport(name, status, value, bound, tolerance, **report_kw)
+        values = np.asarray(highs.getSolution().col_value, dtype=np.float64)
+        value = self.value_of(name, values)
+        if relax:
+            self.relaxed = values
+            # A relaxed stage is fixed only where its optimum equals the MIP's.
+            binaries = values[self.integer]
+            if fix and status is SolverStatus.OPTIMAL:
+                if np.allclose(binaries, np.round(binaries), atol=1e-9):
+                    # Integral: a plan, and the next stage's MIP start.
+                    values[self.integer] = np.round(binaries)
+                    self.solution = values
+                    self.own_solution = True
+                    self.fix_value(name, value, tolerance)
+                elif self.solution is None:
+                    # No plan yet that the row could cut off: fix the exact value only.
+                    self.fix_value(name, value, tolerance)
+            return StageReport(name, status, value, bound, tolerance, **report_kw)
+        if integer:
+            # HiGHS returns integers within its integrality tolerance: snap them.
+            values[self.integer] = np.round(values[self.integer])
+        if not integer and status is SolverStatus.TIME_LIMIT:
+            # An LP stopped early has no proven bound: keep the solution, but the
+            # stage's own optimum is not known.
+            bound = np.nan
+        self.solution = values
+        self.own_solution = True
+        if fix:
+            self.fix_value(name, value, tolerance)
+        return StageReport(name, status, value, bound, tolerance, **report_kw)
+
+    def _run(self) -> tuple[bool, float]:
+        """Run HiGHS until it finishes or the deadline; (finished, wall time [s])."""
+        remaining = self.deadline - time.monotonic()
+        begin = time.perf_counter()
+        if remaining <= 0:
+            return False, 0.0
+        # The time limit is a second guard; HiGHS checks it less often than callbacks.
+        # HiGHS's clock is cumulative per instance, so the limit is too.
+        elapsed = float(self.highs.getRunTime())
+        self.highs.setOptionValue("time_limit", elapsed + max(remaining, 1e-3))
+        self._stopped.clear()
+        worker = threading.Thread(target=self.highs.run, name="highs", daemon=True)
+        worker.start()
+        worker.join(timeout=remaining)
+        if worker.is_alive():
+            self._stopped.set()
+            worker.join(timeout=INTERRUPT_GRACE_S)
+        if worker.is_alive():
+            _ABANDONED.append(worker)
+        run_s = time.perf_counter() - begin
+        self.highs_s += run_s
+        return not worker.is_alive(), run_s
+
+    def load(self, model: pyo.ConcreteModel) -> bool:
+        """Load the accepted solution into the model's variables; False without one."""
+        del model  # the columns are the model's own variable objects
+        if self.solution is None:
+            return False
+        for var, x in zip(self.columns, self.solution.tolist(), strict=True):
             var.set_value(x, skip_validation=True)
-        objective = float(info.objective_function_value)
-        gap = float(info.mip_gap) if integer.any() else 0.0
-    done = time.perf_counter()
-    return SolveOutcome(
-        status=status,
-        has_solution=has_solution,
-        objective=objective,
-        mip_gap=gap,
-        highs_status=status_text,
-        compile_s=compiled - begin,
-        highs_s=highs_s,
-        load_s=done - loaded,
-    )
+        return True
 
 
-def _pass_model(highs: highspy.Highs, form: object) -> np.ndarray:
-    """Hand the standard form's arrays to HiGHS (column-wise sparse matrix).
+def _pass_model(highs: highspy.Highs, form: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hand the standard form's arrays to HiGHS (column-wise sparse matrix), zero costs.
 
     Returns
     -------
-    numpy.ndarray
-        Which columns are integer (bool), for reading the solution back.
+    integer : numpy.ndarray
+        Which columns are integer (bool).
+    lower, upper : numpy.ndarray
+        The columns' bounds as passed.
     """
     matrix = form.A.tocsc()  # type: ignore[attr-defined]
     rows = form.rows  # type: ignore[attr-defined]
@@ -169,10 +427,6 @@ def _pass_model(highs: highspy.Highs, form: object) -> np.ndarray:
     integrality = np.fromiter(
         (var.is_integer() for var in columns), dtype=np.int32, count=len(columns)
     )
-    c = form.c  # type: ignore[attr-defined]
-    cost = np.asarray(c.toarray()[0], dtype=np.float64) if c.shape[0] else np.zeros(n_cols)
-    offsets = form.c_offset  # type: ignore[attr-defined]
-    offset = float(offsets[0]) if len(offsets) else 0.0
     objective = form.objectives[0]  # type: ignore[attr-defined]
     sense = (
         highspy.ObjSense.kMaximize
@@ -185,8 +439,8 @@ def _pass_model(highs: highspy.Highs, form: object) -> np.ndarray:
         matrix.nnz,
         int(highspy.MatrixFormat.kColwise),
         int(sense),
-        offset,
-        cost,
+        0.0,
+        np.zeros(n_cols),
         col_lower,
         col_upper,
         row_lower,
@@ -200,14 +454,4 @@ def _pass_model(highs: highspy.Highs, form: object) -> np.ndarray:
     if status == highspy.HighsStatus.kError:
         msg = f"HiGHS refused the model: {status}"
         raise RuntimeError(msg)
-    return integrality.astype(bool)
-
-
-def _status(model_status: object, has_solution: bool) -> str:
-    if model_status == highspy.HighsModelStatus.kOptimal:
-        return SolverStatus.OPTIMAL
-    if model_status == highspy.HighsModelStatus.kInfeasible:
-        return SolverStatus.INFEASIBLE
-    if has_solution:
-        return SolverStatus.TIME_LIMIT
-    return SolverStatus.FAILED
+    return integrality.astype(bool), col_lower, col_upper

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -92,7 +93,6 @@ def _parser() -> argparse.ArgumentParser:
     market_commands.add_commands(commands)
     storage_commands.add_commands(commands)
     alarm_commands.add_commands(commands)
-    fleet_commands.add_commands(commands)
     return parser
 
 
@@ -286,6 +286,7 @@ def _dispatch(site: Site, args: argparse.Namespace) -> Schedule:
     forecast = forecast_site(site, grid, _weather(site, grid, args), issued=start)
     stakes = None if args.stakes is None else read_stakes(args.stakes, site)
     soc = site.battery.energy_capacity_kwh / 2 if args.soc_kwh is None else args.soc_kwh
+    _check_dispatch_args(site, soc, args.time_limit)
     problem = problem_from_site(
         site,
         grid,
@@ -299,9 +300,23 @@ def _dispatch(site: Site, args: argparse.Namespace) -> Schedule:
     return solve_dispatch(problem, SolverSettings(time_limit_s=args.time_limit))
 
 
+def _check_dispatch_args(site: Site, soc_kwh: float, time_limit_s: float) -> None:
+    """The dispatch options checked against the site, before any forecast is made."""
+    capacity = site.battery.energy_capacity_kwh
+    if not (math.isfinite(soc_kwh) and 0 <= soc_kwh <= capacity):
+        msg = (
+            f"--soc-kwh {soc_kwh:g} is outside the battery's 0–{capacity:g} kWh "
+            f"(the site's battery holds {capacity:g} kWh; give kWh, not %)"
+        )
+        raise UsageError(msg)
+    if not (math.isfinite(time_limit_s) and time_limit_s > 0):
+        msg = f"--time-limit must be a positive number of seconds, got {time_limit_s:g}"
+        raise UsageError(msg)
+
+
 def _schedule_summary(site: Site, schedule: Schedule) -> str:
     tiers = schedule.tier_energy_kwh().round(1)
-    timing = schedule.solver
+    report = schedule.solver
     lines = [
         f"{site.name}: dispatch of {schedule.grid.periods} periods from "
         f"{schedule.grid.start.tz_convert(site.location.timezone)} — status "
@@ -326,11 +341,14 @@ def _schedule_summary(site: Site, schedule: Schedule) -> str:
     counts = schedule.reasons["reason"].value_counts()
     if len(counts):
         lines.append("reasons (unit-periods): " + ", ".join(f"{r} {n}" for r, n in counts.items()))
-    if "total_s" in timing:
+    if report is not None:
+        gaps = ", ".join(f"{tier} {gap:.3g}" for tier, gap in report.gaps.items())
         lines.append(
-            f"solver: HiGHS {float(timing['highs_s']):.2f} s, "
-            f"total {float(timing['total_s']):.2f} s, gap {float(timing['mip_gap']):.2%}"
+            f"solver: {report.status.value}, HiGHS {report.highs_s:.2f} s, total "
+            f"{report.total_s:.2f} s; absolute gap per tier (kWh; value for business): {gaps}"
         )
+        if report.note:
+            lines.append(f"solver note: {report.note}")
     return "\n".join(lines)
 
 

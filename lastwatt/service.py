@@ -696,9 +696,10 @@ class Service:
                 export_kw=export,
             )
             settings = SolverSettings(time_limit_s=self.config.solver_time_limit_s)
+            deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.time_limit_s)
             loop = asyncio.get_running_loop()
             schedule: Schedule = await loop.run_in_executor(
-                self._executor, solve_dispatch, problem, settings, self.schedule
+                self._executor, solve_dispatch, problem, settings, self.schedule, deadline
             )
             self.schedule = schedule
             self._apply_schedule(schedule)
@@ -721,7 +722,7 @@ class Service:
                 "dispatch %s: %s, solver %.2f s",
                 start.isoformat(),
                 schedule.status.value,
-                float(schedule.solver.get("total_s", float("nan"))),
+                schedule.solver.total_s if schedule.solver else float("nan"),
             )
 
     def _plan_alarms(self, schedule: Schedule, now: dt.datetime) -> None:
@@ -901,5 +902,5 @@ def _summary(schedule: Schedule, issued: dt.datetime, soc_kwh: float) -> dict[st
         },
         "curtailed_kwh": round(schedule.curtailed_kwh, 3),
         "violations_kwh": {k: round(float(v), 3) for k, v in schedule.violations_kwh.items()},
-        "solver_s": float(np.nan_to_num(float(schedule.solver.get("total_s", 0.0)))),
+        "solver_s": float(np.nan_to_num(schedule.solver.total_s if schedule.solver else 0.0)),
     }
