@@ -259,7 +259,18 @@ STORAGE_POINTS = (
     "124.OutWRte",
     "124.InOutWRte_RvrtTms",
 )
-METER_POINTS = ("import_wh", "export_wh", "power_w", "relay_state")
+METER_POINTS = (
+    "import_wh",
+    "export_wh",
+    "power_w",
+    "relay_state",
+    "power_limit_w",
+    "energy_budget_wh",
+    "budget_remaining_wh",
+    "trip_status",
+    "trip_count",
+    "budget_exhausted_count",
+)
 RELAY_BOARD_POINTS = ("watchdog_timeout_s", "safe_state_low", "safe_state_high")
 
 
@@ -382,12 +393,36 @@ def storage_state(values: Mapping[str, float | None]) -> StorageState:
 
 @dataclass(frozen=True, slots=True)
 class MeterState:
-    """A meter as read: cumulative registers [Wh], power [kW], relay state."""
+    """A meter as read: cumulative registers [Wh], power [kW], relay state, protection.
+
+    Attributes
+    ----------
+    import_wh, export_wh : int
+        Cumulative energy registers [Wh].
+    power_kw : float
+        Instantaneous power [kW].
+    relay_closed : bool
+        Relay state.
+    power_limit_w, energy_budget_wh : int
+        The limit and daily budget the meter enforces [W, Wh]; 0 = none.
+    budget_remaining_wh : int
+        Budget left today [Wh] (2**32 − 1 without a budget).
+    trip_status : int
+        0 normal, 1 open after a power-limit trip, 2 budget exhausted.
+    trip_count, budget_exhausted_count : int
+        Event counters (16-bit, rolling over).
+    """
 
     import_wh: int
     export_wh: int
     power_kw: float
     relay_closed: bool
+    power_limit_w: int = 0
+    energy_budget_wh: int = 0
+    budget_remaining_wh: int = 0
+    trip_status: int = 0
+    trip_count: int = 0
+    budget_exhausted_count: int = 0
 
 
 def meter_state(values: Mapping[str, float | None]) -> MeterState:
@@ -397,6 +432,12 @@ def meter_state(values: Mapping[str, float | None]) -> MeterState:
         export_wh=int(_required(values, "export_wh", "meter")),
         power_kw=_required(values, "power_w", "meter") / 1000.0,
         relay_closed=values["relay_state"] == 1,
+        power_limit_w=int(values.get("power_limit_w") or 0),
+        energy_budget_wh=int(values.get("energy_budget_wh") or 0),
+        budget_remaining_wh=int(values.get("budget_remaining_wh") or 0),
+        trip_status=int(values.get("trip_status") or 0),
+        trip_count=int(values.get("trip_count") or 0),
+        budget_exhausted_count=int(values.get("budget_exhausted_count") or 0),
     )
 
 

@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -46,6 +45,7 @@ from dispatch import (
     problem_from_site,
     solve_dispatch,
 )
+from dispatch.setpoints import Setpoints, safe_setpoints
 from forecasts.forecast import Forecast, forecast_site
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import synthetic_weather
@@ -73,7 +73,7 @@ from settlement import (
 from settlement.fiat import topup_batch
 from settlement.hourly import price_at
 
-__all__ = ["Service", "ServiceConfig", "safe_schedule"]
+__all__ = ["Service", "ServiceConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -135,22 +135,6 @@ class ServiceConfig:
 def _floor(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
     epoch = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
     return epoch + ((moment - epoch) // step) * step
-
-
-def safe_schedule(site: Site, now: dt.datetime, pv_limit_pct: float) -> SimpleNamespace:
-    """A one-day plan equal to the fail-safe state: every switchable unit off, PV limited.
-
-    Applied by one last control cycle at shutdown; the controller never opens a priority
-    relay, so priority users stay on. The devices' own revert timers then keep them safe.
-    """
-    index = pd.date_range(_floor(now, _QUARTER), periods=96, freq="15min")
-    pv_kw = site.pv.inverter_ac_capacity_kw * pv_limit_pct / 100
-    plan = pd.DataFrame(
-        {"pv_used_kw": pv_kw, "curtailed_kw": 1.0, "battery_power_kw": 0.0}, index=index
-    )
-    units = [g.id for g in site.relay_groups] + [b.id for b in site.businesses]
-    relays = pd.DataFrame(False, index=index, columns=units)
-    return SimpleNamespace(plan=plan, relays=relays)
 
 
 class Service:
@@ -230,7 +214,14 @@ class Service:
         stored = self.state.last_schedule()
         if stored is not None:
             self.stored_schedule = stored
-            self.controller.set_schedule(stored)
+            self.controller.set_schedule(
+                Setpoints.from_plan(
+                    stored.plan,
+                    stored.relays,
+                    stored.allotment_kw,
+                    tuple(g.id for g in self.site.relay_groups),
+                )
+            )
             log.info("restored the schedule issued %s", stored.issued_at.isoformat())
         self.started = True
         await self.control_job(now)
@@ -241,9 +232,9 @@ class Service:
         """Leave the devices in their safe state, then close everything."""
         try:
             fs: FailsafeSettings = self.config.controller.failsafe
-            self.controller.set_schedule(
-                safe_schedule(self.site, self.clock.now(), fs.pv_safe_limit_pct)
-            )
+            start = pd.Timestamp(_floor(self.clock.now(), _QUARTER))
+            pv_kw = self.site.pv.inverter_ac_capacity_kw * fs.pv_safe_limit_pct / 100
+            self.controller.set_schedule(safe_setpoints(self.site, start, pv_kw))
             await self.controller.cycle()
             log.info("devices left in their safe state")
         except Exception:
@@ -402,7 +393,7 @@ class Service:
                 self._executor, solve_dispatch, problem, settings, self.schedule
             )
             self.schedule = schedule
-            self.controller.set_schedule(schedule)
+            self.controller.set_schedule(Setpoints.from_schedule(schedule))
             summary = _summary(schedule, now, soc)
             self.state.save_schedule(
                 now,

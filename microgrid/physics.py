@@ -141,7 +141,11 @@ class ContainerState:
     inverter_dark_h : float
         Time until the tripped inverter restarts [h]; 0 when running.
     inverter_trips : int
-        Overload trips since the start.
+        Overload trips since the start: the load exceeded what PV and the battery's
+        power limits could carry while the battery still held energy.
+    low_battery_trips : int
+        Low-battery cut-offs since the start: the battery reached its minimum state of
+        charge with load PV could not carry (the inverter shuts down the same way).
     meter_open_h : numpy.ndarray
         Per connection, time until a meter that tripped on its limit recloses [h].
     over_limit : numpy.ndarray of bool
@@ -166,6 +170,7 @@ class ContainerState:
     tripped_h: float = 0.0
     inverter_dark_h: float = 0.0
     inverter_trips: int = 0
+    low_battery_trips: int = 0
     meter_open_h: FloatArray = field(default_factory=lambda: np.zeros(0))
     over_limit: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     meter_trips: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -250,6 +255,8 @@ class Flows:
         Whether the inverter was dark for any part of the step.
     inverter_trip : bool
         Whether the inverter tripped on overload in this step (an event).
+    low_battery : bool
+        Whether it shut down at the battery's minimum in this step (an event).
     meter_trips : numpy.ndarray of bool
         Connections whose meter tripped on its power limit in this step (events).
     budgets_exhausted : numpy.ndarray of bool
@@ -262,6 +269,7 @@ class Flows:
     drawn_kw: FloatArray
     tripped: bool
     inverter_trip: bool = False
+    low_battery: bool = False
     meter_trips: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     budgets_exhausted: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
@@ -345,7 +353,7 @@ def step(
     state.inverter_dark_h = max(state.inverter_dark_h - dark_h, 0.0)
     if state.inverter_dark_h < _EPS_H:
         state.inverter_dark_h = 0.0
-    inverter_trip = False
+    inverter_trip = low_battery = False
     exhausted = np.zeros(n, dtype=bool)
     pv_max = max(min(inputs.pv_available_kw, inputs.pv_limit_kw), 0.0)
     pv_energy = battery_energy = load_energy = 0.0  # [kWh]
@@ -361,8 +369,18 @@ def step(
         if battery_kw > discharge_room + _EPS_KW:
             # Overload: the inverter trips; the load would re-trip it at every restart
             # while it lasts, so the rest of the step is dark.
-            inverter_trip = True
-            state.inverter_trips += 1
+            # The cause, as the inverter reports it: the battery empty, or overload.
+            soc_room_kw = (
+                max(state.soc_kwh - battery.soc_kwh_min, 0.0)
+                * battery.discharge_efficiency
+                / live_h
+            )
+            if soc_room_kw <= discharge_room + _EPS_KW:
+                low_battery = True
+                state.low_battery_trips += 1
+            else:
+                inverter_trip = True
+                state.inverter_trips += 1
             state.inverter_dark_h = max(protection.inverter_restart_h - live_h, 0.0)
             dark_h, live_h = dt, 0.0
             exhausted[:] = False
@@ -391,6 +409,7 @@ def step(
         drawn_kw=delivered / dt,
         tripped=dark_h > 0,
         inverter_trip=inverter_trip,
+        low_battery=low_battery,
         meter_trips=new_trips,
         budgets_exhausted=exhausted,
     )

@@ -122,3 +122,12 @@ def test_every_step_balances_energy_and_respects_limits(
         assert state.soc_kwh <= max(before_soc, BATTERY.soc_kwh_max) + 1e-9
         assert abs(flows.battery_kw) <= BATTERY.power_kw_max + 1e-9
     assert state.bulk_wh == pytest.approx(state.meter_wh.sum(), rel=1e-9, abs=1e-6)
+
+
+def test_an_empty_battery_is_a_low_battery_cut_off_not_an_overload():
+    state = ContainerState.new(1.01, 1)  # 0.01 kWh above the minimum
+    flows = step(state, BATTERY, inputs([2.0], dt=0.1))
+    assert flows.tripped
+    assert flows.low_battery
+    assert not flows.inverter_trip
+    assert (state.low_battery_trips, state.inverter_trips) == (1, 0)
