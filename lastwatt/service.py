@@ -50,6 +50,7 @@ from forecasts.forecast import Forecast, forecast_site
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import synthetic_weather
 from lastwatt.jobs import Job
+from lastwatt.relay_history import RelayHistory
 from lastwatt.state import ServiceState, StoredSchedule
 from microgrid import Site, TimeGrid
 from microgrid.site import ConnectionKind
@@ -183,8 +184,11 @@ class Service:
         self._connected: dict[str, bool] = {}
         self._last_slot: dt.datetime | None = None
         self._soc_kwh: float | None = None
-        self._relay_since: dict[str, tuple[bool, dt.datetime]] = {}
+        self._relays = RelayHistory()
         self.started = False
+        self.dispatch_relays_at_start: dict[str, RelayState] = {}
+        self._household_groups = tuple(g.id for g in site.relay_groups)
+        self._switchable = (*self._household_groups, *(b.id for b in site.businesses))
 
     # --- life cycle ------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
@@ -211,6 +215,9 @@ class Service:
             self.state.set("staking_epoch", now.astimezone(self.tz).date().isoformat())
         for cid, hold in self.state.holds().items():
             self.controller.operator_switch(cid, hold["closed"], reason=hold["reason"])
+        # Time in state and shed hours continue from the persisted history; relay states
+        # come from the first read-back (relay_history.py).
+        self._relays = RelayHistory.from_json(self.state.get("relay_history"))
         stored = self.state.last_schedule()
         if stored is not None:
             self.stored_schedule = stored
@@ -298,10 +305,7 @@ class Service:
         m = result.measured
         if m.soc_kwh is not None:
             self._soc_kwh = m.soc_kwh
-        for unit, closed in m.relays_closed.items():
-            seen = self._relay_since.get(unit)
-            if seen is None or seen[0] != closed:
-                self._relay_since[unit] = (closed, now)
+        self._relays.observe(m.relays_closed, now, self._household_groups)
         slot = _floor(now, dt.timedelta(seconds=self.config.reading_interval_s))
         if slot != self._last_slot and result.readings:
             outcome = record_readings(self.store, self.site, result.readings, recorded_at=now)
@@ -309,6 +313,7 @@ class Service:
                 for hour in outcome.late_hours:
                     settle_hour(self.store, self.site, hour, now=now)
             self.state.add_telemetry(now, self._telemetry(result))
+            self.state.set("relay_history", self._relays.to_json())
             self.state.set("last_reading_at", now.isoformat())
             if self.state.get("first_reading_at") is None:
                 self.state.set("first_reading_at", now.isoformat())
@@ -371,10 +376,9 @@ class Service:
             credit = credit_for_dispatch(self.credit) if self.credit else {}
             for cid, hold in self.state.holds().items():
                 credit[cid] = bool(hold["closed"])
-            relays = {
-                unit: RelayState(closed, (now - since).total_seconds() / 3600)
-                for unit, (closed, since) in self._relay_since.items()
-            }
+            relays = self._relays.relay_states(now, self._switchable)
+            if self.schedule is None:
+                self.dispatch_relays_at_start = relays  # for the operator and the tests
             problem = problem_from_site(
                 self.site,
                 grid,
@@ -385,6 +389,7 @@ class Service:
                 stakes=self.stakes(now),
                 credit=credit,
                 relays=relays,
+                shed_hours=self._relays.shed_hours,
                 policy=DispatchPolicy(reserve=self.reserve_enabled),
             )
             settings = SolverSettings(time_limit_s=self.config.solver_time_limit_s)
