@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -51,12 +52,14 @@ from controllers.devices import (
     storage_profile,
     storage_state,
 )
+from controllers.events import DeviceEvents
 from controllers.failsafe import FailsafeSettings, Mode, Targets, decide_mode, targets
 from controllers.modbus import ExceptionResponse, GatewayClient, ModbusSettings, TransportError
 from controllers.registers import load_register_map
 from dispatch.setpoints import PeriodSetpoints, Setpoints
 from microgrid.readings import ENERGY_REGISTER_MODULUS_WH, MeterReading
 from microgrid.site import ConnectionKind, Site
+from settlement.alarms import Alarm
 
 __all__ = [
     "Clock",
@@ -171,6 +174,7 @@ class CycleResult:
     measured: MeasuredState
     faults: list[DeviceFault]
     writes: int
+    alarms: list[Alarm] = field(default_factory=list)
 
 
 @dataclass
@@ -239,6 +243,7 @@ class Controller:
             for name, g in site.gateways.items()
         }
         self._setpoints: Setpoints | None = None
+        self.events = DeviceEvents()
         self._step = dt.timedelta(minutes=15)
         self._credit: dict[str, bool] = {}
         self._operator: dict[str, bool] = {}
@@ -511,7 +516,24 @@ class Controller:
         written = sum(len(w) for (_, w), r in zip(jobs, write_results, strict=True) if r is None)
 
         readings, measured = self._outputs(now, mode, ok, pv, storage)
-        return CycleResult(now, mode, readings, measured, faults, written)
+        alarms = self._events(now, ok, storage)
+        return CycleResult(now, mode, readings, measured, faults, written, alarms)
+
+    def _events(
+        self, now: dt.datetime, ok: Mapping[str, _DeviceRead], storage: StorageState | None
+    ) -> list[Alarm]:
+        """Trips, exhausted budgets and inverter faults since the last read, as alarms."""
+        alarms = self.events.inverter(storage.faulted, storage.empty, now) if storage else []
+        for device, values, _, _ in ok.values():
+            if device.role == "meter" and device.connection_id is not None:
+                m = meter_state(values)
+                alarms += self.events.meter(
+                    device.connection_id, m.trip_count, m.budget_exhausted_count,
+                    m.power_limit_w, now,
+                )  # fmt: skip
+        for alarm in alarms:
+            log.warning("alarm %s %s: %s", alarm.kind.value, alarm.subject, alarm.message)
+        return alarms
 
     def _relay_target(self, device: _Device, target: Targets) -> bool | None:
         cid = device.connection_id
@@ -596,9 +618,10 @@ class Controller:
         cid = device.connection_id
         wanted: dict[str, float] = {}
         if cid in target.power_limit_kw and cid not in self.priority_ids:
-            # 0 in the register means "no limit": an allotment of 0 is at least 1 W (the
-            # relay is open then anyway).
-            limit_w = max(round(target.power_limit_kw[cid] * 1000), 1)
+            # 0 in the register means "no limit" (inf here); an allotment of 0 is at least
+            # 1 W (the relay is open then anyway).
+            limit_kw = target.power_limit_kw[cid]
+            limit_w = 0 if math.isinf(limit_kw) else max(round(limit_kw * 1000), 1)
             if limit_w != state.power_limit_w:
                 wanted["power_limit_w"] = limit_w
         if (

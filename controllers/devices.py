@@ -251,6 +251,8 @@ INVERTER_POINTS = (
 STORAGE_POINTS = (
     "103.W",
     "103.WH",
+    "103.St",
+    "124.ChaSt",
     "120.WHRtg",
     "124.WChaMax",
     "124.ChaState",
@@ -359,6 +361,10 @@ class StorageState:
         Active limits [% of rating]; None when not enabled in ``StorCtl_Mod``.
     revert_s : float
         Limit revert timer [s].
+    faulted : bool
+        The inverter is in fault (tripped: the grid is dark).
+    empty : bool
+        The battery reports empty (a fault then is a low-battery cut-off).
     """
 
     power_kw: float
@@ -369,6 +375,8 @@ class StorageState:
     charge_limit_pct: float | None
     discharge_limit_pct: float | None
     revert_s: float
+    faulted: bool = False
+    empty: bool = False
 
     @property
     def soc_kwh(self) -> float:
@@ -388,6 +396,9 @@ def storage_state(values: Mapping[str, float | None]) -> StorageState:
         charge_limit_pct=values["124.InWRte"] if mode & 1 else None,
         discharge_limit_pct=values["124.OutWRte"] if mode & 2 else None,
         revert_s=values["124.InOutWRte_RvrtTms"] or 0.0,
+        # SunSpec 103 St 7 = FAULT; 124 ChaSt 2 = EMPTY.
+        faulted=values.get("103.St") == 7,
+        empty=values.get("124.ChaSt") == 2,
     )
 
 

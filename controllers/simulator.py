@@ -429,9 +429,14 @@ class _Storage(_Inverter):
         soc = sim.state.soc_kwh / self.battery.capacity_kwh
         self.set("124.ChaState", 100 * min(max(soc, 0.0), 1.0))
         flow = sim.flows_battery_kw
-        self._set_raw(self.map.point("124.ChaSt"), 3 if flow > 0.01 else 4 if flow < -0.01 else 6)
-        # SunSpec operating state: 7 FAULT while tripped on overload, else 4 MPPT (running).
-        self._set_raw(self.map.point("103.St"), 7 if sim.state.inverter_dark_h > 0 else 4)
+        dark = sim.state.inverter_dark_h > 0
+        # SunSpec charge status 2 EMPTY after a low-battery cut-off, else by the flow.
+        status = 3 if flow > 0.01 else 4 if flow < -0.01 else 6
+        self._set_raw(
+            self.map.point("124.ChaSt"), 2 if dark and sim.state.dark_low_battery else status
+        )
+        # SunSpec operating state: 7 FAULT while tripped (dark), else 4 MPPT (running).
+        self._set_raw(self.map.point("103.St"), 7 if dark else 4)
 
 
 class _Meter(_Device):

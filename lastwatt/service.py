@@ -23,6 +23,7 @@ a service killed at any point and restarted neither loses nor doubles anything.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import logging
 import zoneinfo
@@ -71,6 +72,7 @@ from settlement import (
     settle_round,
     stake_totals,
 )
+from settlement.alarms import Alarm
 from settlement.fiat import topup_batch
 from settlement.hourly import price_at
 
@@ -187,6 +189,7 @@ class Service:
         self._relays = RelayHistory()
         self.started = False
         self.dispatch_relays_at_start: dict[str, RelayState] = {}
+        self.alarms: collections.deque[Alarm] = collections.deque(maxlen=1000)  # the latest
         self._household_groups = tuple(g.id for g in site.relay_groups)
         self._switchable = (*self._household_groups, *(b.id for b in site.businesses))
 
@@ -306,6 +309,7 @@ class Service:
         if m.soc_kwh is not None:
             self._soc_kwh = m.soc_kwh
         self._relays.observe(m.relays_closed, now, self._household_groups)
+        self.alarms.extend(result.alarms)
         slot = _floor(now, dt.timedelta(seconds=self.config.reading_interval_s))
         if slot != self._last_slot and result.readings:
             outcome = record_readings(self.store, self.site, result.readings, recorded_at=now)
@@ -335,6 +339,8 @@ class Service:
             "load_kw": m.load_kw,
             "meters_missing": m.meters_missing,
             "faults": len(result.faults),
+            # Device events since the start, by alarm kind (trips, budgets, inverter).
+            "events": dict(self.controller.events.counts),
         }
 
     # --- forecast ----------------------------------------------------------------------------

@@ -146,6 +146,8 @@ class ContainerState:
     low_battery_trips : int
         Low-battery cut-offs since the start: the battery reached its minimum state of
         charge with load PV could not carry (the inverter shuts down the same way).
+    dark_low_battery : bool
+        Whether the last trip was a low-battery cut-off (what the inverter reports).
     meter_open_h : numpy.ndarray
         Per connection, time until a meter that tripped on its limit recloses [h].
     over_limit : numpy.ndarray of bool
@@ -171,6 +173,7 @@ class ContainerState:
     inverter_dark_h: float = 0.0
     inverter_trips: int = 0
     low_battery_trips: int = 0
+    dark_low_battery: bool = False
     meter_open_h: FloatArray = field(default_factory=lambda: np.zeros(0))
     over_limit: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     meter_trips: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -375,8 +378,8 @@ def step(
                 * battery.discharge_efficiency
                 / live_h
             )
-            if soc_room_kw <= discharge_room + _EPS_KW:
-                low_battery = True
+            low_battery = state.dark_low_battery = soc_room_kw <= discharge_room + _EPS_KW
+            if low_battery:
                 state.low_battery_trips += 1
             else:
                 inverter_trip = True

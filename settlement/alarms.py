@@ -29,6 +29,15 @@ class AlarmKind(enum.StrEnum):
     """A priority user's debt passed its ceiling; it stays connected."""
     LOW_CREDIT = "low_credit"
     """A balance fell below the warning level."""
+    CONNECTION_TRIP = "connection_trip"
+    """A meter opened its relay on its power limit (it recloses by itself)."""
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    """A connection used its daily energy budget; its meter stays open until midnight."""
+    INVERTER_OVERLOAD = "inverter_overload"
+    """The battery inverter tripped on overload: the whole village is dark until it
+    restarts."""
+    LOW_BATTERY_CUTOFF = "low_battery_cutoff"
+    """The battery inverter shut down at the battery's minimum state of charge."""
 
 
 @dataclass(frozen=True, slots=True)
