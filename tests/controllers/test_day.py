@@ -89,6 +89,18 @@ def test_day_schedule_metered_energy_per_tier_matches(site, kwp, business_kwh_mi
     # is open for its 60 s reclose delay, and PV noise moves nothing the plan serves.
     for tier in ("priority", "household", "business"):
         assert metered[tier] == pytest.approx(planned[tier], rel=0.03, abs=0.1)
+    # Unit by unit: each priority user, household group and limited business.
+    unit_of = {c.id: c.relay_group if c.relay_group and c.kind.value == "household" else c.id
+               for c in site.connections}  # fmt: skip
+    metered_unit: dict[str, float] = {}
+    for r in last.readings:
+        if r.meter_id in unit_of:
+            unit = str(unit_of[r.meter_id])
+            energy = (r.import_wh - start[r.meter_id]) / 1000.0
+            metered_unit[unit] = metered_unit.get(unit, 0.0) + energy
+    planned_unit = schedule.allotment_kw.sum() * schedule.grid.step_hours
+    for unit, kwh in planned_unit.items():
+        assert metered_unit[str(unit)] == pytest.approx(kwh, rel=0.05, abs=0.1), unit
     assert planned["business"] >= business_kwh_min
 
 
