@@ -824,6 +824,24 @@ class SimulatedContainer:
         index = [c.id for c in self.site.connections].index(connection_id)
         return bool(self._closed()[index])
 
+    def weather_of_day(self, when: pd.Timestamp) -> tuple[pd.Series, pd.DataFrame]:
+        """The day's realised PV and demand, per 15-min period, as the physics meets them.
+
+        PV is the period mean of the 5-min samples the physics interpolates [kW];
+        demand is per connection [kW]. For comparing other deliveries of the same day
+        (the planners') with this container's.
+        """
+        day, pv, demand = self._day(when)
+        index = pd.date_range(day, periods=96, freq="15min").tz_convert("UTC")
+        # Trapezoid mean over each period of the linearly interpolated 5-min samples.
+        edges = pv[: 96 * 3 + 1]
+        means = (edges[0:-1:3] / 2 + edges[1::3] + edges[2::3] + edges[3::3] / 2) / 3
+        columns = [c.id for c in self.site.connections]
+        return (
+            pd.Series(means, index=index, name="pv_kw"),
+            pd.DataFrame(demand, index=index, columns=columns),
+        )
+
     def energy_kwh_by_tier(self) -> dict[str, float]:
         """Energy delivered per tier since the start [kWh] (the physics' own account)."""
         out: dict[str, float] = {}
