@@ -29,6 +29,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from lastwatt import api_setpoints
 from lastwatt.auth import Credentials, Role, User
 from lastwatt.service import Service
 from microgrid.readings import MeterReading
@@ -511,4 +512,5 @@ def create_app(service: Service, credentials: Credentials) -> FastAPI:
         stored = service.stored_schedule
         return {"issued_at": None if stored is None else stored.issued_at.isoformat()}
 
+    app.include_router(api_setpoints.router(service, credentials))
     return app

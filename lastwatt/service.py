@@ -189,6 +189,7 @@ class Service:
         self._relays = RelayHistory()
         self.started = False
         self.dispatch_relays_at_start: dict[str, RelayState] = {}
+        self.setpoints: Setpoints | None = None  # in force: the plan's, or the safe ones
         self.alarms: collections.deque[Alarm] = collections.deque(maxlen=1000)  # the latest
         self._household_groups = tuple(g.id for g in site.relay_groups)
         self._switchable = (*self._household_groups, *(b.id for b in site.businesses))
@@ -224,7 +225,7 @@ class Service:
         stored = self.state.last_schedule()
         if stored is not None:
             self.stored_schedule = stored
-            self.controller.set_schedule(
+            self.apply(
                 Setpoints.from_plan(
                     stored.plan,
                     stored.relays,
@@ -244,7 +245,7 @@ class Service:
             fs: FailsafeSettings = self.config.controller.failsafe
             start = pd.Timestamp(_floor(self.clock.now(), _QUARTER))
             pv_kw = self.site.pv.inverter_ac_capacity_kw * fs.pv_safe_limit_pct / 100
-            self.controller.set_schedule(safe_setpoints(self.site, start, pv_kw))
+            self.apply(safe_setpoints(self.site, start, pv_kw))
             await self.controller.cycle()
             log.info("devices left in their safe state")
         except Exception:
@@ -253,6 +254,11 @@ class Service:
         self._executor.shutdown(wait=True)
         self.store.close()
         self.state.close()
+
+    def apply(self, setpoints: Setpoints) -> None:
+        """Hand setpoints to the controller; they are the ones in force (the API shows them)."""
+        self.controller.set_schedule(setpoints)
+        self.setpoints = setpoints
 
     # --- inputs shared by jobs and the API ---------------------------------------------
     def current_round(self, now: dt.datetime | None = None) -> int:
@@ -404,7 +410,7 @@ class Service:
                 self._executor, solve_dispatch, problem, settings, self.schedule
             )
             self.schedule = schedule
-            self.controller.set_schedule(Setpoints.from_schedule(schedule))
+            self.apply(Setpoints.from_schedule(schedule))
             summary = _summary(schedule, now, soc)
             self.state.save_schedule(
                 now,
