@@ -12,7 +12,7 @@ Examples
 >>> from controllers.registers import load_register_map
 >>> profile = meter_profile(load_register_map("lastwatt_meter"))
 >>> profile.blocks
-(Block(table='holding', address=0, count=6),)
+(Block(table='holding', address=0, count=16),)
 >>> profile.writes({"relay": True}, {})
 [Write(table='coil', address=0, values=(True,), points=('relay',))]
 """
