@@ -604,10 +604,10 @@ class Controller:
         elif device.role == "meter":
             wanted = self._relay_target(device, target)
             state_m: MeterState = meter_state(values)
-            writes: list[Write] = []
+            # The limit first: a relay that closes must never let the full demand through.
+            writes = self._meter_limit_writes(device, state_m, target, sfs)
             if wanted is not None and device.coil is not None and wanted != state_m.relay_closed:
                 writes += profile.coil_writes("relay", {device.coil: wanted})
-            writes += self._meter_limit_writes(device, state_m, target, sfs)
             return writes
         return []
 
