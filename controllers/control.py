@@ -40,10 +40,12 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from controllers.codec import GarbageValueError
@@ -64,9 +66,11 @@ from controllers.devices import (
     storage_profile,
     storage_state,
 )
+from controllers.events import DeviceEvents
 from controllers.failsafe import FailsafeSettings, Mode, Targets, decide_mode, targets
 from controllers.modbus import ExceptionResponse, GatewayClient, ModbusSettings, TransportError
 from controllers.registers import load_register_map
+from dispatch.setpoints import PeriodSetpoints, Setpoints
 from microgrid.readings import ENERGY_REGISTER_MODULUS_WH, MeterReading
 from microgrid.site import ConnectionKind, Site
 from settlement.alarms import Alarm, AlarmKind
@@ -322,7 +326,7 @@ class Controller:
     ::
 
         controller = Controller(site)
-        controller.set_schedule(schedule)
+        controller.set_schedule(Setpoints.from_schedule(schedule))
         controller.set_credit({"H001": False})
         result = await controller.cycle()      # or: await controller.run(interval_s=5)
         settle(result.readings); next_dispatch(result.measured)
@@ -339,8 +343,8 @@ class Controller:
             name: GatewayClient(name, g.host, g.port, self.settings.modbus)
             for name, g in site.gateways.items()
         }
-        self._plan: pd.DataFrame | None = None
-        self._relays: pd.DataFrame | None = None
+        self._setpoints: Setpoints | None = None
+        self.events = DeviceEvents()
         self._step = dt.timedelta(minutes=15)
         self._credit: dict[str, bool] = {}
         self._operator: dict[str, bool] = {}
@@ -428,29 +432,30 @@ class Controller:
         return self._by_name[name]
 
     # --- inputs ------------------------------------------------------------------------
-    def set_schedule(self, schedule: object) -> None:
-        """Take a dispatch :class:`~dispatch.Schedule` (its ``plan`` and ``relays``).
+    def set_schedule(self, setpoints: Setpoints) -> None:
+        """Take dispatch's :class:`~dispatch.setpoints.Setpoints` (or the safe ones).
 
         Only the next ``schedule_horizon`` (24 h) is kept; the controller keeps applying
         it if the dispatcher goes quiet, then falls back to SoC rules.
 
         Raises
         ------
-        ValueError
-            If the schedule's frames are not indexed by timezone-aware period starts.
+        TypeError
+            If given anything but :class:`~dispatch.setpoints.Setpoints` (a schedule:
+            ``Setpoints.from_schedule(schedule)``).
         """
-        plan: pd.DataFrame = getattr(schedule, "plan")  # noqa: B009 - duck-typed Schedule
-        relays: pd.DataFrame = getattr(schedule, "relays")  # noqa: B009
-        index = pd.DatetimeIndex(plan.index)
-        if index.tz is None:
-            msg = "schedule.plan must be indexed by timezone-aware period starts (UTC)"
-            raise ValueError(msg)
-        if len(index) > 1:
-            self._step = (index[1] - index[0]).to_pytimedelta()
+        if not isinstance(setpoints, Setpoints):
+            msg = (
+                f"set_schedule takes Setpoints, got {type(setpoints).__name__}; "
+                "convert a dispatch schedule with Setpoints.from_schedule(schedule)"
+            )
+            raise TypeError(msg)
+        if setpoints.step is not None:
+            self._step = setpoints.step.to_pytimedelta()
+        index = setpoints.index
         now = pd.Timestamp(self.clock.now())
         keep = (index + self._step > now) & (index < now + self.settings.schedule_horizon)
-        self._plan = plan.loc[keep]
-        self._relays = relays.loc[keep]
+        self._setpoints = setpoints.window(np.asarray(keep))
 
     def set_credit(self, credit: Mapping[str, bool]) -> None:
         """Credit status per connection from settlement; False opens its relay next cycle.
@@ -602,21 +607,10 @@ class Controller:
             )
         )
 
-    def _period(self, now: dt.datetime) -> tuple[dict[str, float], dict[str, bool]] | None:
-        if self._plan is None or self._relays is None or self._plan.empty:
+    def _period(self, now: dt.datetime) -> PeriodSetpoints | None:
+        if self._setpoints is None:
             return None
-        stamp = pd.Timestamp(now)
-        index = pd.DatetimeIndex(self._plan.index)
-        position = int(index.searchsorted(stamp, side="right")) - 1
-        if position < 0 or stamp >= index[position] + self._step:
-            return None
-        plan_row = {
-            str(k): float(v)
-            for k, v in self._plan.iloc[position].items()
-            if isinstance(v, int | float)
-        }
-        relay_row = {str(k): bool(v) for k, v in self._relays.iloc[position].items()}
-        return plan_row, relay_row
+        return self._setpoints.at(pd.Timestamp(now), pd.Timedelta(self._step))
 
     async def cycle(self, wait_for_sweeps: bool = True) -> CycleResult:
         """Run one control cycle; never raises for device or bus faults.
@@ -723,6 +717,9 @@ class Controller:
             try:
                 storage = storage_state(ok["battery_inverter"][1])
                 self._soc = (now, storage.soc_fraction, storage.soc_kwh)
+                self._new_alarms += self._raised(
+                    self.events.inverter(storage.faulted, storage.empty, now)
+                )
             except GarbageValueError as exc:
                 faults.append(self._fail(ok.pop("battery_inverter")[0], now, "garbage", str(exc)))
 
@@ -741,8 +738,7 @@ class Controller:
             household_groups=self.household_groups,
             businesses=self.businesses,
             settings=fs,
-            plan_row=period[0] if period else None,
-            relay_row=period[1] if period else None,
+            period=period,
             pv_rating_kw=pv.rating_kw if pv else self.site.pv.inverter_ac_capacity_kw,
             battery_rating_kw=storage.rate_kw_max if storage else self.site.battery.power_kw_max,
             soc_fraction=soc_fraction,
@@ -889,6 +885,16 @@ class Controller:
             return result.kind
         values, answers, sfs = result
         state = meter_state(values)
+        if device.connection_id is not None:
+            self._new_alarms += self._raised(
+                self.events.meter(
+                    device.connection_id,
+                    state.trip_count,
+                    state.budget_exhausted_count,
+                    state.power_limit_w,
+                    now,
+                )
+            )
         sweep.states[device.name] = state
         sweep.readings.append(MeterReading(device.name, now, state.import_wh, state.export_wh))
         if self._target is not None:
@@ -924,6 +930,13 @@ class Controller:
                 )
             )
         return BusFault(bus, message, meters_read, delay)
+
+    @staticmethod
+    def _raised(alarms: list[Alarm]) -> list[Alarm]:
+        """Log trips, exhausted budgets and inverter faults (issue 11's events) as raised."""
+        for alarm in alarms:
+            log.warning("alarm %s %s: %s", alarm.kind.value, alarm.subject, alarm.message)
+        return alarms
 
     def _relay_target(self, device: _Device, target: Targets) -> bool | None:
         cid = device.connection_id
@@ -994,9 +1007,32 @@ class Controller:
         elif device.role == "meter":
             wanted = self._relay_target(device, target)
             state_m: MeterState = meter_state(values)
+            # The limit first: a relay that closes must never let the full demand through.
+            writes = self._meter_limit_writes(device, state_m, target, sfs)
             if wanted is not None and device.coil is not None and wanted != state_m.relay_closed:
-                return profile.coil_writes("relay", {device.coil: wanted})
+                writes += profile.coil_writes("relay", {device.coil: wanted})
+            return writes
         return []
+
+    def _meter_limit_writes(
+        self, device: _Device, state: MeterState, target: Targets, sfs: Mapping[str, int]
+    ) -> list[Write]:
+        """The limited unit's allotment as its meter's power limit, and its budget."""
+        cid = device.connection_id
+        wanted: dict[str, float] = {}
+        if cid in target.power_limit_kw and cid not in self.priority_ids:
+            # 0 in the register means "no limit" (inf here); an allotment of 0 is at least
+            # 1 W (the relay is open then anyway).
+            limit_kw = target.power_limit_kw[cid]
+            limit_w = 0 if math.isinf(limit_kw) else max(round(limit_kw * 1000), 1)
+            if limit_w != state.power_limit_w:
+                wanted["power_limit_w"] = limit_w
+        if (
+            cid in target.energy_budget_wh
+            and target.energy_budget_wh[cid] != state.energy_budget_wh
+        ):
+            wanted["energy_budget_wh"] = target.energy_budget_wh[cid]
+        return device.profile.writes(wanted, sfs) if wanted else []
 
     def _board_writes(
         self,

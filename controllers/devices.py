@@ -12,7 +12,7 @@ Examples
 >>> from controllers.registers import load_register_map
 >>> profile = meter_profile(load_register_map("lastwatt_meter"))
 >>> profile.blocks
-(Block(table='holding', address=0, count=6),)
+(Block(table='holding', address=0, count=16),)
 >>> profile.writes({"relay": True}, {})
 [Write(table='coil', address=0, values=(True,), points=('relay',))]
 """
@@ -251,6 +251,8 @@ INVERTER_POINTS = (
 STORAGE_POINTS = (
     "103.W",
     "103.WH",
+    "103.St",
+    "124.ChaSt",
     "120.WHRtg",
     "124.WChaMax",
     "124.ChaState",
@@ -259,7 +261,18 @@ STORAGE_POINTS = (
     "124.OutWRte",
     "124.InOutWRte_RvrtTms",
 )
-METER_POINTS = ("import_wh", "export_wh", "power_w", "relay_state")
+METER_POINTS = (
+    "import_wh",
+    "export_wh",
+    "power_w",
+    "relay_state",
+    "power_limit_w",
+    "energy_budget_wh",
+    "budget_remaining_wh",
+    "trip_status",
+    "trip_count",
+    "budget_exhausted_count",
+)
 RELAY_BOARD_POINTS = ("watchdog_timeout_s", "safe_state_low", "safe_state_high")
 
 
@@ -348,6 +361,10 @@ class StorageState:
         Active limits [% of rating]; None when not enabled in ``StorCtl_Mod``.
     revert_s : float
         Limit revert timer [s].
+    faulted : bool
+        The inverter is in fault (tripped: the grid is dark).
+    empty : bool
+        The battery reports empty (a fault then is a low-battery cut-off).
     """
 
     power_kw: float
@@ -358,6 +375,8 @@ class StorageState:
     charge_limit_pct: float | None
     discharge_limit_pct: float | None
     revert_s: float
+    faulted: bool = False
+    empty: bool = False
 
     @property
     def soc_kwh(self) -> float:
@@ -377,17 +396,44 @@ def storage_state(values: Mapping[str, float | None]) -> StorageState:
         charge_limit_pct=values["124.InWRte"] if mode & 1 else None,
         discharge_limit_pct=values["124.OutWRte"] if mode & 2 else None,
         revert_s=values["124.InOutWRte_RvrtTms"] or 0.0,
+        # SunSpec 103 St 7 = FAULT; 124 ChaSt 2 = EMPTY.
+        faulted=values.get("103.St") == 7,
+        empty=values.get("124.ChaSt") == 2,
     )
 
 
 @dataclass(frozen=True, slots=True)
 class MeterState:
-    """A meter as read: cumulative registers [Wh], power [kW], relay state."""
+    """A meter as read: cumulative registers [Wh], power [kW], relay state, protection.
+
+    Attributes
+    ----------
+    import_wh, export_wh : int
+        Cumulative energy registers [Wh].
+    power_kw : float
+        Instantaneous power [kW].
+    relay_closed : bool
+        Relay state.
+    power_limit_w, energy_budget_wh : int
+        The limit and daily budget the meter enforces [W, Wh]; 0 = none.
+    budget_remaining_wh : int
+        Budget left today [Wh] (2**32 − 1 without a budget).
+    trip_status : int
+        0 normal, 1 open after a power-limit trip, 2 budget exhausted.
+    trip_count, budget_exhausted_count : int
+        Event counters (16-bit, rolling over).
+    """
 
     import_wh: int
     export_wh: int
     power_kw: float
     relay_closed: bool
+    power_limit_w: int = 0
+    energy_budget_wh: int = 0
+    budget_remaining_wh: int = 0
+    trip_status: int = 0
+    trip_count: int = 0
+    budget_exhausted_count: int = 0
 
 
 def meter_state(values: Mapping[str, float | None]) -> MeterState:
@@ -397,6 +443,12 @@ def meter_state(values: Mapping[str, float | None]) -> MeterState:
         export_wh=int(_required(values, "export_wh", "meter")),
         power_kw=_required(values, "power_w", "meter") / 1000.0,
         relay_closed=values["relay_state"] == 1,
+        power_limit_w=int(values.get("power_limit_w") or 0),
+        energy_budget_wh=int(values.get("energy_budget_wh") or 0),
+        budget_remaining_wh=int(values.get("budget_remaining_wh") or 0),
+        trip_status=int(values.get("trip_status") or 0),
+        trip_count=int(values.get("trip_count") or 0),
+        budget_exhausted_count=int(values.get("budget_exhausted_count") or 0),
     )
 
 

@@ -3,7 +3,8 @@
 One pymodbus server per gateway of the site exposes every device of that gateway with
 the same register maps the controller uses (SunSpec inverter and storage, relay board,
 meters). Device memory lives here; pymodbus' ``SimDevice`` ``action=`` hook brings it
-in on every request: the physics (:mod:`controllers.physics`) is advanced to the
+in on every request: the physics (:mod:`microgrid.physics`, the one
+physics the planners use too) is advanced to the
 clock's now, measured registers are rendered, writes are validated (read-only or
 unknown address → exception 2, out-of-range value → exception 3) and take effect.
 
@@ -38,12 +39,12 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simutils import SimUtils
 
 from controllers.codec import raw_from_words, words_from_raw
-from controllers.physics import BatteryLimits, ContainerState, StepInputs, step
 from controllers.registers import Point, PointType, RegisterMap, load_register_map
 from controllers.rtu import RtuBus
 from forecasts.demand import demand_kw
 from forecasts.pv import pv_ac_power_kw
 from forecasts.weather import synthetic_weather
+from microgrid.physics import BatteryLimits, ContainerState, Protection, StepInputs, step
 from microgrid.site import ConnectionKind, Site
 from microgrid.timegrid import TimeGrid
 
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 # Physics steps shorter than this are skipped (the next request catches up): 0.5 s of
 # simulated time is far below any timer (whole seconds) or load change (15 min).
 _MIN_STEP = dt.timedelta(seconds=0.5)
+# A meter's factory reclose delay after a power-limit trip [s] (common prepaid meters).
+_METER_RECLOSE_S = 60
 
 
 class Clock(Protocol):
@@ -161,6 +164,8 @@ class SimulatorSettings:
         Gateways whose devices sit on an RS-485 bus: each request holds that bus for
         its wire time in real seconds (:mod:`controllers.rtu`), one at a time. Gateways
         not named answer as fast as loopback TCP.
+    inverter_restart_s : float
+        The battery inverter restarts this long after an overload trip [s].
     """
 
     seed: int = 0
@@ -168,6 +173,7 @@ class SimulatorSettings:
     soc_fraction: float = 0.5
     max_step_s: float = 60.0
     rtu_buses: Mapping[str, RtuBus] = field(default_factory=dict)
+    inverter_restart_s: float = 300.0
 
 
 @dataclass
@@ -436,16 +442,42 @@ class _Storage(_Inverter):
         soc = sim.state.soc_kwh / self.battery.capacity_kwh
         self.set("124.ChaState", 100 * min(max(soc, 0.0), 1.0))
         flow = sim.flows_battery_kw
-        self._set_raw(self.map.point("124.ChaSt"), 3 if flow > 0.01 else 4 if flow < -0.01 else 6)
+        dark = sim.state.inverter_dark_h > 0
+        # SunSpec charge status 2 EMPTY after a low-battery cut-off, else by the flow.
+        status = 3 if flow > 0.01 else 4 if flow < -0.01 else 6
+        self._set_raw(
+            self.map.point("124.ChaSt"), 2 if dark and sim.state.dark_low_battery else status
+        )
+        # SunSpec operating state: 7 FAULT while tripped (dark), else 4 MPPT (running).
+        self._set_raw(self.map.point("103.St"), 7 if dark else 4)
 
 
 class _Meter(_Device):
+    """A prepaid meter: energy registers, a relay, and its own limit and budget."""
+
     def __init__(
         self, gateway: str, unit: int, register_map: RegisterMap, index: int | None
     ) -> None:
         super().__init__(gateway, unit, register_map, coils=1)
         self.index = index  # connection index; None = the container's bulk meter
         self.coils[0] = True
+        self.reset()
+
+    def reset(self) -> None:
+        # Power-on: no limit, no budget, the factory reclose delay.
+        self._set_raw(self.map.point("power_limit_w"), 0)
+        self._set_raw(self.map.point("energy_budget_wh"), 0)
+        self.set("reclose_delay_s", _METER_RECLOSE_S)
+
+    def power_limit_kw(self) -> float:
+        """The enforced power limit [kW]; inf when none (0 in the register)."""
+        limit = self.raw("power_limit_w")
+        return limit / 1000.0 if limit > 0 else float("inf")
+
+    def energy_budget_wh(self) -> float:
+        """The budget per period [Wh]; inf when none (0 in the register)."""
+        budget = self.raw("energy_budget_wh")
+        return float(budget) if budget > 0 else float("inf")
 
     def render(self, sim: SimulatedContainer) -> None:
         if self.index is None:
@@ -455,6 +487,23 @@ class _Meter(_Device):
             power = float(sim.drawn_kw[self.index])
             exported = int(sim.export_wh[self.index]) % (1 << 32)
             self._set_raw(self.map.point("export_wh"), exported)
+            i = self.index
+            budget = self.energy_budget_wh()
+            remaining = (
+                (1 << 32) - 1
+                if budget == float("inf")
+                else max(int(budget - sim.state.budget_used_wh[i]), 0)
+            )
+            status = (
+                2 if sim.state.budget_exhausted[i] else 1 if sim.state.meter_open_h[i] > 0 else 0
+            )
+            self._set_raw(self.map.point("budget_remaining_wh"), remaining)
+            self._set_raw(self.map.point("trip_status"), status)
+            self._set_raw(self.map.point("trip_count"), int(sim.state.meter_trips[i]) % (1 << 16))
+            self._set_raw(
+                self.map.point("budget_exhausted_count"),
+                int(sim.state.budget_exhaustions[i]) % (1 << 16),
+            )
         self._set_raw(self.map.point("import_wh"), int(energy) % (1 << 32))
         self._set_raw(self.map.point("power_w"), round(power * 1000))
         self._set_raw(self.map.point("relay_state"), int(self.coils[0]))
@@ -510,19 +559,11 @@ class SimulatedContainer:
         self.clock = clock
         self.settings = settings or SimulatorSettings()
         self.faults = Faults()
+        self.protection = Protection(inverter_restart_h=self.settings.inverter_restart_s / 3600)
         b = site.battery
-        self.battery = BatteryLimits(
-            b.energy_capacity_kwh,
-            b.soc_kwh_min,
-            b.soc_kwh_max,
-            b.power_kw_max,
-            b.charge_efficiency,
-            b.discharge_efficiency,
-        )
+        self.battery = BatteryLimits.of(b)
         n = len(site.connections)
-        self.state = ContainerState(
-            soc_kwh=self.settings.soc_fraction * b.energy_capacity_kwh, meter_wh=np.zeros(n)
-        )
+        self.state = ContainerState.new(self.settings.soc_fraction * b.energy_capacity_kwh, n)
         self.flows_pv_kw = 0.0
         self.flows_battery_kw = 0.0
         self.flows_load_kw = 0.0
@@ -549,6 +590,8 @@ class SimulatedContainer:
             for c in site.connections
         ]
         self._meter_coil = [c.meter.relay_coil for c in site.connections]
+        self._meters = [d for d in self._meter_relay if isinstance(d, _Meter)]
+        assert len(self._meters) == len(site.connections)  # every connection has its meter
 
     def _build_devices(self) -> None:
         site = self.site
@@ -662,14 +705,29 @@ class SimulatedContainer:
                 timers.append((at, device))
         return timers
 
+    def _meter_settings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each connection's meter power limit [kW], budget [Wh] and reclose delay [h]."""
+        limits = np.array([m.power_limit_kw() for m in self._meters])
+        budgets = np.array([m.energy_budget_wh() for m in self._meters])
+        reclose = np.array([m.get("reclose_delay_s") / 3600.0 for m in self._meters])
+        return limits, budgets, reclose
+
     def advance(self, now: dt.datetime) -> None:
         """Integrate the physics up to ``now``, honouring every device timer on time."""
         if now - self.time < _MIN_STEP:
             return  # requests come in bursts: one physics step per burst is enough
         max_step = dt.timedelta(seconds=self.settings.max_step_s)
+        tz = self.site.location.timezone
         while self.time < now:
             timers = self._timers()
-            end = min(now, self.time + max_step, *(at for at, _ in timers if at > self.time))
+            # Budgets run per local day: a step never crosses local midnight.
+            midnight = pd.Timestamp(self.time).tz_convert(tz).normalize() + pd.Timedelta(days=1)
+            end = min(
+                now,
+                self.time + max_step,
+                midnight.to_pydatetime(),
+                *(at for at, _ in timers if at > self.time),
+            )
             for at, device in timers:
                 if at <= self.time:
                     self._expire(device)
@@ -679,6 +737,7 @@ class SimulatedContainer:
             pv_kw = float(np.interp(offset_h * 12, np.arange(len(pv)), pv))
             period = min(int(offset_h * 4), 95)
             charge, discharge = self.storage.limits_kw()
+            limits, budgets, reclose = self._meter_settings()
             inputs = StepInputs(
                 dt_h=(end - self.time).total_seconds() / 3600,
                 pv_available_kw=pv_kw,
@@ -687,16 +746,21 @@ class SimulatedContainer:
                 discharge_limit_kw=discharge,
                 demand_kw=demand[period],
                 closed=self._closed(),
+                power_limit_kw=limits,
+                energy_budget_wh=budgets,
+                reclose_h=reclose,
             )
             inputs = self._with_prosumers(inputs, day, offset_h)
-            flows = step(self.state, self.battery, inputs)
+            flows = step(self.state, self.battery, inputs, self.protection)
             self.flows_pv_kw, self.flows_battery_kw, self.flows_load_kw = (
                 flows.pv_kw,
                 flows.battery_kw,
                 flows.load_kw,
             )
-            self.drawn_kw = np.where(inputs.closed & (not flows.tripped), inputs.demand_kw, 0.0)
+            self.drawn_kw = flows.drawn_kw
             self.time = end
+            if end == midnight.to_pydatetime():
+                self.state.start_budget_period()
         for at, device in self._timers():
             if at <= self.time:
                 self._expire(device)
@@ -810,6 +874,24 @@ class SimulatedContainer:
         """Whether a connection's supply path is closed right now (physically)."""
         index = [c.id for c in self.site.connections].index(connection_id)
         return bool(self._closed()[index])
+
+    def weather_of_day(self, when: pd.Timestamp) -> tuple[pd.Series, pd.DataFrame]:
+        """The day's realised PV and demand, per 15-min period, as the physics meets them.
+
+        PV is the period mean of the 5-min samples the physics interpolates [kW];
+        demand is per connection [kW]. For comparing other deliveries of the same day
+        (the planners') with this container's.
+        """
+        day, pv, demand = self._day(when)
+        index = pd.date_range(day, periods=96, freq="15min").tz_convert("UTC")
+        # Trapezoid mean over each period of the linearly interpolated 5-min samples.
+        edges = pv[: 96 * 3 + 1]
+        means = (edges[0:-1:3] / 2 + edges[1::3] + edges[2::3] + edges[3::3] / 2) / 3
+        columns = [c.id for c in self.site.connections]
+        return (
+            pd.Series(means, index=index, name="pv_kw"),
+            pd.DataFrame(demand, index=index, columns=columns),
+        )
 
     def energy_kwh_by_tier(self) -> dict[str, float]:
         """Energy delivered per tier since the start [kWh] (the physics' own account)."""

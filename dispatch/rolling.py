@@ -29,6 +29,7 @@ from dispatch.problem import (
 )
 from dispatch.schedule import Schedule
 from microgrid import Site, TimeGrid
+from microgrid.physics import BatteryLimits, ContainerState, StepInputs, step
 
 __all__ = [
     "BlockDelivery",
@@ -39,12 +40,12 @@ __all__ = [
     "community_value",
     "deliver_block",
     "roll",
+    "shed_hours",
+    "track_relays",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-
-_EPS = 1e-12
 
 Planner = Callable[[DispatchProblem, Schedule | None], Schedule]
 """Makes a plan for a problem, given the previous plan (for a warm start)."""
@@ -137,8 +138,11 @@ class BlockDelivery:
     served_kw : numpy.ndarray
         Power served, periods × units [kW].
     pv_kw, pv_used_kw, curtailed_kw, battery_kw, soc_kwh, short_kw : numpy.ndarray
-        Per period [kW; kWh for the SoC at the period's end]; ``short_kw`` is load the
-        battery could not carry, shed in reverse tier order.
+        Per period [kW; kWh for the SoC at the period's end]; ``short_kw`` is load that
+        wanted power but was dark because the inverter tripped on overload.
+    state : ContainerState
+        The physics' state at the block's end (SoC, inverter restart and meter timers,
+        trip counters), to continue the next block from.
     """
 
     served_kw: FloatArray
@@ -148,6 +152,7 @@ class BlockDelivery:
     battery_kw: FloatArray
     soc_kwh: FloatArray
     short_kw: FloatArray
+    state: ContainerState
 
 
 def deliver_block(
@@ -158,23 +163,25 @@ def deliver_block(
     battery: BatteryState,
     step_hours: float,
     tiers: UnitTiers,
+    state: ContainerState | None = None,
 ) -> BlockDelivery:
-    """Deliver consecutive periods of a plan on actual PV and demand.
+    """Deliver consecutive periods of a plan on actual PV and demand, by the one physics.
 
-    Relays are where the plan put them (priority users always on); a household group
-    that is on draws its actual demand; a business draws its actual demand up to its
-    allotment (a load limiter). PV serves the load, the battery covers the difference
-    within its power and state-of-charge limits, surplus charges it and the rest is
-    curtailed. If the battery cannot carry the load, the deficit is shed in reverse
-    tier order: businesses, then household groups, then priority users — what the
-    controller's under-frequency relays would do.
+    Each period is one :func:`microgrid.physics.step` with the plan's setpoints, each
+    unit a connection: relays where the plan put them (priority users always on); a
+    household group that is on draws its actual demand (switch-only); a business is
+    limited at its meter to its allotment (it trips if its demand rises above, then
+    runs what fits); PV serves the load, the battery covers the difference within its
+    power and state-of-charge limits, surplus charges it and the rest is curtailed.
+    If the battery cannot carry the load, the inverter trips and everyone is dark until
+    it restarts — what the live container does, so that the KPIs describe it.
 
     Parameters
     ----------
     relays : numpy.ndarray of bool
         Planned relay state, periods × units (priority columns are ignored: always on).
     allotment_kw : numpy.ndarray
-        Planned power per unit [kW]; caps businesses.
+        Planned power per unit [kW]; the meter limit of businesses.
     pv_kw : numpy.ndarray
         Available PV per period [kW].
     demand_kw : numpy.ndarray
@@ -185,42 +192,57 @@ def deliver_block(
         Period length [h].
     tiers : UnitTiers
         Which columns are which tier.
+    state : ContainerState, optional
+        The physics' state from the previous block (its SoC wins over ``battery``'s);
+        a container at rest at ``battery.soc_kwh`` if omitted.
     """
-    rows, _ = demand_kw.shape
-    draw = np.maximum(demand_kw, 0.0).copy()
-    draw[:, tiers.household] *= relays[:, tiers.household]
-    biz = tiers.business
-    draw[:, biz] = np.where(relays[:, biz], np.minimum(draw[:, biz], allotment_kw[:, biz]), 0.0)
-    load = draw.sum(axis=1)
+    rows, n_units = demand_kw.shape
+    limits = BatteryLimits(
+        battery.soc_kwh_max,
+        battery.soc_kwh_min,
+        battery.soc_kwh_max,
+        battery.power_kw_max,
+        battery.charge_efficiency,
+        battery.discharge_efficiency,
+    )
+    if state is None:
+        state = ContainerState.new(battery.soc_kwh, n_units)
+    closed = np.asarray(relays, dtype=bool).copy()
+    closed[:, tiers.priority] = True
+    power_limit = np.full((rows, n_units), np.inf)
+    power_limit[:, tiers.business] = allotment_kw[:, tiers.business]
+    served = np.zeros((rows, n_units))
     flows = np.zeros((6, rows))
-    soc = battery.soc_kwh
-    ce, de = battery.charge_efficiency, battery.discharge_efficiency
-    order = (biz, tiers.household, tiers.priority)
     for t in range(rows):
+        demand = np.maximum(demand_kw[t], 0.0)
+        outcome = step(
+            state,
+            limits,
+            StepInputs(
+                dt_h=step_hours,
+                pv_available_kw=max(float(pv_kw[t]), 0.0),
+                pv_limit_kw=np.inf,
+                charge_limit_kw=battery.power_kw_max,
+                discharge_limit_kw=battery.power_kw_max,
+                demand_kw=demand,
+                closed=closed[t],
+                power_limit_kw=power_limit[t],
+            ),
+        )
+        served[t] = outcome.drawn_kw
+        wanted = float(np.where(closed[t], np.minimum(demand, power_limit[t]), 0.0).sum())
+        dark_kw = max(wanted - outcome.load_kw, 0.0) if outcome.tripped else 0.0
         pv = max(float(pv_kw[t]), 0.0)
-        need = float(load[t])
-        charge = discharge = curtailed = short = 0.0
-        if pv >= need:
-            room = max(battery.soc_kwh_max - soc, 0.0) / (ce * step_hours)
-            charge = min(pv - need, battery.power_kw_max, room)
-            curtailed = pv - need - charge
-        else:
-            stored = max(soc - battery.soc_kwh_min, 0.0) * de / step_hours
-            discharge = min(need - pv, battery.power_kw_max, stored)
-            short = need - pv - discharge
-        remaining = short
-        if remaining > _EPS:
-            row = draw[t]
-            for units in order:
-                total = float(row[units].sum())
-                if remaining <= _EPS or total <= 0.0:
-                    continue
-                cut = min(remaining, total)
-                row[units] *= 1.0 - cut / total
-                remaining -= cut
-        soc += step_hours * (ce * charge - discharge / de)
-        flows[:, t] = (pv, pv - curtailed, curtailed, discharge - charge, soc, short)
-    return BlockDelivery(draw, *flows)
+        flows[:, t] = (
+            pv,
+            outcome.pv_kw,
+            pv - outcome.pv_kw,
+            outcome.battery_kw,
+            state.soc_kwh,
+            dark_kw,
+        )
+    pv_available, pv_used, curtailed, battery_flow, soc, short = flows
+    return BlockDelivery(served, pv_available, pv_used, curtailed, battery_flow, soc, short, state)
 
 
 def roll(
@@ -310,6 +332,7 @@ def roll(
     battery = actual.battery
     plans: list[Schedule] = []
     previous: Schedule | None = None
+    physics: ContainerState | None = None
     for t in range(0, n, replan_every):
         window = TimeGrid(start=grid.index[t], periods=horizon_periods, step=grid.step)
         horizon = slice(t, t + horizon_periods)
@@ -342,7 +365,9 @@ def roll(
             battery,
             step,
             positions,
+            physics,
         )
+        physics = block.state
         served[rows] = block.served_kw
         flows[:, rows] = (
             block.pv_kw,
@@ -355,18 +380,8 @@ def roll(
         battery = replace(battery, soc_kwh=float(block.soc_kwh[-1]))
         # The measured state the next plan starts from: relays with time in state, and
         # the hours each household group was dark while it had demand.
-        for k, unit in enumerate(switchable):
-            column = planned_on[:, len(tiers["priority"]) + k]
-            closed = bool(column[-1])
-            same = column[::-1] == closed
-            trailing = count if same.all() else int(np.argmin(same))
-            before = relays.get(unit, RelayState())
-            carried = before.hours_in_state if same.all() and before.closed == closed else 0.0
-            held = carried + trailing * step
-            relays[unit] = RelayState(closed=closed, hours_in_state=held)
-        groups = positions.household
-        dark = (block.served_kw[:, groups] <= 1e-9) & (demand_actual[rows][:, groups] > 1e-9)
-        shed += dark.sum(axis=0) * step
+        track_relays(planned_on, switchable, len(tiers["priority"]), step, relays)
+        shed += shed_hours(block.served_kw, demand_actual[rows], positions, step)
     index = grid.index
     names = ("pv_kw", "pv_used_kw", "curtailed_kw", "battery_kw", "soc_kwh", "short_kw")
     return Delivery(
@@ -377,6 +392,49 @@ def roll(
         shed_hours=pd.Series(shed, index=list(tiers["household"]), name="shed_hours"),
         plans=plans,
     )
+
+
+def track_relays(
+    closed: BoolArray,
+    units: list[str] | tuple[str, ...],
+    first: int,
+    step_hours: float,
+    relays: dict[str, RelayState],
+) -> None:
+    """Carry each switchable unit's relay state and time in state over a delivered block.
+
+    Parameters
+    ----------
+    closed : numpy.ndarray of bool
+        Relay states delivered, periods × all units.
+    units : sequence of str
+        The switchable units, in column order from column ``first``.
+    first : int
+        Column of the first switchable unit (priority users come before).
+    step_hours : float
+        Period length [h].
+    relays : dict of str to RelayState
+        Updated in place: the measured state the next plan starts from.
+    """
+    count = len(closed)
+    for k, unit in enumerate(units):
+        column = closed[:, first + k]
+        state = bool(column[-1])
+        same = column[::-1] == state
+        trailing = count if same.all() else int(np.argmin(same))
+        before = relays.get(unit, RelayState())
+        carried = before.hours_in_state if same.all() and before.closed == state else 0.0
+        relays[unit] = RelayState(closed=state, hours_in_state=carried + trailing * step_hours)
+
+
+def shed_hours(
+    served_kw: FloatArray, demand_kw: FloatArray, tiers: UnitTiers, step_hours: float
+) -> FloatArray:
+    """Hours each household group was dark while it had demand over a block [h]."""
+    groups = tiers.household
+    dark = (served_kw[:, groups] <= 1e-9) & (demand_kw[:, groups] > 1e-9)
+    hours: FloatArray = dark.sum(axis=0) * step_hours
+    return hours
 
 
 def community_value(delivery: Delivery, site: Site, values: TierValues | None = None) -> float:

@@ -58,6 +58,7 @@ from lastwatt import (
     api_contracts,
     api_market,
     api_metrics,
+    api_setpoints,
     api_settlement,
 )
 from lastwatt.api_auth import auth_dependencies
@@ -737,4 +738,5 @@ def create_app(
 
     app.include_router(api_market.router(service, auth))
     app.include_router(api_metrics.router(service))
+    app.include_router(api_setpoints.router(service, auth.operator))
     return app

@@ -31,6 +31,7 @@ a service killed at any point and restarted neither loses nor doubles anything.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime as dt
 import logging
@@ -40,7 +41,6 @@ from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -58,6 +58,7 @@ from dispatch import (
     problem_from_site,
     solve_dispatch,
 )
+from dispatch.setpoints import Setpoints, safe_setpoints
 from forecasts.demand import demand_kw
 from forecasts.feed import (
     FeedCache,
@@ -76,6 +77,7 @@ from forecasts.weather import synthetic_weather
 from lastwatt.config import RetentionSettings, WeatherSettings
 from lastwatt.control_loop import ControlThread
 from lastwatt.jobs import Job
+from lastwatt.relay_history import RelayHistory
 from lastwatt.state import ServiceState, StoredSchedule
 from microgrid import Site, TimeGrid
 from microgrid.site import ConnectionKind
@@ -109,7 +111,7 @@ from settlement.anchor import Anchor, create_anchor_key, load_anchor_key
 from settlement.fiat import topup_batch
 from settlement.hourly import price_at
 
-__all__ = ["Service", "ServiceConfig", "open_ledger", "safe_schedule"]
+__all__ = ["Service", "ServiceConfig", "open_ledger"]
 
 log = logging.getLogger(__name__)
 
@@ -218,25 +220,16 @@ def open_ledger(config: ServiceConfig) -> LedgerStore:
     return PostgresLedgerStore(config.ledger_url, config.ledger_site)
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _floor(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
     epoch = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
     return epoch + ((moment - epoch) // step) * step
-
-
-def safe_schedule(site: Site, now: dt.datetime, pv_limit_pct: float) -> SimpleNamespace:
-    """A one-day plan equal to the fail-safe state: every switchable unit off, PV limited.
-
-    Applied by one last control cycle at shutdown; the controller never opens a priority
-    relay, so priority users stay on. The devices' own revert timers then keep them safe.
-    """
-    index = pd.date_range(_floor(now, _QUARTER), periods=96, freq="15min")
-    pv_kw = site.pv.inverter_ac_capacity_kw * pv_limit_pct / 100
-    plan = pd.DataFrame(
-        {"pv_used_kw": pv_kw, "curtailed_kw": 1.0, "battery_power_kw": 0.0}, index=index
-    )
-    units = [g.id for g in site.relay_groups] + [b.id for b in site.businesses]
-    relays = pd.DataFrame(False, index=index, columns=units)
-    return SimpleNamespace(plan=plan, relays=relays)
 
 
 class Service:
@@ -309,7 +302,7 @@ class Service:
         self._connected: dict[str, bool] = {}
         self._last_slot: dt.datetime | None = None
         self._soc_kwh: float | None = None
-        self._relay_since: dict[str, tuple[bool, dt.datetime]] = {}
+        self._relays = RelayHistory()
         self._owner = threading.get_ident()
         self._control: ControlThread | None = None
         # With a control thread, the control job's SQLite work (readings, alarms, credit,
@@ -318,6 +311,11 @@ class Service:
         self._control_io: ThreadPoolExecutor | None = None
         self._io_connections: tuple[LedgerStore, ServiceState] | None = None
         self.started = False
+        self.dispatch_relays_at_start: dict[str, RelayState] = {}
+        self.setpoints: Setpoints | None = None  # in force: the plan's, or the safe ones
+        self.alarms: collections.deque[Alarm] = collections.deque(maxlen=1000)  # the latest
+        self._household_groups = tuple(g.id for g in site.relay_groups)
+        self._switchable = (*self._household_groups, *(b.id for b in site.businesses))
 
     # --- where the control loop runs -------------------------------------------------------
     def use_control_loop(self, thread: ControlThread) -> None:
@@ -352,14 +350,6 @@ class Service:
         if self._control is None:
             return await coroutine
         return await self._control.run(coroutine)
-
-    def _apply_schedule(self, schedule: object) -> None:
-        """Hand a schedule to the controller on the loop that drives it."""
-        control = self._control
-        if control is None or control.loop is None:
-            self.controller.set_schedule(schedule)
-        else:
-            control.loop.call_soon_threadsafe(self.controller.set_schedule, schedule)
 
     def log_job(
         self,
@@ -404,10 +394,20 @@ class Service:
             self.state.set("staking_epoch", now.astimezone(self.tz).date().isoformat())
         for cid, hold in self.state.holds().items():
             self.controller.operator_switch(cid, hold["closed"], reason=hold["reason"])
+        # Time in state and shed hours continue from the persisted history; relay states
+        # come from the first read-back (relay_history.py).
+        self._relays = RelayHistory.from_json(self.state.get("relay_history"))
         stored = self.state.last_schedule()
         if stored is not None:
             self.stored_schedule = stored
-            self._apply_schedule(stored)
+            self.apply(
+                Setpoints.from_plan(
+                    stored.plan,
+                    stored.relays,
+                    stored.allotment_kw,
+                    tuple(g.id for g in self.site.relay_groups),
+                )
+            )
             log.info("restored the schedule issued %s", stored.issued_at.isoformat())
         self.started = True
         await self._on_control_loop(self.control_job(now))
@@ -425,9 +425,9 @@ class Service:
     async def _leave_safe(self) -> None:
         try:
             fs: FailsafeSettings = self.config.controller.failsafe
-            self.controller.set_schedule(
-                safe_schedule(self.site, self.clock.now(), fs.pv_safe_limit_pct)
-            )
+            start = pd.Timestamp(_floor(self.clock.now(), _QUARTER))
+            pv_kw = self.site.pv.inverter_ac_capacity_kw * fs.pv_safe_limit_pct / 100
+            self.apply(safe_setpoints(self.site, start, pv_kw))
             await self.controller.cycle()
             log.info("devices left in their safe state")
         except Exception:
@@ -436,6 +436,15 @@ class Service:
         if self._control_io is not None:
             self._control_io.submit(self._close_io_connections)
             self._control_io.shutdown(wait=True)  # what was queued is written first
+
+    def apply(self, setpoints: Setpoints) -> None:
+        """Hand setpoints to the controller on the loop that drives it; they are in force."""
+        self.setpoints = setpoints
+        control = self._control
+        if control is None or control.loop is None or _running_loop() is control.loop:
+            self.controller.set_schedule(setpoints)
+        else:
+            control.loop.call_soon_threadsafe(self.controller.set_schedule, setpoints)
 
     # --- inputs shared by jobs and the API ---------------------------------------------
     def current_round(self, now: dt.datetime | None = None) -> int:
@@ -497,12 +506,8 @@ class Service:
         m = result.measured
         if m.soc_kwh is not None:
             self._soc_kwh = m.soc_kwh
-        relay_since = dict(self._relay_since)  # replaced whole: dispatch reads it elsewhere
-        for unit, closed in m.relays_closed.items():
-            seen = relay_since.get(unit)
-            if seen is None or seen[0] != closed:
-                relay_since[unit] = (closed, result.time)
-        self._relay_since = relay_since
+        self._relays.observe(m.relays_closed, result.time, self._household_groups)
+        self.alarms.extend(result.alarms)
         if self._control_io is None:
             self._record_cycle(result)
         else:
@@ -528,6 +533,7 @@ class Service:
                 for hour in outcome.late_hours:
                     settle_hour(store, self.site, hour, self.settlement, now)
             state.add_telemetry(now, self._telemetry(result))
+            state.set("relay_history", self._relays.to_json())
             state.set("last_reading_at", now.isoformat())
             if state.get("first_reading_at") is None:
                 state.set("first_reading_at", now.isoformat())
@@ -564,6 +570,8 @@ class Service:
             "load_kw": m.load_kw,
             "meters_missing": m.meters_missing,
             "faults": len(result.faults),
+            # Device events since the start, by alarm kind (trips, budgets, inverter).
+            "events": dict(self.controller.events.counts),
         }
 
     # --- weather and forecast ---------------------------------------------------------------
@@ -678,10 +686,9 @@ class Service:
             credit = credit_for_dispatch(self.credit) if self.credit else {}
             for cid, hold in self.state.holds().items():
                 credit[cid] = bool(hold["closed"])
-            relays = {
-                unit: RelayState(closed, (now - since).total_seconds() / 3600)
-                for unit, (closed, since) in self._relay_since.items()
-            }
+            relays = self._relays.relay_states(now, self._switchable)
+            if self.schedule is None:
+                self.dispatch_relays_at_start = relays  # for the operator and the tests
             problem = problem_from_site(
                 self.site,
                 grid,
@@ -692,6 +699,7 @@ class Service:
                 stakes=self.stakes(now),
                 credit=credit,
                 relays=relays,
+                shed_hours=self._relays.shed_hours,
                 policy=DispatchPolicy(reserve=self.reserve_enabled),
                 export_kw=export,
             )
@@ -702,7 +710,7 @@ class Service:
                 self._executor, solve_dispatch, problem, settings, self.schedule, deadline
             )
             self.schedule = schedule
-            self._apply_schedule(schedule)
+            self.apply(Setpoints.from_schedule(schedule))
             self._plan_alarms(schedule, now)
             summary = _summary(schedule, now, soc)
             if self.weather_choice is not None:

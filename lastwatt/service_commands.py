@@ -293,6 +293,14 @@ def _serve(args: argparse.Namespace) -> int:
     setup_logging(settings.logging)
     site = load_site(settings.site)
     data_dir: Path = settings.data_dir
+    if args.ledger_url:  # a bad site id is refused before anything starts
+        from settlement.postgres_store import site_schema
+
+        try:
+            site_schema(args.ledger_site)
+        except ValueError as exc:
+            msg = f"--ledger-site: {exc}"
+            raise UsageError(msg) from None
     if args.init:
         return _init(data_dir, _residents(args.resident, site), args.force)
     if args.sim_port and not args.simulate:
@@ -327,13 +335,6 @@ def _serve(args: argparse.Namespace) -> int:
         settings.retention,
     )
     if args.ledger_url:
-        from settlement.postgres_store import site_schema
-
-        try:
-            site_schema(args.ledger_site)
-        except ValueError as exc:
-            msg = f"--ledger-site: {exc}"
-            raise UsageError(msg) from None
         config = dataclasses.replace(
             config, ledger_url=args.ledger_url, ledger_site=args.ledger_site
         )

@@ -43,11 +43,19 @@ from dispatch import (
     solve_dispatch,
 )
 from dispatch.problem import BatteryState, largest_remainder
-from dispatch.rolling import BlockDelivery, TierValues, UnitTiers, deliver_block
+from dispatch.rolling import (
+    BlockDelivery,
+    TierValues,
+    UnitTiers,
+    deliver_block,
+    shed_hours,
+    track_relays,
+)
 from forecasts.forecast import forecast_site
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import read_weather_csv, synthetic_weather
 from microgrid import ConnectionKind, Site, TimeGrid
+from microgrid.physics import ContainerState
 from scenarios.config import Scenario
 from scenarios.ledger import SimLedger
 from scenarios.population import Community, build_community, equipped_site
@@ -277,6 +285,7 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
     relays: dict[str, RelayState] = {}
     shed: dict[str, float] = {g.id: 0.0 for g in final.relay_groups}
     previous: Schedule | None = None
+    physics: ContainerState | None = None  # the one physics' state, carried block to block
     rows: list[dict[str, float]] = []
     sigma = scenario.weather.demand_noise
     for day in range(horizon.days):
@@ -288,6 +297,7 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
             units = _Units.of(site, demand_columns)
             ledger.join(site, day)
             previous = None
+            physics = None  # new units: the meters' timers start afresh
         assert site is not None
         assert units is not None
         available = np.array([community.join_day[b] <= day for b in all_business])
@@ -347,7 +357,9 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                 unit_demand[block],
                 problem.battery,
                 step,
+                physics,
             )
+            physics = delivered.state
             served_day[block] = delivered.served_kw
             flows_day[:, block] = np.vstack(
                 [
@@ -528,9 +540,10 @@ def _deliver(
     demand: np.ndarray,
     battery: BatteryState,
     step: float,
+    state: ContainerState | None = None,
 ) -> BlockDelivery:
     relays, allotment = _plan_arrays(plan, units, len(pv))
-    return deliver_block(relays, allotment, pv, demand, battery, step, units.tiers)
+    return deliver_block(relays, allotment, pv, demand, battery, step, units.tiers, state)
 
 
 def _track(
@@ -542,24 +555,13 @@ def _track(
     relays: dict[str, RelayState],
     shed: dict[str, float],
 ) -> None:
-    """Relay states and shed hours as :func:`dispatch.rolling.roll` measures them."""
+    """Relay states and shed hours, measured as :func:`dispatch.rolling.roll` measures them."""
     closed, _ = _plan_arrays(plan, units, len(served))
-    rows = len(served)
-    for k in np.concatenate([units.tiers.household, units.tiers.business]):
-        unit = units.ids[k]
-        state = relays.get(unit, RelayState())
-        column = closed[:, k]
-        changes = np.flatnonzero(column[1:] != column[:-1])
-        if changes.size:
-            held = (rows - 1 - int(changes[-1])) * step
-        elif bool(column[0]) == state.closed:
-            held = state.hours_in_state + rows * step
-        else:
-            held = rows * step
-        relays[unit] = RelayState(closed=bool(column[-1]), hours_in_state=held)
-    for k in units.tiers.household:
-        dark = (served[:, k] <= 1e-9) & (demand[:, k] > 1e-9)
-        shed[units.ids[k]] = shed.get(units.ids[k], 0.0) + step * int(dark.sum())
+    first = len(units.tiers.priority)
+    track_relays(closed, units.ids[first:], first, step, relays)
+    dark_hours = shed_hours(served, demand, units.tiers, step)
+    for k, hours in zip(units.tiers.household, dark_hours, strict=True):
+        shed[units.ids[k]] = shed.get(units.ids[k], 0.0) + float(hours)
 
 
 def _community_value(

@@ -59,10 +59,15 @@ class AlarmKind(enum.StrEnum):
     """A meter bus was silent or too slow for its sweep deadline; it is backed off."""
     SAFE_STATE = "safe_state"
     """The controller is not following a plan (no schedule, or state of charge unknown)."""
-    TRIP = "trip"
-    """A connection or the inverter tripped."""
-    OVERLOAD = "overload"
-    """The inverter was overloaded."""
+    CONNECTION_TRIP = "connection_trip"
+    """A meter opened its relay on its power limit (it recloses by itself)."""
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    """A connection used its daily energy budget; its meter stays open until midnight."""
+    INVERTER_OVERLOAD = "inverter_overload"
+    """The battery inverter tripped on overload: the whole village is dark until it
+    restarts."""
+    LOW_BATTERY_CUTOFF = "low_battery_cutoff"
+    """The battery inverter shut down at the battery's minimum state of charge."""
     VERIFY_FAILED = "verify_failed"
     """The ledger's hash chain or invariants did not verify."""
     PLAN_FALLBACK = "plan_fallback"
@@ -87,8 +92,10 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.DEVICE_FAULT: Severity.CRITICAL,
     AlarmKind.BUS_FAULT: Severity.CRITICAL,
     AlarmKind.SAFE_STATE: Severity.CRITICAL,
-    AlarmKind.TRIP: Severity.CRITICAL,
-    AlarmKind.OVERLOAD: Severity.CRITICAL,
+    AlarmKind.CONNECTION_TRIP: Severity.WARNING,
+    AlarmKind.BUDGET_EXHAUSTED: Severity.INFO,
+    AlarmKind.INVERTER_OVERLOAD: Severity.CRITICAL,
+    AlarmKind.LOW_BATTERY_CUTOFF: Severity.CRITICAL,
     AlarmKind.VERIFY_FAILED: Severity.CRITICAL,
     AlarmKind.PLAN_FALLBACK: Severity.WARNING,
     AlarmKind.PLAN_VIOLATIONS: Severity.WARNING,
