@@ -1,9 +1,10 @@
 """The order book on the ledger: every match settles atomically and idempotently.
 
-A trade becomes one :class:`~settlement.ledger.Batch` keyed ``<prefix>:<trade id>`` with
-two transfers: the buyer's coins to the seller (``market.pay``) and the seller's WATT to the
-buyer (``market.watt``). Both move or neither does; posting the same trade again returns the
-first result. Neither transfer may overdraw, so the ledger re-checks what the book checked.
+A trade becomes one :class:`~settlement.ledger.Batch` keyed
+``<prefix>:<trade id>:<buy order id>:<sell order id>`` with two transfers: the buyer's
+coins to the seller (``market.pay``) and the seller's WATT to the buyer (``market.watt``).
+Both move or neither does; posting the same trade again returns the first result. Neither
+transfer may overdraw, so the ledger re-checks what the book checked.
 
 :class:`LedgerHoldings` is the :class:`~settlement.orderbook.Holdings` the live market uses:
 it reads balances from the store and posts each match as it is made. :class:`Market` keeps
@@ -74,7 +75,7 @@ def trade_batch(trade: Trade, prefix: str = MARKET_PREFIX) -> Batch:
     """
     buyer, seller = trade.buyer, trade.seller
     return Batch(
-        f"{prefix}:{trade.trade_id}",
+        f"{prefix}:{trade.trade_id}:{trade.buy_order_id}:{trade.sell_order_id}",
         (
             Transfer(buyer, seller, Asset.COIN, trade.cost, "market.pay"),
             Transfer(seller, buyer, Asset.WATT, trade.quantity_wh, "market.watt"),
@@ -153,6 +154,14 @@ class Market:
         Where the open orders and the latest trades are kept across restarts: rewritten
         (write, fsync, rename) after every action that changed the book, read at start.
         The trades themselves are durable on the ledger as they are matched.
+
+    Notes
+    -----
+    A crash can fall between a trade's post and the snapshot of its action. At start the
+    ledger's trade batches after the snapshot's last trade are applied to the orders they
+    name (their keys carry both order ids), and trade and order numbering continue after
+    the highest on the ledger, so a trade is never counted twice and no key is reused.
+    The order of the action that crashed does not rest: its owner got no answer for it.
     """
 
     def __init__(
@@ -168,6 +177,7 @@ class Market:
         self.trades: list[Trade] = []
         if self.snapshot_path is not None and self.snapshot_path.exists():
             self.book, self.trades = _read_snapshot(self.snapshot_path)
+        self.book = _catch_up(self.book, store, prefix)
         self.log: list[str] = []
         """Actions applied since start as JSON lines (:func:`settlement.orderbook.replay`)."""
         self._lock = threading.Lock()
@@ -186,6 +196,31 @@ class Market:
     def now_us(self, moment: datetime) -> int:
         """``moment`` in µs, never before the book's latest action (clocks may step back)."""
         return max(to_us(moment), self.book.now_us)
+
+
+def _catch_up(book: OrderBook, store: LedgerStore, prefix: str) -> OrderBook:
+    """The book with the fills of trades on the ledger but not in it (module Notes)."""
+    data = book.snapshot()
+    orders = {o["order_id"]: o for o in data["orders"]}
+    changed = False
+    for key in store.keys_with_prefix(f"{prefix}:t"):
+        trade_id, buy_id, sell_id = key.removeprefix(f"{prefix}:").split(":")
+        number = int(trade_id.removeprefix("t"))
+        data["order_seq"] = max(
+            data["order_seq"], *(int(i.removeprefix("o")) for i in (buy_id, sell_id))
+        )
+        if number <= data["trade_seq"]:
+            continue
+        data["trade_seq"] = number
+        changed = True
+        wh = sum(t.amount for t in store.transfers_of(key) if t.asset is Asset.WATT)
+        for order_id in (buy_id, sell_id):
+            if order_id in orders:
+                orders[order_id]["remaining_wh"] -= wh
+    if not changed and data["order_seq"] == book.snapshot()["order_seq"]:
+        return book
+    data["orders"] = [o for o in orders.values() if o["remaining_wh"] > 0]
+    return OrderBook.restore(data)
 
 
 def _write_snapshot(path: Path, book: OrderBook, trades: Sequence[Trade]) -> None:

@@ -199,3 +199,20 @@ def test_a_damaged_snapshot_is_refused_with_advice(store, tmp_path):
     path.write_text('{"book": {"orders": 3}}')
     with pytest.raises(OrderRejectedError, match="move it aside"):
         Market(store, snapshot_path=path)
+
+
+def test_a_crash_between_a_trade_and_its_snapshot_is_caught_up_from_the_ledger(store, tmp_path):
+    fund(store, "user:s", watt_wh=5000)
+    fund(store, "user:b", coins=10_000_000)
+    path = tmp_path / "market.json"
+    market = Market(store, snapshot_path=path)
+    ask = market.submit(PlaceOrder("user:s", Side.SELL, 400_000, 3000, 1))
+    # the process dies after the trade is posted, before the snapshot is rewritten
+    market.book.place(PlaceOrder("user:b", Side.BUY, 500_000, 1000, 2), market.holdings)
+    restarted = Market(store, snapshot_path=path)
+    assert restarted.book.order(ask.order_id).remaining_wh == 2000  # not sold twice
+    outcome = restarted.submit(PlaceOrder("user:b", Side.BUY, 500_000, 2500, 3))
+    assert outcome.order_id == "o3"  # o2 (the crashed bid) is not reused
+    assert [(t.trade_id, t.quantity_wh) for t in outcome.trades] == [("t2", 2000)]
+    assert store.balance("user:s", Asset.WATT) == 2000
+    assert store.verify().ok
