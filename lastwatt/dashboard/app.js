@@ -465,7 +465,8 @@ function connectionView(id) {
     <section class="cards"><div class="card" id="cp-facts"></div><div class="card" id="cp-customer"></div></section>
     <section class="card"><h2>${t("readings")}</h2><div id="cp-readings" class="chart"></div></section>
     <section class="two"><div class="card"><h2>${t("transactions")}</h2><div class="scroll"><table id="cp-tx"><thead><tr><th>${t("time")}</th><th>${t("amount")}</th><th>${t("code")}</th><th></th></tr></thead><tbody></tbody></table></div></div>
-    <div class="card"><h2>${t("plan_reasons")}</h2><div class="scroll"><table id="cp-plan"><thead><tr><th>${t("time")}</th><th>${t("closed")}</th><th>${t("allotment")}</th><th>${t("reason")}</th></tr></thead><tbody></tbody></table></div></div></section>`;
+    <div class="card"><h2>${t("plan_reasons")}</h2><div class="scroll"><table id="cp-plan"><thead><tr><th>${t("time")}</th><th>${t("closed")}</th><th>${t("allotment")}</th><th>${t("reason")}</th></tr></thead><tbody></tbody></table></div></div></section>
+    <section class="card"><h2>${t("decisions")}</h2><div class="scroll"><table id="cp-decisions"><thead><tr><th>${t("time")}</th><th>kWh</th><th>${t("amount")}</th><th>${t("balance")}</th><th>${t("relay")}</th><th>${t("credit")}</th></tr></thead><tbody></tbody></table></div></section>`;
   async function load() {
     const page = await api(`/api/connections/${encodeURIComponent(id)}/page`);
     const c = page.connection;
@@ -505,6 +506,11 @@ function connectionView(id) {
     chart($("cp-readings"), [{ label: t("energy_wh"), stroke: "#2e86c1", fill: "#2e86c133" }], [xs, wh], { yLabel: "Wh" });
     document.querySelector("#cp-tx tbody").innerHTML = page.transactions.map((x) =>
       `<tr><td>${localTime(x.time)}</td><td class="num ${x.amount_minor < 0 ? "off" : "on"}">${coin(x.amount_minor)}</td><td>${esc(x.code)}</td><td class="muted">${esc(x.other)}</td></tr>`).join("");
+    const decided = await api(`/api/meters/${encodeURIComponent(id)}/decisions?limit=48`).catch(() => ({ decisions: [] }));
+    document.querySelector("#cp-decisions tbody").innerHTML = decided.decisions.map((d) =>
+      `<tr><td>${localTime(d.hour, { hour: "2-digit", minute: "2-digit", day: "2-digit" })}</td><td class="num">${num((d.import_wh - d.export_wh) / 1000, 3)}</td>` +
+      `<td class="num">${coin(d.payout_minor - d.charge_minor)}</td><td class="num">${coin(d.balance_minor)}</td>` +
+      `<td class="${d.connected ? "on" : "off"}">${d.connected ? t("on") : t("off")}</td><td>${esc(d.state)}</td></tr>`).join("");
     document.querySelector("#cp-plan tbody").innerHTML = page.plan.map((p) =>
       `<tr><td>${localTime(p.time, { hour: "2-digit", minute: "2-digit", day: "2-digit" })}</td><td class="${p.closed === false ? "off" : "on"}">${p.closed === false ? t("off") : t("on")}</td>` +
       `<td class="num">${num(p.allotment_kw, 2)}</td><td>${p.reason ? esc(reasonText(p.reason)) : ""}</td></tr>`).join("");

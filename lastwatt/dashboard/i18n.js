@@ -36,6 +36,7 @@ const TEXTS = {
     topup: "Top up a meter", amount_coin: "amount [coin]", key: "reference", done: "Done.",
     me: "My account", my_wallet: "My wallet", my_meters: "My meters", my_stake: "My stake",
     staked_on: "staked next round on", skip: "nobody", error: "Error",
+    decisions: "Hourly credit decisions (seed 002's two-way meter)",
   },
   fr: {
     sign_in: "Connexion", sign_out: "Déconnexion", cancel: "Annuler", user: "Utilisateur",
@@ -74,6 +75,7 @@ const TEXTS = {
     key: "référence", done: "Fait.", me: "Mon compte", my_wallet: "Mon portefeuille",
     my_meters: "Mes compteurs", my_stake: "Ma mise", staked_on: "misé au prochain tour sur",
     skip: "personne", error: "Erreur",
+    decisions: "Décisions de crédit par heure (compteur bidirectionnel)",
   },
 };
 
