@@ -188,6 +188,8 @@ class SqliteLedgerStore:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
         self.anchor = anchor
+        self._synchronous: Literal["FULL", "NORMAL"] = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
         self._head: tuple[int, int, bytes] | None = None  # rows, batches, head hash
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1000)
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -195,6 +197,19 @@ class SqliteLedgerStore:
         self._db.execute(f"PRAGMA synchronous = {synchronous}")
         self._db.executescript(_SCHEMA)
         self._migrate_alarm_rows()
+
+    def connect_again(self) -> SqliteLedgerStore:
+        """The same file on a connection of its own (e.g. for another thread).
+
+        Raises
+        ------
+        ValueError
+            For an in-memory store, which no other connection can open.
+        """
+        if self.path == ":memory:":
+            msg = "an in-memory SQLite ledger cannot be opened on a second connection"
+            raise ValueError(msg)
+        return SqliteLedgerStore(self.path, self._synchronous, self._busy_timeout_ms, self.anchor)
 
     # --- context management --------------------------------------------------------------
     def __enter__(self) -> SqliteLedgerStore:

@@ -6,6 +6,7 @@ thinning, incremental verification and the anchor's checkpoints.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -152,5 +153,30 @@ def test_an_anchored_store_checkpoints_each_commit_that_adds_rows(open_store, tm
         assert store.verify().ok  # self-consistent after the truncation ...
         report = verify_anchored(store, anchor.directory, key)
         assert any("rows were deleted" in p.message for p in report.problems), report.problems
+    finally:
+        store.close()
+
+
+def test_connect_again_verifies_the_same_ledger_from_another_thread(open_store, tmp_path):
+    key = create_anchor_key(tmp_path / "anchor.key")
+    anchor = Anchor(tmp_path / "export", key)
+    store = open_store(None, anchor=anchor)
+    try:
+        store.post(topup("pay:1", "user:amina", 1_000), HOUR)
+        found: list[object] = []
+
+        def work() -> None:
+            other = store.connect_again()
+            try:
+                found.append(other.anchor is anchor)
+                found.append(other.balance("user:amina"))
+                found.append(verify_anchored(other, anchor.directory, key).ok)
+            finally:
+                other.close()
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(30)
+        assert found == [True, 1_000, True]
     finally:
         store.close()
