@@ -25,9 +25,17 @@ A post returns after PostgreSQL's ``COMMIT``, which with the server's default
 ``synchronous_commit = on`` means the WAL is flushed to disk: the same promise as the
 SQLite store's ``synchronous=FULL``.
 
+Anchor
+------
+Like the SQLite store, a store opened with an :class:`settlement.anchor.Anchor` writes a
+signed checkpoint of the chain head after every commit that adds journal rows; here it
+is written while the site's advisory lock is still held, so the checkpoints of several
+services writing one site are appended in chain order. A replayed post writes none.
+
 All rules (idempotency, preconditions, overdrafts, the hash chain) come from
 :func:`settlement.posting.plan_posting` and ``verify`` from
-:func:`settlement.ledger.verify_journal`, as on SQLite.
+:func:`settlement.ledger.verify_journal`, and the folding of alarm observations from
+:func:`settlement.alarms.fold_observation`, as on SQLite.
 """
 
 from __future__ import annotations
