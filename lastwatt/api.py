@@ -107,14 +107,14 @@ from settlement import (
     IdempotencyConflictError,
     InsufficientFundsError,
     LedgerError,
-    SqliteLedgerStore,
+    LedgerStore,
     Topup,
     fund_meter,
     handle_webhook,
     place_stake,
     stake_totals,
 )
-from settlement.anchor import Anchor, verify_anchored
+from settlement.anchor import verify_anchored
 from settlement.fiat import WebhookAuthError
 from settlement.ledger import (
     VerifiedPoint,
@@ -202,15 +202,20 @@ def _reading(r: MeterReading) -> ReadingRow:
     )
 
 
-def _verify_file(path: str, anchor: Anchor | None, since: VerifiedPoint | None) -> VerifyReport:
-    """Verify the ledger file, against its checkpoints if it has an anchor.
+def _verify_ledger(ledger: LedgerStore, since: VerifiedPoint | None) -> VerifyReport:
+    """Verify the ledger (SQLite or PostgreSQL), against its checkpoints if it has an anchor.
 
-    Runs in a worker thread, so on a connection of its own.
+    Runs in a worker thread, so on a connection of its own (``connect_again``): neither a
+    SQLite nor a psycopg connection may be shared with the event loop's thread.
     """
-    with SqliteLedgerStore(path) as store:
+    store = ledger.connect_again()
+    try:
+        anchor = store.anchor
         if anchor is None:
             return store.verify(since)
         return verify_anchored(store, anchor.directory, anchor.key, since)
+    finally:
+        store.close()
 
 
 def _sees_connection(who: User | None, connection_id: str) -> bool:
@@ -588,9 +593,7 @@ def create_app(
         """
         async with verifying:
             since = None if full else verified.get("point")
-            report = await asyncio.to_thread(
-                _verify_file, service.store.path, service.store.anchor, since
-            )
+            report = await asyncio.to_thread(_verify_ledger, service.store, since)
             if report.point is None:
                 verified.clear()
             else:

@@ -20,6 +20,7 @@ The rules are in :mod:`settlement.contracts`; the terms live in the ledger's fil
 # which name this module's closures.
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -27,7 +28,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
 from lastwatt.auth import Role, User
 from lastwatt.customers import CustomerRegistry
-from settlement import LedgerError
+from settlement import LedgerError, SqliteLedgerStore
 from settlement.contract_registry import ContractRegistry, contract_from_json, contract_to_json
 from settlement.contracts import (
     MAX_CONTRACT_AMOUNT,
@@ -127,7 +128,12 @@ def router(
 ) -> APIRouter:
     """The contract routes over a started service (module docstring)."""
     api = APIRouter(tags=["contracts"])
-    registry = ContractRegistry(service.store.path)
+    # The registry is a SQLite file: the ledger's own on SQLite, beside the service's data
+    # on a PostgreSQL ledger (which has no file).
+    if isinstance(service.store, SqliteLedgerStore):
+        registry = ContractRegistry(service.store.path)
+    else:
+        registry = ContractRegistry(Path(service.config.data_dir) / "contracts.sqlite")
 
     def holds(who: User, meter_id: str) -> bool:
         if who.role is Role.OPERATOR or who.household == meter_id:

@@ -217,7 +217,7 @@ def open_ledger(config: ServiceConfig) -> LedgerStore:
         return SqliteLedgerStore(Path(config.data_dir) / "ledger.sqlite", anchor=_anchor(config))
     from settlement.postgres_store import PostgresLedgerStore
 
-    return PostgresLedgerStore(config.ledger_url, config.ledger_site)
+    return PostgresLedgerStore(config.ledger_url, config.ledger_site, anchor=_anchor(config))
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

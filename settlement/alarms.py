@@ -14,10 +14,23 @@ nothing, so re-settling an hour or replaying a cycle does not inflate the count.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
-__all__ = ["SEVERITY", "Alarm", "AlarmKind", "AlarmRecord", "Severity"]
+from settlement.ledger import from_us
+
+__all__ = [
+    "SEVERITY",
+    "Alarm",
+    "AlarmKind",
+    "AlarmRecord",
+    "Fold",
+    "Severity",
+    "fold_observation",
+    "record_from_row",
+]
 
 
 class Severity(enum.StrEnum):
@@ -173,3 +186,68 @@ class AlarmRecord:
     def standing(self) -> bool:
         """Whether the condition still stands."""
         return self.cleared_at is None
+
+
+Fold = Literal["open", "later", "earlier", "replay"]
+"""What an observation does to its condition (:func:`fold_observation`)."""
+
+
+def fold_observation(at_us: int, standing: tuple[int, int] | None) -> Fold:
+    """How a store folds one observation into the standing ``(kind, subject)`` condition.
+
+    The one place the folding rule is decided; every store applies the answer.
+
+    Parameters
+    ----------
+    at_us : int
+        The observation's instant [µs since the epoch].
+    standing : (int, int) or None
+        ``(first_seen_us, last_seen_us)`` of the standing condition, None if none stands.
+
+    Returns
+    -------
+    {"open", "later", "earlier", "replay"}
+        ``"open"``: open a new condition (first = last = ``at_us``, count 1).
+        ``"later"``: after the last sighting: move it there, count it, take the message.
+        ``"earlier"``: before the first sighting: move the first sighting, count it.
+        ``"replay"``: within the sightings already folded in: change nothing, so
+        re-settling an hour or replaying a cycle does not inflate the count.
+
+    Examples
+    --------
+    >>> fold_observation(5, None), fold_observation(9, (1, 5)), fold_observation(5, (1, 5))
+    ('open', 'later', 'replay')
+    """
+    if standing is None:
+        return "open"
+    first_us, last_us = standing
+    if at_us > last_us:
+        return "later"
+    if at_us < first_us:
+        return "earlier"
+    return "replay"
+
+
+def record_from_row(row: Sequence[object]) -> AlarmRecord:
+    """An :class:`AlarmRecord` from a store's ``alarm_conditions`` row.
+
+    Parameters
+    ----------
+    row : sequence
+        ``(id, kind, subject, severity, first_seen_us, last_seen_us, count, message,
+        cleared_at_us, acked_by, acked_at_us)``, instants in µs since the epoch.
+    """
+    (id_, kind, subject, severity, first, last, count, message, cleared, by, acked) = row
+    return AlarmRecord(
+        id=int(str(id_)),
+        kind=AlarmKind(str(kind)),
+        subject=str(subject),
+        severity=Severity(str(severity)),
+        first_seen=from_us(int(str(first))),
+        last_seen=from_us(int(str(last))),
+        count=int(str(count)),
+        message=str(message),
+        cleared_at=None if cleared is None else from_us(int(str(cleared))),
+        acked_by=None if by is None else str(by),
+        acked_at=None if acked is None else from_us(int(str(acked))),
+    )

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from microgrid.readings import MeterReading
-from settlement.alarms import Alarm, AlarmKind, AlarmRecord, Severity
+from settlement.alarms import Alarm, AlarmKind, AlarmRecord, fold_observation, record_from_row
 from settlement.anchor import Anchor
 from settlement.decisions import MeterDecision
 from settlement.ledger import (
@@ -188,6 +188,8 @@ class SqliteLedgerStore:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
         self.anchor = anchor
+        self._synchronous: Literal["FULL", "NORMAL"] = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
         self._head: tuple[int, int, bytes] | None = None  # rows, batches, head hash
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1000)
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -195,6 +197,19 @@ class SqliteLedgerStore:
         self._db.execute(f"PRAGMA synchronous = {synchronous}")
         self._db.executescript(_SCHEMA)
         self._migrate_alarm_rows()
+
+    def connect_again(self) -> SqliteLedgerStore:
+        """The same file on a connection of its own (e.g. for another thread).
+
+        Raises
+        ------
+        ValueError
+            For an in-memory store, which no other connection can open.
+        """
+        if self.path == ":memory:":
+            msg = "an in-memory SQLite ledger cannot be opened on a second connection"
+            raise ValueError(msg)
+        return SqliteLedgerStore(self.path, self._synchronous, self._busy_timeout_ms, self.anchor)
 
     # --- context management --------------------------------------------------------------
     def __enter__(self) -> SqliteLedgerStore:
@@ -524,19 +539,20 @@ class SqliteLedgerStore:
                 "WHERE kind = ? AND subject = ? AND cleared_at_us IS NULL",
                 (a.kind.value, a.subject),
             ).fetchone()
-            if row is None:
+            fold = fold_observation(at, None if row is None else (int(row[1]), int(row[2])))
+            if fold == "open":
                 db.execute(
                     "INSERT INTO alarm_conditions (kind, subject, severity, first_seen_us, "
                     "last_seen_us, count, message) VALUES (?, ?, ?, ?, ?, 1, ?)",
                     (a.kind.value, a.subject, a.severity.value, at, at, a.message),
                 )
-            elif at > row[2]:
+            elif fold == "later":
                 db.execute(
                     "UPDATE alarm_conditions SET last_seen_us = ?, count = count + 1, "
                     "message = ? WHERE id = ?",
                     (at, a.message, row[0]),
                 )
-            elif at < row[1]:
+            elif fold == "earlier":
                 db.execute(
                     "UPDATE alarm_conditions SET first_seen_us = ?, count = count + 1 WHERE id = ?",
                     (at, row[0]),
@@ -567,14 +583,14 @@ class SqliteLedgerStore:
             f"SELECT * FROM alarm_conditions {where}ORDER BY last_seen_us DESC, id DESC LIMIT ?",
             (int(limit),),
         )
-        return [_alarm_record(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     def alarm_record(self, alarm_id: int) -> AlarmRecord | None:
         """One alarm condition by id."""
         row = self._db.execute(
             "SELECT * FROM alarm_conditions WHERE id = ?", (int(alarm_id),)
         ).fetchone()
-        return None if row is None else _alarm_record(row)
+        return None if row is None else record_from_row(row)
 
     def ack_alarm(self, alarm_id: int, by: str, at: datetime) -> AlarmRecord | None:
         """Record that ``by`` has seen alarm ``alarm_id``; None if there is no such alarm.
@@ -801,20 +817,3 @@ class SqliteLedgerStore:
             (round_number,),
         )
         return {str(h): (None if b is None else str(b)) for h, b in rows}
-
-
-def _alarm_record(row: Sequence[object]) -> AlarmRecord:
-    (id_, kind, subject, severity, first, last, count, message, cleared, by, acked) = row
-    return AlarmRecord(
-        id=int(str(id_)),
-        kind=AlarmKind(str(kind)),
-        subject=str(subject),
-        severity=Severity(str(severity)),
-        first_seen=from_us(int(str(first))),
-        last_seen=from_us(int(str(last))),
-        count=int(str(count)),
-        message=str(message),
-        cleared_at=None if cleared is None else from_us(int(str(cleared))),
-        acked_by=None if by is None else str(by),
-        acked_at=None if acked is None else from_us(int(str(acked))),
-    )

@@ -26,6 +26,7 @@ from settlement.ledger import (
 )
 
 if TYPE_CHECKING:
+    from settlement.anchor import Anchor
     from settlement.decisions import MeterDecision
 
 __all__ = ["LedgerStore", "ReadingsAdded"]
@@ -52,7 +53,20 @@ class ReadingsAdded:
 
 
 class LedgerStore(Protocol):
-    """Durable ledger state: journal, balances, batch index, readings, alarms, stakes."""
+    """Durable ledger state: journal, balances, batch index, readings, alarms, stakes.
+
+    Attributes
+    ----------
+    anchor : Anchor or None
+        Where the store writes a signed checkpoint after every commit that adds journal
+        rows (:mod:`settlement.anchor`); None if it writes none.
+    """
+
+    anchor: Anchor | None
+
+    def connect_again(self) -> LedgerStore:
+        """The same ledger on a connection of its own (for a worker thread); close it after."""
+        ...
 
     # --- the journal ---------------------------------------------------------------------
     def post(self, batch: Batch, posted_at: datetime | None = None) -> PostedBatch:
@@ -132,6 +146,14 @@ class LedgerStore(Protocol):
 
     def reading_after(self, meter_id: str, moment: datetime) -> MeterReading | None:
         """The meter's first reading strictly after ``moment``."""
+        ...
+
+    def thin_readings(self, site_id: str, start: datetime, end: datetime) -> int:
+        """Downsample readings of completely settled hours in ``[start, end)``; rows deleted.
+
+        Per meter and hour the first and the last reading stay (all that settling the hour
+        again needs); hours not settled, or settled incomplete, keep every reading.
+        """
         ...
 
     def add_alarms(self, alarms: Sequence[Alarm]) -> None:

@@ -9,6 +9,7 @@ import pytest
 from microgrid import load_site
 from microgrid.readings import MeterReading
 from settlement import LedgerStore, SqliteLedgerStore
+from settlement.anchor import Anchor
 from settlement.postgres_store import PostgresLedgerStore
 from tests.postgres import new_site_id, postgres_database
 
@@ -29,8 +30,10 @@ def pg_conninfo() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session", params=STORE_KINDS)
-def open_store(request, tmp_path_factory) -> Callable[[str | None], LedgerStore]:
+def open_store(request, tmp_path_factory) -> Callable[..., LedgerStore]:
     """Opens a store of one kind: a fresh one, or again the one named ``name``.
+
+    ``anchor=`` opens it with an :class:`settlement.anchor.Anchor` (both kinds take one).
 
     The store suite runs once per kind: SQLite files, and sites (schemas) of one
     PostgreSQL database.
@@ -38,16 +41,16 @@ def open_store(request, tmp_path_factory) -> Callable[[str | None], LedgerStore]
     if request.param == "sqlite":
         folder = tmp_path_factory.mktemp("ledgers")
 
-        def open_sqlite(name: str | None = None) -> LedgerStore:
+        def open_sqlite(name: str | None = None, anchor: Anchor | None = None) -> LedgerStore:
             return SqliteLedgerStore(
-                folder / f"{name or new_site_id()}.sqlite", synchronous="NORMAL"
+                folder / f"{name or new_site_id()}.sqlite", synchronous="NORMAL", anchor=anchor
             )
 
         return open_sqlite
     conninfo = request.getfixturevalue("pg_conninfo")
 
-    def open_postgres(name: str | None = None) -> LedgerStore:
-        return PostgresLedgerStore(conninfo, name or new_site_id())
+    def open_postgres(name: str | None = None, anchor: Anchor | None = None) -> LedgerStore:
+        return PostgresLedgerStore(conninfo, name or new_site_id(), anchor=anchor)
 
     return open_postgres
 

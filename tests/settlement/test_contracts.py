@@ -292,7 +292,9 @@ def test_registry_keeps_revisions_and_settles_due_intervals_once(store, tmp_path
     # 12 kWh, 16.5 kWh, then the meter falls silent.
     readings = [MeterReading("B001", START + k * H, wh) for k, wh in enumerate([0, 12_000, 28_500])]
     store.add_readings(readings, START + 2 * H)
-    with ContractRegistry(store.path) as registry:
+    # The registry is a SQLite file: the ledger's own on SQLite, a file beside it on PG.
+    registry_path = getattr(store, "path", tmp_path / "contracts.sqlite")
+    with ContractRegistry(registry_path) as registry:
         registry.create(contract, START - H)
         with pytest.raises(ContractError, match="exists"):
             registry.create(contract, START - H)

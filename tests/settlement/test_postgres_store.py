@@ -6,12 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from microgrid import load_site
-from settlement import Asset, Batch, SqliteLedgerStore, Transfer
+from settlement import AlarmKind, Asset, Batch, SqliteLedgerStore, Transfer
 from settlement.ledger import FIAT_BRIDGE
 from settlement.postgres_store import PostgresLedgerStore
 from tests.postgres import new_site_id
@@ -124,3 +125,44 @@ def test_two_processes_doing_a_services_ledger_work_on_one_site_lose_and_double_
             assert report.rows == ref.verify().rows
             assert len(pg.keys_with_prefix("settle:")) == hours
             assert len(pg.keys_with_prefix("fiat:")) == len(ref.keys_with_prefix("fiat:"))
+
+
+def test_alarm_rows_of_an_older_schema_are_folded_into_conditions(pg_conninfo):
+    site_id = new_site_id("old")
+    with PostgresLedgerStore(pg_conninfo, site_id) as store:
+        store._db.execute(
+            "CREATE TABLE alarms (kind TEXT NOT NULL, subject TEXT NOT NULL, "
+            "at_us BIGINT NOT NULL, message TEXT NOT NULL)"
+        )
+        t0 = 1_785_000_000_000_000
+        store._db.execute(
+            "INSERT INTO alarms VALUES ('bus_fault', 'meters-a', %s, 'silent'), "
+            "('bus_fault', 'meters-a', %s, 'still silent'), ('trip', 'H001', %s, 'tripped')",
+            (t0, t0 + 5_000_000, t0),
+        )
+    with PostgresLedgerStore(pg_conninfo, site_id) as store:
+        records = {r.kind: r for r in store.alarm_records()}
+        assert records[AlarmKind.BUS_FAULT].count == 2
+        assert records[AlarmKind.BUS_FAULT].message == "still silent"
+        assert records[AlarmKind.BUS_FAULT].first_seen == datetime.fromtimestamp(t0 / 1e6, UTC)
+        assert records[AlarmKind.TRIP].count == 1
+        gone = store._db.execute("SELECT to_regclass('alarms')").fetchone()
+        assert gone is not None
+        assert gone[0] is None
+
+
+def test_connect_again_opens_the_same_site_on_its_own_connection(pg_conninfo):
+    with PostgresLedgerStore(pg_conninfo, new_site_id()) as store:
+        store.post(topup("user:amina", 1_000, "pay:1"))
+        found: list[int] = []
+
+        def work() -> None:
+            with store.connect_again() as other:
+                assert other._db is not store._db
+                found.append(other.balance("user:amina"))
+                found.append(other.verify().rows)
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(30)
+        assert found == [1_000, 1]
