@@ -11,10 +11,14 @@ import datetime as dt
 import getpass
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lastwatt.commands import Subcommands, UsageError, command
 from lastwatt.ledger_commands import DEFAULT_DB
-from settlement import AlarmRecord, SqliteLedgerStore
+
+# `lastwatt --help` imports this module: settlement (pandas) only when the command runs.
+if TYPE_CHECKING:
+    from settlement import AlarmRecord
 
 __all__ = ["add_commands", "format_alarms"]
 
@@ -62,6 +66,8 @@ def format_alarms(records: Sequence[AlarmRecord]) -> list[str]:
 
 
 def _run_alarms(args: argparse.Namespace) -> int:
+    from settlement import SqliteLedgerStore
+
     path: Path = args.db
     if not path.exists():
         msg = f"no ledger at {path}; pass --db (the service keeps it in <data-dir>/ledger.sqlite)"

@@ -13,22 +13,15 @@ import argparse
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lastwatt.commands import Subcommands, UsageError, command
-from microgrid import parse_datetime
-from settlement import LedgerError, SqliteLedgerStore
-from settlement.contract_registry import ContractRegistry, contract_from_json, settle_due
-from settlement.contracts import (
-    CONTRACT_BUDGET,
-    BandContract,
-    close_contract,
-    fund_budget,
-    fund_deposit,
-    open_contract,
-    revise_band,
-    statement,
-)
+
+# `lastwatt --help` imports this module: microgrid and settlement (pandas) are imported
+# by each handler when it runs, and here only for annotations.
+if TYPE_CHECKING:
+    from settlement import SqliteLedgerStore
+    from settlement.contracts import BandContract
 
 __all__ = ["add_commands", "read_terms"]
 
@@ -145,6 +138,9 @@ def _no_subcommand(args: argparse.Namespace) -> int:  # pragma: no cover - argpa
 
 def read_terms(path: Path) -> BandContract:
     """A contract from a TOML terms file; every problem names the file and the field."""
+    from settlement import LedgerError
+    from settlement.contract_registry import contract_from_json
+
     try:
         terms: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -167,6 +163,8 @@ def _now(args: argparse.Namespace) -> datetime:
 
 
 def _moment(text: str, option: str) -> datetime:
+    from microgrid import parse_datetime
+
     try:
         moment = parse_datetime(text, "UTC")
     except ValueError as exc:
@@ -191,6 +189,8 @@ def _bands(text: str) -> list[tuple[int, int]]:
 
 
 def _open(args: argparse.Namespace, must_exist: bool = True) -> SqliteLedgerStore:
+    from settlement import SqliteLedgerStore
+
     if must_exist and not args.db.exists():
         msg = f"no ledger at {args.db}; pass --db"
         raise UsageError(msg)
@@ -204,6 +204,8 @@ def _coins(minor: int) -> str:
 
 
 def _guarded(action: Any) -> Any:
+    from settlement import LedgerError
+
     try:
         return action()
     except LedgerError as exc:
@@ -211,6 +213,9 @@ def _guarded(action: Any) -> Any:
 
 
 def _run_create(args: argparse.Namespace) -> int:
+    from settlement.contract_registry import ContractRegistry
+    from settlement.contracts import open_contract
+
     contract = read_terms(args.terms)
     now = _now(args)
     with _open(args, must_exist=False) as store, ContractRegistry(store.path) as registry:
@@ -227,6 +232,9 @@ def _run_create(args: argparse.Namespace) -> int:
 
 
 def _run_revise(args: argparse.Namespace) -> int:
+    from settlement.contract_registry import ContractRegistry
+    from settlement.contracts import revise_band
+
     first, bands, now = _moment(args.first, "--from"), _bands(args.bands), _now(args)
     with _open(args) as store, ContractRegistry(store.path) as registry:
         record = _guarded(lambda: registry.require(args.contract_id))
@@ -237,6 +245,8 @@ def _run_revise(args: argparse.Namespace) -> int:
 
 
 def _run_budget(args: argparse.Namespace) -> int:
+    from settlement.contracts import CONTRACT_BUDGET, fund_budget
+
     now = _now(args)
     with _open(args) as store:
         _guarded(lambda: fund_budget(store, args.amount_minor, args.key, now))
@@ -246,6 +256,9 @@ def _run_budget(args: argparse.Namespace) -> int:
 
 
 def _run_deposit(args: argparse.Namespace) -> int:
+    from settlement.contract_registry import ContractRegistry
+    from settlement.contracts import fund_deposit
+
     now = _now(args)
     with _open(args) as store, ContractRegistry(store.path) as registry:
         contract = _guarded(lambda: registry.require(args.contract_id)).contract
@@ -255,6 +268,8 @@ def _run_deposit(args: argparse.Namespace) -> int:
 
 
 def _run_settle(args: argparse.Namespace) -> int:
+    from settlement.contract_registry import ContractRegistry, settle_due
+
     if args.grace_min < 0:
         msg = f"--grace-min must be ≥ 0, got {args.grace_min}"
         raise UsageError(msg)
@@ -271,6 +286,9 @@ def _run_settle(args: argparse.Namespace) -> int:
 
 
 def _run_statement(args: argparse.Namespace) -> int:
+    from settlement.contract_registry import ContractRegistry
+    from settlement.contracts import statement
+
     with _open(args) as store, ContractRegistry(store.path) as registry:
         record = _guarded(lambda: registry.require(args.contract_id))
         contract = record.contract
@@ -304,6 +322,9 @@ def _run_statement(args: argparse.Namespace) -> int:
 
 
 def _run_close(args: argparse.Namespace) -> int:
+    from settlement.contract_registry import ContractRegistry
+    from settlement.contracts import close_contract, statement
+
     now = _now(args)
     with _open(args) as store, ContractRegistry(store.path) as registry:
         contract = _guarded(lambda: registry.require(args.contract_id)).contract
@@ -318,6 +339,9 @@ def _run_close(args: argparse.Namespace) -> int:
 
 
 def _run_list(args: argparse.Namespace) -> int:
+    from settlement.contract_registry import ContractRegistry
+    from settlement.contracts import statement
+
     with _open(args) as store, ContractRegistry(store.path) as registry:
         records = registry.all()
         for record in records:

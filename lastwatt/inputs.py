@@ -6,8 +6,12 @@ import csv
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from microgrid.site import Site
+# Imported by lastwatt.ledger_commands when `lastwatt --help` builds the parser: the site
+# model (and with it pandas) is needed for annotations only.
+if TYPE_CHECKING:
+    from microgrid.site import Site
 
 __all__ = ["FIRST_YEAR", "LAST_YEAR", "parse_count", "parse_file_time", "read_stakes"]
 

@@ -17,31 +17,18 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lastwatt.commands import Subcommands, UsageError, add_site_option, command
 from lastwatt.inputs import parse_count, parse_file_time
 from lastwatt.storage_options import add_storage_options, storage_policy_from_args
-from microgrid import load_site, parse_datetime
-from microgrid.readings import MeterReading
-from microgrid.units import WATT_SCALE
-from settlement import (
-    Asset,
-    LedgerError,
-    SettlementConfig,
-    SqliteLedgerStore,
-    read_credit,
-    record_readings,
-    settle_hour,
-    settle_hours,
-)
-from settlement.anchor import (
-    Anchor,
-    AnchorError,
-    create_anchor_key,
-    load_anchor_key,
-    verify_anchored,
-)
-from settlement.ledger import ASSET_SCALE, WATT_ISSUER
+
+# `lastwatt --help` imports this module to build the parser: settlement and microgrid
+# (pandas) are imported by each handler when it runs, and here only for annotations.
+if TYPE_CHECKING:
+    from microgrid.readings import MeterReading
+    from settlement import Asset, SqliteLedgerStore
+    from settlement.anchor import Anchor
 
 __all__ = ["DEFAULT_DB", "add_commands", "read_readings_csv"]
 
@@ -170,6 +157,8 @@ def _add_anchor_options(parser: argparse.ArgumentParser, required: bool = False)
 
 def _anchor(args: argparse.Namespace, create_key: bool = False) -> Anchor | None:
     """The anchor the options name, or None without them."""
+    from settlement.anchor import Anchor, AnchorError, create_anchor_key, load_anchor_key
+
     if args.checkpoints is None and args.anchor_key is None:
         return None
     if args.checkpoints is None or args.anchor_key is None:
@@ -222,6 +211,8 @@ def _open(
     UsageError
         Missing (when it must exist), a folder, or not a SQLite database.
     """
+    from settlement import SqliteLedgerStore
+
     if must_exist and not path.exists():
         msg = f"no ledger at {path}; pass --db, or import readings first to create one"
         raise UsageError(msg)
@@ -258,6 +249,8 @@ def _open(
 
 
 def _coins(minor: int, asset: Asset) -> str:
+    from settlement.ledger import ASSET_SCALE
+
     scale = ASSET_SCALE[asset]
     sign = "-" if minor < 0 else ""
     whole, frac = divmod(abs(minor), scale)
@@ -265,7 +258,8 @@ def _coins(minor: int, asset: Asset) -> str:
 
 
 def _run_balances(args: argparse.Namespace) -> int:
-    from settlement import Asset
+    from microgrid import load_site
+    from settlement import Asset, read_credit
 
     try:
         asset = None if args.asset is None else Asset(args.asset)
@@ -313,6 +307,11 @@ def _run_history(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
+    from microgrid.units import WATT_SCALE
+    from settlement import Asset
+    from settlement.anchor import verify_anchored
+    from settlement.ledger import WATT_ISSUER
+
     anchor = _anchor(args)
     with _open(args.db) as store:
         if anchor is None:
@@ -342,6 +341,8 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 def _run_checkpoint(args: argparse.Namespace) -> int:
+    from settlement.anchor import verify_anchored
+
     anchor = _anchor(args, create_key=True)
     assert anchor is not None  # both options are required
     with _open(args.db) as store:
@@ -409,6 +410,8 @@ def read_readings_csv(path: Path) -> list[MeterReading]:
 
 
 def _run_import(args: argparse.Namespace) -> int:
+    from microgrid import load_site
+    from settlement import record_readings, settle_hours
 
     site = load_site(args.site)
     readings = read_readings_csv(args.file)
@@ -432,7 +435,8 @@ def _run_import(args: argparse.Namespace) -> int:
 
 
 def _run_settle(args: argparse.Namespace) -> int:
-    from settlement import Asset
+    from microgrid import load_site, parse_datetime
+    from settlement import Asset, LedgerError, SettlementConfig, settle_hour
 
     site = load_site(args.site)
     try:

@@ -7,8 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from lastwatt.commands import Subcommands, UsageError, command
 
 __all__ = ["add_commands"]
@@ -77,6 +75,8 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _run(args: argparse.Namespace, params: dict[str, list[object]]) -> int:
+    from tqdm import tqdm
+
     from scenarios.config import ScenarioFileError
     from scenarios.montecarlo import sweep_scenarios, tidy_runs
     from scenarios.report import summary_table, write_report

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lastwatt.commands import Subcommands, UsageError, add_site_option, command
-from lastwatt.device_auth import issue_device_token
 from lastwatt.ledger_commands import DEFAULT_DB
-from microgrid import Site, load_site
-from settlement import SqliteLedgerStore
-from settlement.ledger import meter_account
-from settlement.settle import CONTAINER_METERS
+
+# `lastwatt --help` imports this module: microgrid and settlement (pandas) are imported
+# by each handler when it runs, and here only for annotations.
+if TYPE_CHECKING:
+    from microgrid import Site
 
 __all__ = ["add_commands", "owned_account"]
 
@@ -31,6 +32,9 @@ def owned_account(site: Site, account: str) -> str:
     ValueError
         Naming the account and what would be accepted.
     """
+    from settlement.ledger import meter_account
+    from settlement.settle import CONTAINER_METERS
+
     meters = {c.id for c in site.connections} | set(CONTAINER_METERS)
     meter = account.removeprefix(meter_account(""))
     if not account.startswith(meter_account("")) or meter not in meters:
@@ -100,6 +104,9 @@ def _no_subcommand(args: argparse.Namespace) -> int:  # pragma: no cover - argpa
 
 
 def _run_set_owner(args: argparse.Namespace) -> int:
+    from microgrid import load_site
+    from settlement import SqliteLedgerStore
+
     site = load_site(args.site)
     try:
         account = owned_account(site, args.account)
@@ -115,6 +122,8 @@ def _run_set_owner(args: argparse.Namespace) -> int:
 
 
 def _run_show_owners(args: argparse.Namespace) -> int:
+    from settlement import SqliteLedgerStore
+
     if not args.db.exists():
         msg = f"no ledger at {args.db}; pass --db"
         raise UsageError(msg)
@@ -125,6 +134,10 @@ def _run_show_owners(args: argparse.Namespace) -> int:
 
 
 def _run_credential(args: argparse.Namespace) -> int:
+    from lastwatt.device_auth import issue_device_token
+    from microgrid import load_site
+    from settlement.ledger import meter_account
+
     site = load_site(args.site)
     try:
         owned_account(site, meter_account(args.meter))

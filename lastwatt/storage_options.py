@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from lastwatt.commands import UsageError
-from microgrid import Site
-from microgrid.units import WATT_SCALE
-from settlement import StoragePolicy, storage_policy_for
 
-__all__ = ["add_storage_options", "storage_policy_from_args"]
+# Imported by command modules at parser-building time, so `lastwatt --help` loads this
+# module: settlement and microgrid (pandas) are imported only when a command settles.
+if TYPE_CHECKING:
+    from microgrid import Site
+    from settlement import StoragePolicy
+
+__all__ = ["DEFAULT_COMMISSION_PPM", "add_storage_options", "storage_policy_from_args"]
+
+DEFAULT_COMMISSION_PPM = 25
+"""``StoragePolicy().commission_ppm``, written out so ``--help`` needs no settlement import.
+
+A test keeps the two equal.
+"""
 
 
 def add_storage_options(parser: argparse.ArgumentParser) -> None:
@@ -23,9 +33,9 @@ def add_storage_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--commission-ppm",
         type=int,
-        default=StoragePolicy().commission_ppm,
+        default=DEFAULT_COMMISSION_PPM,
         help="storage commission per 15 min on each WATT balance [parts per million] "
-        f"(default {StoragePolicy().commission_ppm})",
+        f"(default {DEFAULT_COMMISSION_PPM})",
     )
     parser.add_argument(
         "--bmax-kwh",
@@ -38,6 +48,9 @@ def add_storage_options(parser: argparse.ArgumentParser) -> None:
 
 def storage_policy_from_args(args: argparse.Namespace, site: Site) -> StoragePolicy | None:
     """The storage policy the options ask for, or None without ``--storage``."""
+    from microgrid.units import WATT_SCALE
+    from settlement import storage_policy_for
+
     if not args.storage:
         return None
     bmax = None if args.bmax_kwh is None else round(args.bmax_kwh * WATT_SCALE)

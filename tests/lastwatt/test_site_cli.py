@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+
+import pytest
 
 from lastwatt.cli import main
 from microgrid import load_site
@@ -46,14 +49,115 @@ def test_version_and_python_dash_m():
     assert out.stdout.startswith("lastwatt 0.")
 
 
-def test_help_imports_nothing_heavy():
-    # The MILP stack, pandas and matplotlib cost seconds; --help must not load them.
+# What `lastwatt --help` must not load: the MILP stack, pandas and matplotlib cost seconds,
+# and the project's own model and settlement packages import pandas. Handlers import them.
+_HEAVY = (
+    "pandas",
+    "numpy",
+    "scipy",
+    "pyomo",
+    "matplotlib",
+    "pymodbus",
+    "pyarrow",
+    "pydantic",
+    "tqdm",
+    "websockets",
+    "dask",
+    "psycopg",
+    "microgrid",
+    "settlement",
+    "forecasts",
+    "dispatch",
+    "controllers",
+    "scenarios",
+)
+
+# Every command `lastwatt` registers, subcommands after their group.
+_COMMANDS = (
+    "forecast",
+    "dispatch",
+    "demo",
+    "ledger balances",
+    "ledger history",
+    "ledger verify",
+    "ledger checkpoint",
+    "ledger import-readings",
+    "settle",
+    "simulate-devices",
+    "simulate",
+    "sweep",
+    "fleet",
+    "serve",
+    "users list",
+    "users add",
+    "users remove",
+    "users rotate-webhook-secret",
+    "site init",
+    "site check",
+    "site show",
+    "site businesses",
+    "backup",
+    "restore",
+    "backup-check",
+    "contracts create",
+    "contracts revise",
+    "contracts budget",
+    "contracts deposit",
+    "contracts settle",
+    "contracts statement",
+    "contracts close",
+    "contracts list",
+    "market-day",
+    "ocpp-central",
+    "ev-session",
+    "owners set",
+    "owners show",
+    "meters credential",
+    "alarms",
+)
+
+
+def _heavy_after_help(*argvs: list[str]) -> str:
+    """The heavy packages loaded after ``main(argv)`` for each argv, in one fresh process."""
     code = (
-        "import sys\nfrom lastwatt.cli import main\ntry:\n    main(['--help'])\n"
-        "except SystemExit:\n    pass\n"
-        "heavy = [m for m in ('pandas', 'numpy', 'scipy', 'pyomo', 'matplotlib', 'pymodbus')"
-        " if m in sys.modules]\nprint('HEAVY', heavy)\n"
+        "import contextlib, io, sys\nfrom lastwatt.cli import main\n"
+        f"for argv in {list(argvs)!r}:\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        main(argv)\n"
+        f"print('HEAVY', sorted(m for m in {_HEAVY!r} if m in sys.modules))\n"
     )
     out = _run("-c", code)
     assert out.returncode == 0, out.stderr
-    assert "HEAVY []" in out.stdout
+    return out.stdout.splitlines()[-1].removeprefix("HEAVY ")
+
+
+def test_help_imports_nothing_heavy():
+    assert _heavy_after_help(["--help"]) == "[]"
+
+
+def test_every_command_help_imports_nothing_heavy():
+    # A command's own --help builds the same parser: no option default or type may import.
+    assert _heavy_after_help(*([*c.split(), "--help"] for c in _COMMANDS)) == "[]"
+
+
+def test_every_command_is_registered(capsys):
+    # Lazy imports must not cost a command: each one's --help answers, with its example.
+    for name in _COMMANDS:
+        with pytest.raises(SystemExit) as info:
+            main([*name.split(), "--help"])
+        assert info.value.code == 0, name
+        assert "example:\n  lastwatt " + name.split()[0] in capsys.readouterr().out, name
+    groups = {name.split()[0] for name in _COMMANDS}
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    for group in groups:
+        assert re.search(rf"^    {re.escape(group)}(\s|$)", listed, re.MULTILINE), group
+
+
+def test_commission_default_matches_the_storage_policy():
+    # --help shows the default without importing settlement; it must stay StoragePolicy's.
+    from lastwatt.storage_options import DEFAULT_COMMISSION_PPM
+    from settlement import StoragePolicy
+
+    assert StoragePolicy().commission_ppm == DEFAULT_COMMISSION_PPM
