@@ -71,7 +71,9 @@ function showHeader() {
     stale.hidden = true;
     document.body.classList.remove("is-stale");
   }
-  const count = state.alarms ? Object.values(state.alarms.unacknowledged || {}).reduce((a, b) => a + b, 0) : 0;
+  // The header counts what needs the operator: warnings and critical alarms not yet seen.
+  const open = (state.alarms && state.alarms.unacknowledged) || {};
+  const count = (open.warning || 0) + (open.critical || 0);
   const alarmBadge = $("alarm-count");
   alarmBadge.hidden = !count;
   alarmBadge.textContent = "⚠ " + count;
