@@ -154,26 +154,27 @@ def test_console_views_actions_roles_phone_docs_and_stale_state(tmp_path):
                 wait.until(lambda d, s=selector: d.find_elements(By.CSS_SELECTOR, s))
                 driver.save_screenshot(str(shots / f"{route or 'overview'}.png"))
             business = site.businesses[0].id
+            target = site.households[1].id  # its prepaid relay is closed while it has credit
             driver.get(f"{url}#/c/{business}")
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#cp-plan tbody tr"))
             driver.save_screenshot(str(shots / "connection.png"))
             assert _errors(driver) == []
 
             # An operator action reaches the meter's coil, and the page shows it.
-            wait.until(lambda d: service.meter_coil(business))
+            wait.until(lambda d: service.meter_coil(target))
             driver.get(f"{url}#/actions")
             form = wait.until(
                 lambda d: d.find_element(By.CSS_SELECTOR, "form[data-action='relay']")
             )
-            form.find_element(By.NAME, "id").send_keys(business)
+            form.find_element(By.NAME, "id").send_keys(target)
             Select(form.find_element(By.NAME, "closed")).select_by_value("false")
             form.find_element(By.NAME, "reason").send_keys("maintenance of the mill")
             form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
             wait.until(lambda d: form.find_element(By.CLASS_NAME, "msg").text != "")
             assert "on" in form.find_element(By.CLASS_NAME, "msg").get_attribute("class")
-            wait.until(lambda d: not service.meter_coil(business))
+            wait.until(lambda d: not service.meter_coil(target))
             driver.get(url + "#/")
-            row = f"//table[@id='connections']//tr[td/a[text()='{business}']]/td[3]"
+            row = f"//table[@id='connections']//tr[td/a[text()='{target}']]/td[3]"
             wait.until(lambda d: d.find_element(By.XPATH, row).get_attribute("class") == "off")
 
             # A phone: nothing wider than 390 px on any view.
