@@ -13,6 +13,7 @@ import datetime as dt
 import pytest
 
 from controllers.simulator import SimulatorSettings
+from dispatch.setpoints import Setpoints
 from microgrid import Site
 from microgrid.site import RooftopPv
 from settlement import SqliteLedgerStore, record_readings, settle_hour
@@ -48,7 +49,7 @@ def test_a_modbus_day_settles_all_24_hours_with_prosumers_and_the_battery(site, 
         # (the next reading carries the energy), so faults are not asserted here.
         ctl = settings(timeout_s=2.0, device_timeout_s=600.0)
         async with Rig(site, sim_settings, ctl) as rig:
-            rig.controller.set_schedule(schedule)
+            rig.controller.set_schedule(Setpoints.from_schedule(schedule))
             readings = list((await rig.step(1.0)).readings)
             for _ in range(25 * 12):
                 readings += (await rig.step(300.0)).readings
