@@ -14,29 +14,35 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
+from lastwatt.api_views import Alarms, AlarmView
 from lastwatt.auth import User
 from lastwatt.service import Service
 from settlement import AlarmRecord
 
-__all__ = ["alarm_json", "router"]
+__all__ = ["alarm_json", "alarm_view", "router"]
+
+
+def alarm_view(record: AlarmRecord) -> AlarmView:
+    """An alarm condition as the API and the dashboard show it."""
+    return AlarmView(
+        id=record.id,
+        kind=record.kind.value,
+        severity=record.severity.value,
+        subject=record.subject,
+        first_seen=record.first_seen.isoformat(),
+        last_seen=record.last_seen.isoformat(),
+        count=record.count,
+        message=record.message,
+        standing=record.standing,
+        cleared_at=None if record.cleared_at is None else record.cleared_at.isoformat(),
+        acked_by=record.acked_by,
+        acked_at=None if record.acked_at is None else record.acked_at.isoformat(),
+    )
 
 
 def alarm_json(record: AlarmRecord) -> dict[str, Any]:
-    """An alarm condition as the API and the dashboard show it."""
-    return {
-        "id": record.id,
-        "kind": record.kind.value,
-        "severity": record.severity.value,
-        "subject": record.subject,
-        "first_seen": record.first_seen.isoformat(),
-        "last_seen": record.last_seen.isoformat(),
-        "count": record.count,
-        "message": record.message,
-        "standing": record.standing,
-        "cleared_at": None if record.cleared_at is None else record.cleared_at.isoformat(),
-        "acked_by": record.acked_by,
-        "acked_at": None if record.acked_at is None else record.acked_at.isoformat(),
-    }
+    """:func:`alarm_view` as plain JSON values."""
+    return alarm_view(record).model_dump(mode="json")
 
 
 def router(service: Service, operator: Callable[..., Awaitable[User]]) -> APIRouter:
@@ -56,23 +62,23 @@ def router(service: Service, operator: Callable[..., Awaitable[User]]) -> APIRou
         who: Annotated[User, Depends(operator)],
         standing: Annotated[bool, Query(description="only standing alarms")] = True,
         limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 200,
-    ) -> dict[str, Any]:
+    ) -> Alarms:
         """Alarm conditions, most recently seen first, with counts per severity."""
         records = service.store.alarm_records(standing_only=standing, limit=limit)
         counts: dict[str, int] = {}
         for r in records:
             if r.standing and r.acked_by is None:
                 counts[r.severity.value] = counts.get(r.severity.value, 0) + 1
-        return {"alarms": [alarm_json(r) for r in records], "unacknowledged": counts}
+        return Alarms(alarms=[alarm_view(r) for r in records], unacknowledged=counts)
 
     @routes.post("/api/alarms/{alarm_id}/ack")
-    async def ack(alarm_id: int, who: Annotated[User, Depends(operator)]) -> dict[str, Any]:
+    async def ack(alarm_id: int, who: Annotated[User, Depends(operator)]) -> AlarmView:
         """Acknowledge an alarm (the first acknowledgement is kept)."""
         record = service.store.ack_alarm(alarm_id, who.name, service.clock.now())
         if record is None:
             raise HTTPException(
                 404, f"no alarm {alarm_id}; GET /api/alarms?standing=false lists them"
             )
-        return alarm_json(record)
+        return alarm_view(record)
 
     return routes

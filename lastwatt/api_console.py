@@ -26,6 +26,21 @@ import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from lastwatt.api_views import (
+    AdvanceAnswer,
+    ConnectionPage,
+    MapConnection,
+    MapContainer,
+    MapView,
+    MeConnection,
+    MeStake,
+    MeView,
+    PageConnection,
+    PagePlanRow,
+    PageReading,
+    PageTransaction,
+    Wallet,
+)
 from lastwatt.auth import Role, User
 from lastwatt.customers import Customer, CustomerIn, CustomerPage, CustomerRegistry, SortKey
 from microgrid.site import ConnectionKind
@@ -102,7 +117,7 @@ def router(
         connection_id: str,
         who: Annotated[User, Depends(user)],
         hours: Annotated[float, Query(gt=0, le=_MAX_HOURS)] = 48.0,
-    ) -> dict[str, Any]:
+    ) -> ConnectionPage:
         """One connection: its customer, balance, readings, transactions, plan and reasons."""
         connection = connection_or_404(connection_id)
         if not holds_connection(who, connection_id):
@@ -111,44 +126,40 @@ def router(
         account = f"meter:{connection_id}"
         readings = service.store.readings(now - dt.timedelta(hours=hours), now, [connection_id])
         credit = service.credit.get(connection_id)
-        return {
-            "connection": {
-                "id": connection.id,
-                "kind": connection.kind.value,
-                "tariff": connection.tariff,
-                "relay_group": connection.relay_group,
-                "prosumer": getattr(connection, "pv", None) is not None,
-            },
-            "customer": None
-            if who.role is not Role.OPERATOR and customers.holder_of(connection_id) is None
-            else _dump(customers.holder_of(connection_id)),
-            "balance_minor": service.store.balance(account, Asset.COIN),
-            "credit": None if credit is None else credit.state.value,
-            "hold": service.state.holds().get(connection_id),
-            "readings": [
-                {
-                    "time": r.read_at.isoformat(),
-                    "import_wh": r.import_wh,
-                    "export_wh": r.export_wh,
-                }
+        return ConnectionPage(
+            connection=PageConnection(
+                id=connection.id,
+                kind=connection.kind.value,
+                tariff=connection.tariff,
+                relay_group=connection.relay_group,
+                prosumer=getattr(connection, "pv", None) is not None,
+            ),
+            customer=customers.holder_of(connection_id),
+            balance_minor=service.store.balance(account, Asset.COIN),
+            credit=None if credit is None else credit.state.value,
+            hold=service.state.holds().get(connection_id),
+            readings=[
+                PageReading(
+                    time=r.read_at.isoformat(), import_wh=r.import_wh, export_wh=r.export_wh
+                )
                 for r in readings
             ],
-            "transactions": [
-                {
-                    "seq": row.seq,
-                    "time": dt.datetime.fromtimestamp(row.posted_at_us / 1e6, dt.UTC).isoformat(),
-                    "amount_minor": row.amount if row.credit == account else -row.amount,
-                    "asset": row.asset,
-                    "code": row.code,
-                    "other": row.debit if row.credit == account else row.credit,
-                }
+            transactions=[
+                PageTransaction(
+                    seq=row.seq,
+                    time=dt.datetime.fromtimestamp(row.posted_at_us / 1e6, dt.UTC).isoformat(),
+                    amount_minor=row.amount if row.credit == account else -row.amount,
+                    asset=row.asset,
+                    code=row.code,
+                    other=row.debit if row.credit == account else row.credit,
+                )
                 for row in service.store.history(account, 50)
             ],
-            "plan": _unit_plan(service, connection),
-        }
+            plan=_unit_plan(service, connection),
+        )
 
     @api.get("/api/map")
-    async def village_map(_: Annotated[User, Depends(operator)]) -> dict[str, Any]:
+    async def village_map(_: Annotated[User, Depends(operator)]) -> MapView:
         """Every connection with its position (metres from the container) and state."""
         cycle = service.last_cycle
         relays = {} if cycle is None else cycle.measured.relays_closed
@@ -159,64 +170,64 @@ def router(
             reading = latest.get(c.id)
             group_on = relays.get(c.relay_group) if c.relay_group else None
             points.append(
-                {
-                    "id": c.id,
-                    "kind": c.kind.value,
-                    "producer": getattr(c, "pv", None) is not None,
-                    "east_m": None if position is None else position.east_m,
-                    "north_m": None if position is None else position.north_m,
-                    "on": relays.get(c.id, True) is not False and group_on is not False,
-                    "import_wh": None if reading is None else reading.import_wh,
-                    "export_wh": None if reading is None else reading.export_wh,
-                }
+                MapConnection(
+                    id=c.id,
+                    kind=c.kind.value,
+                    producer=getattr(c, "pv", None) is not None,
+                    east_m=None if position is None else position.east_m,
+                    north_m=None if position is None else position.north_m,
+                    on=relays.get(c.id, True) is not False and group_on is not False,
+                    import_wh=None if reading is None else reading.import_wh,
+                    export_wh=None if reading is None else reading.export_wh,
+                )
             )
-        return {
-            "time": service.clock.now().isoformat(),
-            "container": {"east_m": 0.0, "north_m": 0.0, "pv_kwp": site.pv.dc_capacity_kwp},
-            "simulated": callable(getattr(service.clock, "advance", None)),
-            "connections": points,
-        }
+        return MapView(
+            time=service.clock.now().isoformat(),
+            container=MapContainer(east_m=0.0, north_m=0.0, pv_kwp=site.pv.dc_capacity_kwp),
+            simulated=callable(getattr(service.clock, "advance", None)),
+            connections=points,
+        )
 
     @api.get("/api/me")
-    async def me(who: Annotated[User, Depends(user)]) -> dict[str, Any]:
+    async def me(who: Annotated[User, Depends(user)]) -> MeView:
         """The signed-in user's own wallet, connections, balances and stake."""
         held = [c for c in customers.all() if c.wallet == who.name]
         connections = sorted(
             {cid for c in held for cid in c.connections}
             | ({who.household} if who.household else set())
         )
-        stake = None
+        stake: MeStake | None = None
         if who.household:
             choices = service.store.stake_choices(service.current_round() + 1)
-            stake = {
-                "tokens_minor": service.store.balance(f"stake:{who.household}", Asset.STAKE),
-                "next_round_choice": choices.get(who.household),
-            }
-        return {
-            "name": who.name,
-            "role": who.role.value,
-            "household": who.household,
-            "wallet": {
-                "account": f"user:{who.name}",
-                "balance_minor": service.store.balance(f"user:{who.name}", Asset.COIN),
-            },
-            "connections": [
-                {
-                    "id": cid,
-                    "balance_minor": service.store.balance(f"meter:{cid}", Asset.COIN),
-                    "credit": None
+            stake = MeStake(
+                tokens_minor=service.store.balance(f"stake:{who.household}", Asset.STAKE),
+                next_round_choice=choices.get(who.household),
+            )
+        return MeView(
+            name=who.name,
+            role=who.role.value,
+            household=who.household,
+            wallet=Wallet(
+                account=f"user:{who.name}",
+                balance_minor=service.store.balance(f"user:{who.name}", Asset.COIN),
+            ),
+            connections=[
+                MeConnection(
+                    id=cid,
+                    balance_minor=service.store.balance(f"meter:{cid}", Asset.COIN),
+                    credit=None
                     if service.credit.get(cid) is None
                     else service.credit[cid].state.value,
-                }
+                )
                 for cid in connections
             ],
-            "stake": stake,
-        }
+            stake=stake,
+        )
 
     @api.post("/api/sim/advance")
     async def advance(
         body: AdvanceRequest, who: Annotated[User, Depends(operator)]
-    ) -> dict[str, Any]:
+    ) -> AdvanceAnswer:
         """Step a simulated service's clock ahead (seed 002's clock); 409 on a live service."""
         step = getattr(service.clock, "advance", None)
         if not callable(step):
@@ -227,16 +238,12 @@ def router(
             start = dt.datetime.fromisoformat(anchor["start"]) + dt.timedelta(hours=body.hours)
             service.state.set("clock_anchor", anchor | {"start": start.isoformat()})
         log.info("%s moved the simulated clock %d h ahead", who.name, body.hours)
-        return {"time": service.clock.now().isoformat(), "advanced_hours": body.hours}
+        return AdvanceAnswer(time=service.clock.now().isoformat(), advanced_hours=body.hours)
 
     return api
 
 
-def _dump(customer: Customer | None) -> dict[str, Any] | None:
-    return None if customer is None else customer.model_dump(mode="json")
-
-
-def _unit_plan(service: "Service", connection: Any) -> list[dict[str, Any]]:
+def _unit_plan(service: "Service", connection: Any) -> list[PagePlanRow]:
     """The plan in force for a connection: relay, allotment and reason per period."""
     stored = service.stored_schedule
     if stored is None:
@@ -255,12 +262,12 @@ def _unit_plan(service: "Service", connection: Any) -> list[dict[str, Any]]:
     for time in stored.plan.index[:96]:
         iso = pd.Timestamp(time).isoformat()
         rows.append(
-            {
-                "time": iso,
-                "unit": unit,
-                "closed": None if relays is None else bool(relays.get(time, True)),
-                "allotment_kw": None if allotment is None else float(allotment.get(time, 0.0)),
-                "reason": reasons.get(iso),
-            }
+            PagePlanRow(
+                time=iso,
+                unit=unit,
+                closed=None if relays is None else bool(relays.get(time, True)),
+                allotment_kw=None if allotment is None else float(allotment.get(time, 0.0)),
+                reason=reasons.get(iso),
+            )
         )
     return rows

@@ -21,11 +21,20 @@ The rules are in :mod:`settlement.contracts`; the terms live in the ledger's fil
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
+from lastwatt.api_views import (
+    BandRevisionAnswer,
+    ContractRow,
+    Contracts,
+    ContractView,
+    DepositAnswer,
+    StatementInterval,
+    StatementView,
+)
 from lastwatt.auth import Role, User
 from lastwatt.customers import CustomerRegistry
 from settlement import LedgerError, SqliteLedgerStore
@@ -91,33 +100,37 @@ class DepositRequest(BaseModel):
     key: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
-def _statement_json(contract: BandContract, report: ContractStatement) -> dict[str, Any]:
-    return {
-        "contract": contract_to_json(contract),
-        "bonus": report.bonus,
-        "penalties": report.penalties,
-        "receivable": report.receivable,
-        "bonus_left": report.bonus_left,
-        "discount": report.discount,
-        "intervals": [
-            {
-                "start": row.outcome.start.isoformat(),
-                "energy_wh": row.outcome.energy_wh,
-                "estimated": row.outcome.estimated,
-                "band_wh": list(contract.bands_wh[contract.index_of(row.outcome.start)]),
-                "over_wh": row.outcome.over_wh,
-                "under_wh": row.outcome.under_wh,
-                "grid_shortfall_waived": row.outcome.under_waived,
-                "consumer_disconnects": row.outcome.consumer_disconnects,
-                "penalty": row.outcome.penalty,
-                "from_bonus": row.from_bonus,
-                "from_deposit": row.from_deposit,
-                "receivable": row.receivable,
-                "bonus_left": row.bonus_left,
-            }
+def _contract_view(contract: BandContract) -> ContractView:
+    return ContractView.model_validate(contract_to_json(contract))
+
+
+def _statement_view(contract: BandContract, report: ContractStatement) -> StatementView:
+    return StatementView(
+        contract=_contract_view(contract),
+        bonus=report.bonus,
+        penalties=report.penalties,
+        receivable=report.receivable,
+        bonus_left=report.bonus_left,
+        discount=report.discount,
+        intervals=[
+            StatementInterval(
+                start=row.outcome.start.isoformat(),
+                energy_wh=row.outcome.energy_wh,
+                estimated=row.outcome.estimated,
+                band_wh=list(contract.bands_wh[contract.index_of(row.outcome.start)]),
+                over_wh=row.outcome.over_wh,
+                under_wh=row.outcome.under_wh,
+                grid_shortfall_waived=row.outcome.under_waived,
+                consumer_disconnects=row.outcome.consumer_disconnects,
+                penalty=row.outcome.penalty,
+                from_bonus=row.from_bonus,
+                from_deposit=row.from_deposit,
+                receivable=row.receivable,
+                bonus_left=row.bonus_left,
+            )
             for row in report.rows
         ],
-    }
+    )
 
 
 def router(
@@ -152,7 +165,7 @@ def router(
         return HTTPException(409, str(exc))
 
     @api.get("/api/contracts")
-    async def list_contracts(who: Annotated[User, Depends(user)]) -> dict[str, Any]:
+    async def list_contracts(who: Annotated[User, Depends(user)]) -> Contracts:
         """Contracts the caller may see, with their standing."""
         out = []
         for record in registry.all():
@@ -161,26 +174,24 @@ def router(
                 continue
             report = statement(service.store, c, registry.outcomes(c.contract_id))
             out.append(
-                {
-                    "contract_id": c.contract_id,
-                    "meter_id": c.meter_id,
-                    "start": c.start.isoformat(),
-                    "end": c.end.isoformat(),
-                    "closed": record.closed,
-                    "revision": record.revision,
-                    "intervals_charged": len(report.rows),
-                    "intervals": len(c.bands_wh),
-                    "penalties": report.penalties,
-                    "bonus_left": report.bonus_left,
-                    "receivable": report.receivable,
-                }
+                ContractRow(
+                    contract_id=c.contract_id,
+                    meter_id=c.meter_id,
+                    start=c.start.isoformat(),
+                    end=c.end.isoformat(),
+                    closed=record.closed,
+                    revision=record.revision,
+                    intervals_charged=len(report.rows),
+                    intervals=len(c.bands_wh),
+                    penalties=report.penalties,
+                    bonus_left=report.bonus_left,
+                    receivable=report.receivable,
+                )
             )
-        return {"contracts": out}
+        return Contracts(contracts=out)
 
     @api.post("/api/contracts", status_code=201)
-    async def create(
-        terms: ContractTerms, who: Annotated[User, Depends(operator)]
-    ) -> dict[str, Any]:
+    async def create(terms: ContractTerms, who: Annotated[User, Depends(operator)]) -> ContractView:
         """Record a contract and escrow its bonus from the contract budget."""
         try:
             service.site.connection(terms.meter_id)
@@ -201,12 +212,12 @@ def router(
         except LedgerError as exc:
             raise ledger_error(exc) from None
         registry.create(contract, now)
-        return contract_to_json(contract)
+        return _contract_view(contract)
 
     @api.put("/api/contracts/{contract_id}/bands")
     async def revise(
         contract_id: str, body: BandRevision, who: Annotated[User, Depends(operator)]
-    ) -> dict[str, Any]:
+    ) -> BandRevisionAnswer:
         """Replace bands from ``first`` on; refused past the gate closure."""
         contract, _ = contract_or_404(contract_id, who)
         try:
@@ -214,12 +225,12 @@ def router(
             record = registry.revise(revised, service.clock.now())
         except LedgerError as exc:
             raise HTTPException(409, str(exc)) from None
-        return {"revision": record.revision, "contract": contract_to_json(revised)}
+        return BandRevisionAnswer(revision=record.revision, contract=_contract_view(revised))
 
     @api.post("/api/contracts/{contract_id}/deposit")
     async def deposit(
         contract_id: str, body: DepositRequest, who: Annotated[User, Depends(user)]
-    ) -> dict[str, Any]:
+    ) -> DepositAnswer:
         """Move coins from the consumer's meter account into the contract's deposit."""
         contract, closed = contract_or_404(contract_id, who)
         if closed:
@@ -230,10 +241,10 @@ def router(
             )
         except LedgerError as exc:
             raise ledger_error(exc) from None
-        return {"batch": posted.key, "replayed": posted.replayed}
+        return DepositAnswer(batch=posted.key, replayed=posted.replayed)
 
     @api.post("/api/contracts/{contract_id}/close")
-    async def close(contract_id: str, who: Annotated[User, Depends(operator)]) -> dict[str, Any]:
+    async def close(contract_id: str, who: Annotated[User, Depends(operator)]) -> StatementView:
         """Close the period: the remaining bonus becomes a discount and returns to the budget."""
         contract, _ = contract_or_404(contract_id, who)
         now: datetime = service.clock.now()
@@ -245,15 +256,15 @@ def router(
             raise ledger_error(exc) from None
         registry.mark_closed(contract_id, now)
         report = statement(service.store, contract, registry.outcomes(contract_id))
-        return _statement_json(contract, report)
+        return _statement_view(contract, report)
 
     @api.get("/api/contracts/{contract_id}/statement")
     async def contract_statement(
         contract_id: str, who: Annotated[User, Depends(user)]
-    ) -> dict[str, Any]:
+    ) -> StatementView:
         """Every charged interval: energy, band, deviation, penalty and who paid it."""
         contract, _ = contract_or_404(contract_id, who)
         report = statement(service.store, contract, registry.outcomes(contract_id))
-        return _statement_json(contract, report)
+        return _statement_view(contract, report)
 
     return api

@@ -34,12 +34,25 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from lastwatt.api_auth import AuthDependencies
+from lastwatt.api_views import (
+    AgentAnswer,
+    Agents,
+    AgentView,
+    BookLevel,
+    BookView,
+    CancelAnswer,
+    Orders,
+    OrderView,
+    PlaceAnswer,
+    Trades,
+    TradeView,
+)
 from lastwatt.auth import Role, User
 from lastwatt.service import Service
 from settlement.agents import ZiSettings, zi_orders
@@ -82,29 +95,29 @@ class AgentRequest(BaseModel):
     high_wh: int = Field(ge=0, le=MAX_QUANTITY_WH)
 
 
-def _order(o: Order) -> dict[str, Any]:
-    return {
-        "id": o.order_id,
-        "owner": o.owner,
-        "side": o.side.value,
-        "price_per_kwh_minor": o.price_per_kwh,
-        "quantity_wh": o.quantity_wh,
-        "remaining_wh": o.remaining_wh,
-        "expires_at_us": o.expires_at_us,
-    }
+def _order(o: Order) -> OrderView:
+    return OrderView(
+        id=o.order_id,
+        owner=o.owner,
+        side=o.side.value,
+        price_per_kwh_minor=o.price_per_kwh,
+        quantity_wh=o.quantity_wh,
+        remaining_wh=o.remaining_wh,
+        expires_at_us=o.expires_at_us,
+    )
 
 
-def _trade(t: Trade) -> dict[str, Any]:
-    return {
-        "id": t.trade_id,
-        "buyer": t.buyer,
-        "seller": t.seller,
-        "price_per_kwh_minor": t.price_per_kwh,
-        "quantity_wh": t.quantity_wh,
-        "cost_minor": t.cost,
-        "at": dt.datetime.fromtimestamp(t.at_us / 1e6, dt.UTC).isoformat(),
-        "aggressor": t.aggressor.value,
-    }
+def _trade(t: Trade) -> TradeView:
+    return TradeView(
+        id=t.trade_id,
+        buyer=t.buyer,
+        seller=t.seller,
+        price_per_kwh_minor=t.price_per_kwh,
+        quantity_wh=t.quantity_wh,
+        cost_minor=t.cost,
+        at=dt.datetime.fromtimestamp(t.at_us / 1e6, dt.UTC).isoformat(),
+        aggressor=t.aggressor.value,
+    )
 
 
 def _read_agents(path: Path) -> dict[str, ZiSettings]:
@@ -160,41 +173,41 @@ def router(
         return trades
 
     @api.get("/book")
-    async def book(levels: int = 10) -> dict[str, Any]:
+    async def book(levels: int = 10) -> BookView:
         """Depth per price level (listed and executable Wh) and the best prices."""
         at = now_us()  # orders expired since the last action are not shown
         quote = market.book.quote(market.holdings, at)
         depth = market.book.depth(market.holdings, max(1, min(levels, 100)), at)
-        return {
-            "best_bid": quote.best_bid,
-            "best_ask": quote.best_ask,
-            "best_executable_bid": quote.best_executable_bid,
-            "best_executable_ask": quote.best_executable_ask,
-            "levels": [
-                {
-                    "side": d.side.value,
-                    "price_per_kwh_minor": d.price_per_kwh,
-                    "listed_wh": d.listed_wh,
-                    "executable_wh": d.executable_wh,
-                    "orders": d.orders,
-                }
+        return BookView(
+            best_bid=quote.best_bid,
+            best_ask=quote.best_ask,
+            best_executable_bid=quote.best_executable_bid,
+            best_executable_ask=quote.best_executable_ask,
+            levels=[
+                BookLevel(
+                    side=d.side.value,
+                    price_per_kwh_minor=d.price_per_kwh,
+                    listed_wh=d.listed_wh,
+                    executable_wh=d.executable_wh,
+                    orders=d.orders,
+                )
                 for d in depth
             ],
-        }
+        )
 
     @api.get("/trades")
-    async def trades(limit: int = 50) -> dict[str, Any]:
+    async def trades(limit: int = 50) -> Trades:
         """The latest trades, newest first."""
         latest = market.trades[-max(1, min(limit, 500)) :]
-        return {"trades": [_trade(t) for t in reversed(latest)]}
+        return Trades(trades=[_trade(t) for t in reversed(latest)])
 
     @api.get("/orders")
-    async def orders(owner: str | None = None) -> dict[str, Any]:
+    async def orders(owner: str | None = None) -> Orders:
         """Open orders (of one owner account, e.g. ``user:amina``), oldest first."""
-        return {"orders": [_order(o) for o in market.book.orders(owner, now_us())]}
+        return Orders(orders=[_order(o) for o in market.book.orders(owner, now_us())])
 
     @api.post("/orders")
-    async def place(body: OrderRequest, who: Annotated[User, Depends(user)]) -> dict[str, Any]:
+    async def place(body: OrderRequest, who: Annotated[User, Depends(user)]) -> PlaceAnswer:
         """Place an order for the caller's wallet; matches settle at once."""
         at = now_us()
         expires = None if body.expires_in_s is None else at + body.expires_in_s * 1_000_000
@@ -211,15 +224,15 @@ def router(
             raise HTTPException(400, outcome.error)
         placed = market.book.order(outcome.order_id or "")
         after_agents = run_agents()
-        return {
-            "order": None if placed is None else _order(placed),
-            "order_id": outcome.order_id,
-            "trades": [_trade(t) for t in outcome.trades],
-            "agent_trades": [_trade(t) for t in after_agents],
-        }
+        return PlaceAnswer(
+            order=None if placed is None else _order(placed),
+            order_id=outcome.order_id,
+            trades=[_trade(t) for t in outcome.trades],
+            agent_trades=[_trade(t) for t in after_agents],
+        )
 
     @api.delete("/orders/{order_id}")
-    async def cancel(order_id: str, who: Annotated[User, Depends(user)]) -> dict[str, Any]:
+    async def cancel(order_id: str, who: Annotated[User, Depends(user)]) -> CancelAnswer:
         """Cancel one of the caller's orders."""
         at = now_us()
         order = market.book.order(order_id)
@@ -231,28 +244,28 @@ def router(
         if outcome.error is not None:
             raise HTTPException(400, outcome.error)
         run_agents()
-        return {"cancelled": order_id}
+        return CancelAnswer(cancelled=order_id)
 
     @api.get("/agents")
-    async def list_agents() -> dict[str, Any]:
+    async def list_agents() -> Agents:
         """Every user's ZI agent settings."""
-        return {
-            "agents": [
-                {
-                    "owner": s.owner,
-                    "buy_price_per_kwh_minor": s.buy_price_per_kwh,
-                    "sell_price_per_kwh_minor": s.sell_price_per_kwh,
-                    "low_wh": s.low_wh,
-                    "high_wh": s.high_wh,
-                }
+        return Agents(
+            agents=[
+                AgentView(
+                    owner=s.owner,
+                    buy_price_per_kwh_minor=s.buy_price_per_kwh,
+                    sell_price_per_kwh_minor=s.sell_price_per_kwh,
+                    low_wh=s.low_wh,
+                    high_wh=s.high_wh,
+                )
                 for s in agents.values()
             ]
-        }
+        )
 
     @api.put("/agents/{user_name}")
     async def set_agent(
         user_name: str, body: AgentRequest, who: Annotated[User, Depends(user)]
-    ) -> dict[str, Any]:
+    ) -> AgentAnswer:
         """Set a user's ZI agent (the user themself or an operator); it acts at once."""
         if who.role is not Role.OPERATOR and who.name != user_name:
             raise HTTPException(403, f"{who.name!r} may set only their own agent")
@@ -268,12 +281,12 @@ def router(
             raise HTTPException(400, str(exc)) from None
         agents[settings.owner] = settings
         _write_agents(agents_path, agents)
-        return {"user": user_name, "trades": [_trade(t) for t in run_agents()]}
+        return AgentAnswer(user=user_name, trades=[_trade(t) for t in run_agents()])
 
     @api.post("/tick")
-    async def tick(who: Annotated[User, Depends(operator)]) -> dict[str, Any]:
+    async def tick(who: Annotated[User, Depends(operator)]) -> Trades:
         """Expire orders, retry crossed ones whose owners hold more now, let agents act."""
         outcome = market.submit(Tick(now_us()))
-        return {"trades": [_trade(t) for t in (*outcome.trades, *run_agents())]}
+        return Trades(trades=[_trade(t) for t in (*outcome.trades, *run_agents())])
 
     return api

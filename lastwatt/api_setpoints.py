@@ -10,11 +10,12 @@ limit.
 # which name this module's closures.
 import math
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException
 
+from lastwatt.api_views import SetpointPeriod, SetpointsView
 from lastwatt.auth import User
 from lastwatt.service import Service
 
@@ -33,7 +34,7 @@ def router(service: Service, operator: Callable[..., Awaitable[User]]) -> APIRou
     api = APIRouter(tags=["dispatch"])
 
     @api.get("/api/setpoints")
-    async def setpoints(_: Annotated[User, Depends(operator)], periods: int = 8) -> dict[str, Any]:
+    async def setpoints(_: Annotated[User, Depends(operator)], periods: int = 8) -> SetpointsView:
         """The setpoints in force from the current period on (``periods`` ≤ 192)."""
         if not 1 <= periods <= _MAX_PERIODS:
             raise HTTPException(422, f"periods must be between 1 and {_MAX_PERIODS}, got {periods}")
@@ -50,20 +51,20 @@ def router(service: Service, operator: Callable[..., Awaitable[User]]) -> APIRou
             if period is None:
                 continue
             rows.append(
-                {
-                    "start": period.start.isoformat(),
-                    "pv_limit_kw": _kw(period.pv_limit_kw),
-                    "charge_limit_kw": _kw(period.charge_limit_kw),
-                    "discharge_limit_kw": _kw(period.discharge_limit_kw),
-                    "relays": period.relays,
-                    "power_limit_kw": {u: _kw(v) for u, v in period.power_limit_kw.items()},
-                    "energy_budget_wh": period.energy_budget_wh,
-                }
+                SetpointPeriod(
+                    start=period.start.isoformat(),
+                    pv_limit_kw=_kw(period.pv_limit_kw),
+                    charge_limit_kw=_kw(period.charge_limit_kw),
+                    discharge_limit_kw=_kw(period.discharge_limit_kw),
+                    relays=period.relays,
+                    power_limit_kw={u: _kw(v) for u, v in period.power_limit_kw.items()},
+                    energy_budget_wh=period.energy_budget_wh,
+                )
             )
-        return {
-            "switch_only": list(current.switch_only),
-            "limited": list(current.power_limit_kw.columns),
-            "periods": rows,
-        }
+        return SetpointsView(
+            switch_only=list(current.switch_only),
+            limited=list(current.power_limit_kw.columns),
+            periods=rows,
+        )
 
     return api

@@ -4,11 +4,11 @@
 endpoint                                     who                       refusal
 ==========================================  ========================  ===================
 ``POST /api/withdrawals``                    the account's owner       401 / 403 / 409
-``GET /api/owners/{account}``                anyone (noticeboard)
+``GET /api/owners/{account}``                operator                  401 / 403
 ``PUT /api/operator/owners/{account}``       operator                  401 / 403 / 400
 ``POST /api/readings``                       the meter (its own token) 401 / 400 / 409
-``GET /api/meters/{id}/decisions``           anyone (noticeboard)      404
-``GET /api/watt``                            anyone (noticeboard)
+``GET /api/meters/{id}/decisions``           its resident, operator    401 / 403 / 404
+``GET /api/watt``                            operator                  401 / 403
 ==========================================  ========================  ===================
 
 A withdrawal is reserved here and completed by the payment processor's signed webhook
@@ -18,13 +18,22 @@ confirms or voids it. Self-reporting meters feed the same path as Modbus reading
 """
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException
 from pydantic import BaseModel, Field
 
 from lastwatt.api_auth import AuthDependencies
-from lastwatt.auth import User
+from lastwatt.api_views import (
+    DecisionRow,
+    Decisions,
+    OwnerAnswer,
+    OwnerView,
+    ReadingsAnswer,
+    WattView,
+    WithdrawalAnswer,
+)
+from lastwatt.auth import Role, User
 from lastwatt.device_auth import DeviceCredentials
 from lastwatt.service import Service
 from lastwatt.storage_commands import owned_account
@@ -96,7 +105,7 @@ def router(service: Service, auth: AuthDependencies) -> APIRouter:
     @api.post("/api/withdrawals", tags=["payments"])
     async def withdraw(
         body: WithdrawalRequest, who: Annotated[User, Depends(user)]
-    ) -> dict[str, Any]:
+    ) -> WithdrawalAnswer:
         """Reserve coins for a fiat payout; the processor's webhook confirms or voids it."""
         withdrawal_id = f"{who.name}-{body.key}"
         try:
@@ -115,34 +124,34 @@ def router(service: Service, auth: AuthDependencies) -> APIRouter:
         except LedgerError as exc:
             raise HTTPException(400, str(exc)) from None
         price = service.fiat.coin_price_fiat_minor if service.fiat else None
-        return {
-            "withdrawal_id": withdrawal_id,
-            "account": body.account,
-            "coins_minor": body.coins_minor,
-            "fiat_minor": None if price is None else body.coins_minor * price // COIN_SCALE,
-            "status": "reserved",
-            "replayed": posted.replayed,
-        }
+        return WithdrawalAnswer(
+            withdrawal_id=withdrawal_id,
+            account=body.account,
+            coins_minor=body.coins_minor,
+            fiat_minor=None if price is None else body.coins_minor * price // COIN_SCALE,
+            status="reserved",
+            replayed=posted.replayed,
+        )
 
     @api.get("/api/owners/{account}", tags=["payments"])
-    async def get_owner(account: str) -> dict[str, Any]:
+    async def get_owner(account: str, _: Annotated[User, Depends(operator)]) -> OwnerView:
         """Who owns a meter account (may sell its coins)."""
         meter_account_or_400(account)
-        return {"account": account, "owner": service.store.owner_of(account)}
+        return OwnerView(account=account, owner=service.store.owner_of(account))
 
     @api.put("/api/operator/owners/{account}", tags=["operator"])
     async def set_owner(
         account: str, body: OwnerRequest, who: Annotated[User, Depends(operator)]
-    ) -> dict[str, Any]:
+    ) -> OwnerAnswer:
         """Register the owner of a meter account."""
         meter_account_or_400(account)
         service.store.set_owner(account, body.owner)
-        return {"account": account, "owner": body.owner, "by": who.name}
+        return OwnerAnswer(account=account, owner=body.owner, by=who.name)
 
     @api.post("/api/readings", tags=["connections"])
     async def report_readings(
         body: ReadingsReport, authorization: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    ) -> ReadingsAnswer:
         """A meter reports its own readings (bearer token of that meter); idempotent."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not devices.check(body.meter_id, token.strip()):
@@ -173,49 +182,56 @@ def router(service: Service, auth: AuthDependencies) -> APIRouter:
                 f"already recorded (import {old.import_wh}, export {old.export_wh} Wh); "
                 f"{len(outcome.accepted)} other reading(s) were recorded",
             )
-        return {
-            "accepted": len(outcome.accepted),
-            "duplicates": len(outcome.duplicates),
-            "resettled_hours": [h.isoformat() for h in outcome.late_hours],
-        }
+        return ReadingsAnswer(
+            accepted=len(outcome.accepted),
+            duplicates=len(outcome.duplicates),
+            resettled_hours=[h.isoformat() for h in outcome.late_hours],
+        )
 
     @api.get("/api/meters/{meter_id}/decisions", tags=["connections"])
-    async def decisions(meter_id: str, limit: int = 24) -> dict[str, Any]:
-        """A meter's latest hourly decisions (seed 002's two-way report), newest first."""
+    async def decisions(
+        meter_id: str, who: Annotated[User, Depends(user)], limit: int = 24
+    ) -> Decisions:
+        """A meter's latest hourly decisions (seed 002's two-way report), newest first.
+
+        Balances and charges are personal: the meter's own resident and the operator only.
+        """
         try:
             site.connection(meter_id)
         except KeyError:
             raise HTTPException(404, f"no connection {meter_id!r} at this site") from None
+        if who.role is not Role.OPERATOR and who.household != meter_id:
+            raise HTTPException(403, f"{who.name!r} may read only their own meter's decisions")
         if not 1 <= limit <= 24 * 31:
             raise HTTPException(400, f"limit must be 1–744 hours, got {limit}")
         rows = service.store.decisions(service.settlement.site_key(site), meter_id, limit)
-        return {
-            "meter_id": meter_id,
-            "decisions": [
-                {
-                    "hour": d.hour.isoformat(),
-                    "import_wh": d.import_wh,
-                    "export_wh": d.export_wh,
-                    "status": d.status,
-                    "charge_minor": d.charge_minor,
-                    "payout_minor": d.payout_minor,
-                    "balance_minor": d.balance_minor,
-                    "connected": d.connected,
-                    "state": d.state,
-                }
+        return Decisions(
+            meter_id=meter_id,
+            decisions=[
+                DecisionRow(
+                    hour=d.hour.isoformat(),
+                    import_wh=d.import_wh,
+                    export_wh=d.export_wh,
+                    status=d.status,
+                    charge_minor=d.charge_minor,
+                    payout_minor=d.payout_minor,
+                    balance_minor=d.balance_minor,
+                    connected=d.connected,
+                    state=d.state,
+                )
                 for d in rows
             ],
-        }
+        )
 
     @api.get("/api/watt", tags=["ledger"])
-    async def watt() -> dict[str, Any]:
+    async def watt(_: Annotated[User, Depends(operator)]) -> WattView:
         """WATT storage tokens: each holder's balance and the total outstanding [Wh]."""
         table = service.store.balances(Asset.WATT)
         holders = {a: v for (a, _), v in table.items() if a != WATT_ISSUER}
-        return {
-            "outstanding_wh": -table.get((WATT_ISSUER, Asset.WATT), 0),
-            "holders_wh": holders,
-            "battery_owner": STORAGE_PRODUCER,
-        }
+        return WattView(
+            outstanding_wh=-table.get((WATT_ISSUER, Asset.WATT), 0),
+            holders_wh=holders,
+            battery_owner=STORAGE_PRODUCER,
+        )
 
     return api

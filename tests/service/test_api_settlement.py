@@ -60,7 +60,8 @@ def test_a_producer_reserves_a_withdrawal_and_the_processors_negative_payment_co
             "set_owner": await client.put(
                 f"/api/operator/owners/{account}", json={"owner": "amina"}, auth=operator
             ),
-            "owner": await client.get(f"/api/owners/{account}"),
+            "owner_anonymous": await client.get(f"/api/owners/{account}"),
+            "owner": await client.get(f"/api/owners/{account}", auth=operator),
             "not_owner": await client.post("/api/withdrawals", json=body, auth=bala),
             "negative": await client.post(
                 "/api/withdrawals", json={**body, "coins_minor": -1}, auth=amina
@@ -94,6 +95,7 @@ def test_a_producer_reserves_a_withdrawal_and_the_processors_negative_payment_co
     assert out["bad_account"].status_code == 400
     assert "not a meter account" in out["bad_account"].json()["detail"]
     assert out["set_owner"].status_code == 200
+    assert out["owner_anonymous"].status_code == 401
     assert out["owner"].json()["owner"] == "amina"
     assert out["not_owner"].status_code == 403
     assert out["negative"].status_code == 422
@@ -140,9 +142,12 @@ def test_a_meter_reports_itself_with_its_own_credential(tmp_path):
         out["naive"] = await client.post("/api/readings", json=report, headers=bearer)
         out["stored"] = rig.service.store.readings(hour, hour + dt.timedelta(hours=2))
         settle_hour(rig.service.store, rig.site, hour, now=MORNING)
-        out["decisions"] = await client.get(f"/api/meters/{one}/decisions")
-        out["unknown"] = await client.get("/api/meters/GHOST/decisions")
-        out["watt"] = await client.get("/api/watt")
+        op = ("operator", rig.passwords["operator"])
+        out["decisions_anonymous"] = await client.get(f"/api/meters/{one}/decisions")
+        out["decisions"] = await client.get(f"/api/meters/{one}/decisions", auth=op)
+        out["unknown"] = await client.get("/api/meters/GHOST/decisions", auth=op)
+        out["watt_anonymous"] = await client.get("/api/watt")
+        out["watt"] = await client.get("/api/watt", auth=op)
         return out
 
     _, out = _run(tmp_path, calls, before)
@@ -155,6 +160,8 @@ def test_a_meter_reports_itself_with_its_own_credential(tmp_path):
     assert out["naive"].status_code == 400
     assert "timezone" in out["naive"].json()["detail"]
     assert len(out["stored"]) == 2
+    assert out["decisions_anonymous"].status_code == 401  # balances are personal
+    assert out["watt_anonymous"].status_code == 401
     decisions = out["decisions"].json()["decisions"]
     assert decisions[0]["import_wh"] == 100
     assert decisions[0]["status"] == "measured"
