@@ -41,7 +41,7 @@ from lastwatt.api_views import (
     PageTransaction,
     Wallet,
 )
-from lastwatt.auth import Role, User
+from lastwatt.auth import User
 from lastwatt.customers import Customer, CustomerIn, CustomerPage, CustomerRegistry, SortKey
 from microgrid.site import ConnectionKind
 from settlement import Asset
@@ -73,14 +73,6 @@ def router(
     """The console's routes over a started service (module docstring)."""
     api = APIRouter(tags=["console"])
     site = service.site
-
-    def holds_connection(who: User, connection_id: str) -> bool:
-        if who.role is Role.OPERATOR:
-            return True
-        if who.household == connection_id:
-            return True
-        holder = customers.holder_of(connection_id)
-        return holder is not None and holder.wallet == who.name
 
     def connection_or_404(connection_id: str) -> Any:
         try:
@@ -120,7 +112,7 @@ def router(
     ) -> ConnectionPage:
         """One connection: its customer, balance, readings, transactions, plan and reasons."""
         connection = connection_or_404(connection_id)
-        if not holds_connection(who, connection_id):
+        if not customers.may_see(who, connection_id):
             raise HTTPException(403, f"{who.name!r} does not hold connection {connection_id!r}")
         now = service.clock.now()
         account = f"meter:{connection_id}"

@@ -35,7 +35,7 @@ from lastwatt.api_views import (
     StatementInterval,
     StatementView,
 )
-from lastwatt.auth import Role, User
+from lastwatt.auth import User
 from lastwatt.customers import CustomerRegistry
 from settlement import LedgerError, SqliteLedgerStore
 from settlement.contract_registry import ContractRegistry, contract_from_json, contract_to_json
@@ -148,15 +148,9 @@ def router(
     else:
         registry = ContractRegistry(Path(service.config.data_dir) / "contracts.sqlite")
 
-    def holds(who: User, meter_id: str) -> bool:
-        if who.role is Role.OPERATOR or who.household == meter_id:
-            return True
-        holder = customers.holder_of(meter_id)
-        return holder is not None and holder.wallet == who.name
-
     def contract_or_404(contract_id: str, who: User) -> tuple[BandContract, bool]:
         record = registry.get(contract_id)
-        if record is None or not holds(who, record.contract.meter_id):
+        if record is None or not customers.may_see(who, record.contract.meter_id):
             # The same answer for "not yours" and "none": ids are not to be probed.
             raise HTTPException(404, f"no contract {contract_id!r} you may see")
         return record.contract, record.closed
@@ -170,7 +164,7 @@ def router(
         out = []
         for record in registry.all():
             c = record.contract
-            if not holds(who, c.meter_id):
+            if not customers.may_see(who, c.meter_id):
                 continue
             report = statement(service.store, c, registry.outcomes(c.contract_id))
             out.append(

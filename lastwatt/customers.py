@@ -23,6 +23,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from lastwatt.auth import Role, User
+
 __all__ = [
     "CUSTOMER_ID",
     "Customer",
@@ -172,6 +174,17 @@ class CustomerRegistry:
     def holder_of(self, connection_id: str) -> Customer | None:
         """The customer holding a connection, or None."""
         return next((c for c in self.all() if connection_id in c.connections), None)
+
+    def may_see(self, who: User, connection_id: str) -> bool:
+        """Whether ``who`` may read a connection's personal data.
+
+        The operator may; a resident may for their own household and for connections whose
+        customer is paid for by their wallet.
+        """
+        if who.role is Role.OPERATOR or who.household == connection_id:
+            return True
+        holder = self.holder_of(connection_id)
+        return holder is not None and holder.wallet == who.name
 
     def all(self) -> list[Customer]:
         """Every customer, by id."""
