@@ -109,6 +109,7 @@ class Runtime:
         self.url = ""
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None  # the API's listening socket: ours to close
         self._live: LiveRunner | None = None
         self.runner: SimulatedRunner | None = None
         self.control: ControlThread | None = None
@@ -175,7 +176,7 @@ class Runtime:
             if credited:
                 log.info("opening credit for %d meters", credited)
         await service.start()
-        sock = _listen(o.host, o.port)
+        sock = self._socket = _listen(o.host, o.port)
         port = sock.getsockname()[1]
         self.url = f"http://{o.host}:{port}/"
         app = create_app(service, self.credentials, self.options.api)
@@ -236,6 +237,9 @@ class Runtime:
         if self._server_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server_task, timeout=5)
+        if self._socket is not None:  # uvicorn closes its servers, not a socket handed to it
+            self._socket.close()
+            self._socket = None
         if self.service is not None:
             await self.service.shutdown()
         if self.sim is not None:
