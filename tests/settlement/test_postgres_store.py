@@ -137,7 +137,8 @@ def test_alarm_rows_of_an_older_schema_are_folded_into_conditions(pg_conninfo):
         t0 = 1_785_000_000_000_000
         store._db.execute(
             "INSERT INTO alarms VALUES ('bus_fault', 'meters-a', %s, 'silent'), "
-            "('bus_fault', 'meters-a', %s, 'still silent'), ('trip', 'H001', %s, 'tripped')",
+            "('bus_fault', 'meters-a', %s, 'still silent'), "
+            "('connection_trip', 'H001', %s, 'tripped')",
             (t0, t0 + 5_000_000, t0),
         )
     with PostgresLedgerStore(pg_conninfo, site_id) as store:
@@ -145,7 +146,7 @@ def test_alarm_rows_of_an_older_schema_are_folded_into_conditions(pg_conninfo):
         assert records[AlarmKind.BUS_FAULT].count == 2
         assert records[AlarmKind.BUS_FAULT].message == "still silent"
         assert records[AlarmKind.BUS_FAULT].first_seen == datetime.fromtimestamp(t0 / 1e6, UTC)
-        assert records[AlarmKind.TRIP].count == 1
+        assert records[AlarmKind.CONNECTION_TRIP].count == 1
         gone = store._db.execute("SELECT to_regclass('alarms')").fetchone()
         assert gone is not None
         assert gone[0] is None
