@@ -132,13 +132,16 @@ def _errors(driver) -> list[dict]:
 @pytest.mark.slow
 @requires_chromium
 def test_console_views_actions_roles_phone_docs_and_stale_state(tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     shots = Path(os.environ.get("LASTWATT_ARTIFACTS", tmp_path)) / "console"
     shots.mkdir(parents=True, exist_ok=True)
     driver = _browser(tmp_path / "chromium")
-    wait = WebDriverWait(driver, 40)
+    # The console redraws its tables every refresh: an element found just before a redraw
+    # is stale a moment later, so a wait tries again rather than failing.
+    wait = WebDriverWait(driver, 40, ignored_exceptions=(StaleElementReferenceException,))
     try:
         with ServiceThread(tmp_path / "data") as service:
             url = service.runtime.url
@@ -195,10 +198,10 @@ def test_console_views_actions_roles_phone_docs_and_stale_state(tmp_path):
             _sign_in(driver, url, "amina", service.passwords["amina"])
             driver.get(url + "#/me")
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#me-meters tbody tr"))
-            meters = [
-                e.text
-                for e in driver.find_elements(By.CSS_SELECTOR, "#me-meters tbody td:first-child")
-            ]
+            meters = driver.execute_script(  # read in one go: the table is redrawn every refresh
+                "return [...document.querySelectorAll('#me-meters tbody td:first-child')]"
+                ".map((e) => e.textContent)"
+            )
             assert meters == [site.households[0].id]
             visible = [
                 e.text for e in driver.find_elements(By.CSS_SELECTOR, "#nav a") if e.is_displayed()
