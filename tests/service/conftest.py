@@ -87,3 +87,22 @@ class Rig:
 
     async def run_for(self, hours: float) -> None:
         await self.runner.run_until(self.clock.now() + dt.timedelta(hours=hours))
+
+
+def run_api(tmp_path: Path, calls: Any) -> tuple[Rig, Any]:
+    """Run ``await calls(rig, client)`` against the API of a rig with opening credit."""
+    import asyncio
+
+    import httpx
+
+    from lastwatt.api import create_app
+
+    async def scenario() -> tuple[Rig, Any]:
+        opening = {ConnectionKind.HOUSEHOLD: 2_000_000, ConnectionKind.BUSINESS: 5_000_000}
+        async with Rig(tmp_path, opening=opening) as rig:
+            app = create_app(rig.service, rig.credentials)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+                return rig, await calls(rig, client)
+
+    return asyncio.run(scenario())

@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import stat
 
-import httpx
 import pytest
 
-from lastwatt.api import create_app
 from lastwatt.auth import hash_password, load_credentials, verify_password
 from lastwatt.cli import main
-from microgrid.site import ConnectionKind
-from tests.service.conftest import Rig
-
-
-def _run_api(tmp_path, calls):
-    async def scenario():
-        opening = {ConnectionKind.HOUSEHOLD: 2_000_000, ConnectionKind.BUSINESS: 5_000_000}
-        async with Rig(tmp_path, opening=opening) as rig:
-            app = create_app(rig.service, rig.credentials)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
-                return rig, await calls(rig, client)
-
-    return asyncio.run(scenario())
+from tests.service.conftest import run_api
 
 
 def test_reads_schedule_status_connections_stakes(tmp_path):
@@ -52,7 +36,7 @@ def test_reads_schedule_status_connections_stakes(tmp_path):
             )
         }
 
-    rig, answers = _run_api(tmp_path, calls)
+    rig, answers = run_api(tmp_path, calls)
     for path, answer in answers.items():
         assert answer.status_code == 200, (path, answer.text)
     schedule = answers["/api/schedule?periods=4"].json()
@@ -142,7 +126,7 @@ def test_every_write_needs_the_right_role(tmp_path):
         out["stakes"] = (await client.get("/api/stakes")).json()
         return out
 
-    rig, out = _run_api(tmp_path, calls)
+    rig, out = run_api(tmp_path, calls)
     for name in ("relay anonymous", "relay wrong password", "relay unknown user"):
         assert out[name].status_code == 401, name
         assert out[name].headers["www-authenticate"] == "Basic"

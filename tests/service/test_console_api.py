@@ -2,25 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import httpx
-
-from lastwatt.api import create_app
-from microgrid.site import ConnectionKind
-from tests.service.conftest import Rig
-
-
-def _run(tmp_path, calls):
-    async def scenario():
-        opening = {ConnectionKind.HOUSEHOLD: 2_000_000, ConnectionKind.BUSINESS: 5_000_000}
-        async with Rig(tmp_path, opening=opening) as rig:
-            app = create_app(rig.service, rig.credentials)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
-                return rig, await calls(rig, client)
-
-    return asyncio.run(scenario())
+from tests.service.conftest import run_api
 
 
 def test_customers_pages_map_and_me(tmp_path):
@@ -67,7 +49,7 @@ def test_customers_pages_map_and_me(tmp_path):
         out["swagger"] = await client.get("/dashboard/vendor/swagger-ui-dist/swagger-ui-bundle.js")
         return out
 
-    _, r = _run(tmp_path, calls)
+    _, r = run_api(tmp_path, calls)
     assert r["anon"].status_code == 401
     assert r["resident_list"].status_code == 403
     listed = r["list"].json()
