@@ -14,7 +14,9 @@ if [ -z "$cluster" ]; then
 fi
 read -r version name <<<"$cluster"
 if ! pg_lsclusters --no-header | awk -v v="$version" -v n="$name" '$1 == v && $2 == n' | grep -q online; then
-    if [ "$(id -u)" -eq 0 ]; then pg_ctlcluster "$version" "$name" start; else sudo pg_ctlcluster "$version" "$name" start; fi
+    # Only the export line below may reach standard output (the caller evals it):
+    # pg_ctlcluster's own messages (e.g. "Removed stale pid file.") go to stderr.
+    if [ "$(id -u)" -eq 0 ]; then pg_ctlcluster "$version" "$name" start >&2; else sudo pg_ctlcluster "$version" "$name" start >&2; fi
 fi
 port=$(pg_lsclusters --no-header | awk -v v="$version" -v n="$name" '$1 == v && $2 == n {print $3}')
 role=lastwatt_test_admin
