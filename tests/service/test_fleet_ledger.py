@@ -1,10 +1,12 @@
-"""Two sites' services (interleaved in one event loop) on one PostgreSQL ledger: each
-settles its own hours, over Modbus."""
+"""Two sites' services on one PostgreSQL ledger, interleaved in one event loop and as two
+`lastwatt serve` processes: each settles its own hours, over Modbus."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 
 import pytest
 import tomli_w
@@ -69,3 +71,42 @@ def test_serve_with_an_unreachable_or_bad_ledger_is_a_usage_error(tmp_path, caps
     assert "cannot open the PostgreSQL ledger" in capsys.readouterr().err
     assert main([*base, "--ledger-url", nowhere, "--ledger-site", "North Site"]) == 2
     assert "--ledger-site: site id 'North Site'" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # two `lastwatt serve` processes with their simulated containers, 3 h each
+def test_two_serve_processes_write_one_postgres_database_concurrently(tmp_path, pg_conninfo):
+    """Two real services (separate OS processes, as a fleet runs them) write to one
+    PostgreSQL database at once: each site's ledger verifies, every settled hour is
+    there once, and neither service fell back to SQLite."""
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(tomli_w.dumps(service_site().model_dump(mode="json", exclude_none=True)))
+    sites = {new_site_id("east"): tmp_path / "east", new_site_id("west"): tmp_path / "west"}
+    serve = [sys.executable, "-m", "lastwatt", "serve", "--site", str(site_file)]
+    serve += ["--simulate", "--sim-port", "*=0", "--speed", "0", "--port", "0"]
+    serve += ["--start", "2026-08-01T09:00", "--hours", "3", "--opening-credit", "5"]
+    services = []
+    try:
+        for site, data in sites.items():
+            with (tmp_path / f"{site}.log").open("w") as log:  # the child keeps its own copy
+                command = [*serve, "--data-dir", str(data), "--ledger-url", pg_conninfo]
+                services.append(
+                    subprocess.Popen(
+                        [*command, "--ledger-site", site], stdout=subprocess.DEVNULL, stderr=log
+                    )
+                )
+        codes = [service.wait(timeout=900) for service in services]
+    finally:
+        for service in services:
+            service.kill()
+            service.wait()
+    logs = {site: (tmp_path / f"{site}.log").read_text()[-2000:] for site in sites}
+    assert codes == [0, 0], logs
+    for site, data in sites.items():
+        with PostgresLedgerStore(pg_conninfo, site) as ledger:
+            report = ledger.verify()
+            assert report.ok, report.problems[:3]
+            settled = ledger.keys_with_prefix("settle:")
+            assert len(settled) >= 2, (settled, logs[site])
+            assert len(set(settled)) == len(settled)
+            assert ledger.balances(prefix="meter:")
+        assert not (data / "ledger.sqlite").exists()
