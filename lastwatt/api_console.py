@@ -312,14 +312,20 @@ def _standing(
     current: dt.datetime | None = None
     band: tuple[int, int] | None = None
     metered: int | None = None
+    since: dt.datetime | None = None
     position: str | None = None
     if contract.start <= now < contract.end and not closed:
         k = (now - contract.start) // contract.interval
         current = contract.start + k * contract.interval
         band = contract.bands_wh[k]
         latest = store.reading_before(contract.meter_id, now + dt.timedelta(microseconds=1))
-        base = store.reading_before(contract.meter_id, current + dt.timedelta(microseconds=1))
-        if latest is not None and base is not None:
+        # From the last reading at or before the interval's start; a meter first read
+        # inside the interval counts from that reading (``metered_since`` says which).
+        base = store.reading_before(
+            contract.meter_id, current + dt.timedelta(microseconds=1)
+        ) or store.reading_after(contract.meter_id, current)
+        if latest is not None and base is not None and base.read_at <= latest.read_at:
+            since = base.read_at
             # Cumulative registers wrap at their modulus (as hourly settlement reads them).
             metered = (latest.import_wh - base.import_wh) % ENERGY_REGISTER_MODULUS_WH
             lower, upper = band
@@ -349,6 +355,7 @@ def _standing(
         band_wh=None if band is None else list(band),
         tolerance_wh=contract.tolerance_wh,
         metered_wh=metered,
+        metered_since=None if since is None else since.isoformat(),
         position=position,
         bonus=report.bonus,
         bonus_left=report.bonus_left,

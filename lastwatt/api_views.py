@@ -293,7 +293,8 @@ class ContractStanding(BaseModel):
     """A band contract's standing now: band, metering, escrow, penalties [Wh, micro-coins].
 
     ``metered_wh`` is the import since the meter's last reading at or before the current
-    interval's start (the bill's exact interpolation comes when the interval is charged);
+    interval's start, or its first reading inside it (``metered_since``); the bill's exact
+    interpolation comes when the interval is charged.
     ``position`` compares it with the band widened by the tolerance: ``above`` is final,
     ``below`` only says the lower edge is not reached yet.
     """
@@ -310,6 +311,7 @@ class ContractStanding(BaseModel):
     band_wh: list[int] | None = Field(description="[lower, upper] of the current interval [Wh]")
     tolerance_wh: int
     metered_wh: int | None = Field(description="Import in the current interval so far [Wh]")
+    metered_since: str | None = Field(description="The reading ``metered_wh`` counts from")
     position: str | None = Field(description="below, within or above the band so far")
     bonus: int
     bonus_left: int = Field(description="Bonus left in escrow after the last charged interval")

@@ -18,6 +18,11 @@ const esc = (value) => String(value ?? "").replace(/[&<>"']/g, (c) => ({
   "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const num = (v, d = 1) => (v === null || v === undefined || Number.isNaN(v) ? "–" : Number(v).toFixed(d));
 const coin = (minor) => (minor === null || minor === undefined ? "–" : (minor / 1e6).toFixed(3));
+// "12.5" coin → 12500000 micro-coins, exactly (no float rounding); null if not a plain amount.
+function toMinor(text) {
+  const m = /^\s*(\d{1,10})(?:[.,](\d{1,6}))?\s*$/.exec(String(text));
+  return m ? Number(m[1]) * 1e6 + Number((m[2] || "").padEnd(6, "0")) : null;
+}
 const tz = () => (state.status ? state.status.timezone : "UTC");
 const localTime = (iso, opts) => new Date(iso).toLocaleString(document.documentElement.lang, {
   timeZone: tz(), hour12: false, ...(opts || {}) });
@@ -466,7 +471,9 @@ function connectionView(id) {
   $("view").innerHTML = `<p id="view-error" class="error" hidden></p><h2 id="cp-title">${esc(id)}</h2>
     <section class="cards"><div class="card" id="cp-facts"></div><div class="card" id="cp-customer"></div></section>
     <section class="card"><h2>${t("readings")}</h2><div id="cp-readings" class="chart"></div></section>
-    <section class="two"><div class="card"><h2>${t("transactions")}</h2><div class="scroll"><table id="cp-tx"><thead><tr><th>${t("time")}</th><th>${t("amount")}</th><th>${t("code")}</th><th></th></tr></thead><tbody></tbody></table></div></div>
+    <section id="cp-contracts" class="card" hidden><h2>${t("contracts")}</h2><div class="scroll"><table id="cp-contract-table">${standingHead()}<tbody></tbody></table></div></section>
+    <section class="two"><div class="card"><h2>${t("transactions")}</h2><div class="scroll"><table id="cp-tx"><thead><tr><th>${t("time")}</th><th>${t("amount")}</th><th>${t("code")}</th><th></th></tr></thead><tbody></tbody></table></div>
+      ${isOperator() ? refundForm() : ""}</div>
     <div class="card"><h2>${t("plan_reasons")}</h2><div class="scroll"><table id="cp-plan"><thead><tr><th>${t("time")}</th><th>${t("closed")}</th><th>${t("allotment")}</th><th>${t("reason")}</th></tr></thead><tbody></tbody></table></div></div></section>
     <section class="card"><h2>${t("decisions")}</h2><div class="scroll"><table id="cp-decisions"><thead><tr><th>${t("time")}</th><th>kWh</th><th>${t("amount")}</th><th>${t("balance")}</th><th>${t("relay")}</th><th>${t("credit")}</th></tr></thead><tbody></tbody></table></div></section>`;
   async function load() {
@@ -507,7 +514,11 @@ function connectionView(id) {
     }
     chart($("cp-readings"), [{ label: t("energy_wh"), stroke: "#2e86c1", fill: "#2e86c133" }], [xs, wh], { yLabel: "Wh" });
     document.querySelector("#cp-tx tbody").innerHTML = page.transactions.map((x) =>
-      `<tr><td>${localTime(x.time)}</td><td class="num ${x.amount_minor < 0 ? "off" : "on"}">${coin(x.amount_minor)}</td><td>${esc(x.code)}</td><td class="muted">${esc(x.other)}</td></tr>`).join("");
+      `<tr data-batch="${esc(x.batch)}"><td>${localTime(x.time)}</td><td class="num ${x.amount_minor < 0 ? "off" : "on"}">${coin(x.amount_minor)}</td>` +
+      `<td>${esc(x.code)}${x.note ? `<div class="note">${t("refund_reason")}: ${esc(x.note)}</div>` : ""}</td><td class="muted">${esc(x.other)}</td></tr>`).join("");
+    $("cp-contracts").hidden = !page.contracts.length;
+    document.querySelector("#cp-contract-table tbody").innerHTML = page.contracts.map(standingRow).join("");
+    if (isOperator()) showRefundPayments(page);
     const decided = await api(`/api/meters/${encodeURIComponent(id)}/decisions?limit=48`).catch(() => ({ decisions: [] }));
     document.querySelector("#cp-decisions tbody").innerHTML = decided.decisions.map((d) =>
       `<tr><td>${localTime(d.hour, { hour: "2-digit", minute: "2-digit", day: "2-digit" })}</td><td class="num">${num((d.import_wh - d.export_wh) / 1000, 3)}</td>` +
@@ -517,8 +528,101 @@ function connectionView(id) {
       `<tr><td>${localTime(p.time, { hour: "2-digit", minute: "2-digit", day: "2-digit" })}</td><td class="${p.closed === false ? "off" : "on"}">${p.closed === false ? t("off") : t("on")}</td>` +
       `<td class="num">${num(p.allotment_kw, 2)}</td><td>${p.reason ? esc(reasonText(p.reason)) : ""}</td></tr>`).join("");
   }
+  if (isOperator()) setupRefund(id, () => load().catch(showError));
   load().catch(showError);
   return { refresh() {} };
+}
+
+// --- refunds (operator, on a connection's page) -----------------------------------------
+function refundForm() {
+  return `<form id="refund-form" class="form refund" data-action="refund"><h2>${t("refund")}</h2>
+    <label>${t("refund_kind")} <select name="kind"><option value="topup">${t("refund_topup")}</option><option value="overcharge">${t("refund_overcharge")}</option></select></label>
+    <label class="payment">${t("refund_payment")} <select name="payment_id"></select></label>
+    <label>${t("amount_coin")} <input name="amount" inputmode="decimal" required maxlength="17" pattern="\\d{1,10}([.,]\\d{1,6})?"></label>
+    <label>${t("why")} <input name="reason" required minlength="3" maxlength="200"></label>
+    <label>${t("key")} <input name="key" required maxlength="64" pattern="[A-Za-z0-9][A-Za-z0-9_.\\-]{0,63}"></label>
+    <button type="submit">${t("refund_do")}</button><p class="msg muted"></p></form>`;
+}
+
+function showRefundPayments(page) {
+  // Top-ups credited to this meter: their batch is fiat:payment:<payment id>.
+  const select = document.querySelector("#refund-form select[name=payment_id]");
+  const chosen = select.value;
+  const topups = page.transactions.filter((x) => x.code === "fiat.topup" && x.batch.startsWith("fiat:payment:"));
+  select.innerHTML = topups.map((x) => {
+    const pid = x.batch.slice("fiat:payment:".length);
+    return `<option value="${esc(pid)}"${pid === chosen ? " selected" : ""}>${esc(pid)} · ${coin(x.amount_minor)} · ${localTime(x.time, { day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit" })}</option>`;
+  }).join("");
+}
+
+function setupRefund(id, reload) {
+  const form = $("refund-form");
+  const key = form.querySelector("input[name=key]");
+  const fresh = () => { key.value = `${id}-${Date.now().toString(36)}`; }; // one key per refund
+  fresh();
+  const kind = form.querySelector("select[name=kind]");
+  const togglePayment = () => { form.querySelector(".payment").hidden = kind.value !== "topup"; };
+  kind.addEventListener("change", togglePayment);
+  togglePayment();
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const f = new FormData(form);
+    const msg = form.querySelector(".msg");
+    const amount = toMinor(f.get("amount"));
+    if (amount === null || amount <= 0) {
+      msg.textContent = t("bad_amount");
+      msg.className = "msg off";
+      return;
+    }
+    const body = { account: "meter:" + id, kind: f.get("kind"), amount_minor: amount,
+      reason: f.get("reason"), key: f.get("key") };
+    if (body.kind === "topup") body.payment_id = f.get("payment_id") || null;
+    try {
+      const r = await api("/api/refunds", { method: "POST", body: JSON.stringify(body) });
+      msg.textContent = t(r.replayed ? "refund_replayed" : "refund_done", { amount: coin(r.amount_minor), balance: coin(r.balance_minor) });
+      msg.className = "msg on";
+      fresh();
+      reload();
+    } catch (error) { msg.textContent = error.message; msg.className = "msg off"; }
+  });
+}
+
+// --- band contracts' standing (seed 004) ------------------------------------------------
+function standingHead() {
+  return `<thead><tr><th>${t("contract")}</th><th>${t("connection")}</th><th>${t("interval_now")}</th><th>${t("band_wh")}</th>` +
+    `<th>${t("metered_wh")}</th><th>${t("bonus_left")}</th><th>${t("penalties")}</th><th>${t("owed")}</th><th>${t("gate_next")}</th></tr></thead>`;
+}
+
+function standingRow(c) {
+  const short = { hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit" };
+  const position = c.position ? `<span class="pos-${esc(c.position)}">${t("pos_" + c.position)}</span>` : "";
+  const band = c.band_wh ? `${c.band_wh[0]}–${c.band_wh[1]} ±${c.tolerance_wh}` : "–";
+  const hhmm = { hour: "2-digit", minute: "2-digit" };
+  const until = c.current_start ? new Date(Date.parse(c.current_start) + c.interval_s * 1e3).toISOString() : null;
+  const status = c.closed ? t("contract_closed") : c.current_start
+    ? localTime(c.current_start, short) + "–" + localTime(until, hhmm) : t("contract_outside");
+  // A meter first read inside the interval: say from when its figure counts.
+  const late = c.metered_since && Date.parse(c.metered_since) > Date.parse(c.current_start);
+  const since = late ? `<div class="muted">${t("since")} ${localTime(c.metered_since, hhmm)}</div>` : "";
+  return `<tr class="standing" data-contract="${esc(c.contract_id)}"><td>${esc(c.contract_id)}<div class="muted">${c.intervals_charged}/${c.intervals}</div></td>` +
+    `<td><a href="#/c/${encodeURIComponent(c.meter_id)}">${esc(c.meter_id)}</a></td><td>${status}</td><td class="num">${band}</td>` +
+    `<td class="num">${c.metered_wh ?? "–"} ${position}${since}</td><td class="num">${coin(c.bonus_left)} / ${coin(c.bonus)}</td>` +
+    `<td class="num ${c.penalties ? "off" : ""}">${coin(c.penalties)}</td><td class="num">${coin(c.receivable)}</td>` +
+    `<td>${c.next_gate_closure ? localTime(c.next_gate_closure, short) + ` <span class="muted">(${t("for_interval")} ${localTime(c.next_gate_interval, hhmm)})</span>` : "–"}</td></tr>`;
+}
+
+function contractsView() {
+  if (!isOperator()) return needLogin();
+  $("view").innerHTML = `<p id="view-error" class="error" hidden></p><section class="card"><h2>${t("contracts")} <span id="k-time" class="muted"></span></h2>
+    <div class="scroll"><table id="contracts">${standingHead()}<tbody></tbody></table></div></section>`;
+  return {
+    async refresh() {
+      const data = await api("/api/console/contracts");
+      $("k-time").textContent = localTime(data.time);
+      document.querySelector("#contracts tbody").innerHTML = data.contracts.length
+        ? data.contracts.map(standingRow).join("") : `<tr><td colspan="9">${t("no_contracts")}</td></tr>`;
+    },
+  };
 }
 
 // --- the village map (seed 002) ---------------------------------------------------------
@@ -602,7 +706,7 @@ function actionsView() {
     hold: (f) => [`/api/operator/businesses/${encodeURIComponent(f.get("id"))}/hold`, "POST", { reason: f.get("reason") }],
     reserve: (f) => ["/api/operator/reserve", "PUT", { enabled: f.get("enabled") === "true" }],
     replan: () => ["/api/operator/dispatch", "POST", null],
-    topup: (f) => [`/api/meters/${encodeURIComponent(f.get("id"))}/fund`, "POST", { amount_minor: Math.round(Number(f.get("amount")) * 1e6), key: f.get("key") }],
+    topup: (f) => [`/api/meters/${encodeURIComponent(f.get("id"))}/fund`, "POST", { amount_minor: toMinor(f.get("amount")), key: f.get("key") }],
   };
   for (const form of document.querySelectorAll("form[data-action]")) {
     form.addEventListener("submit", async (event) => {
@@ -658,6 +762,7 @@ function route() {
   const views = {
     "": overviewView, alarms: alarmsView, history: historyView, customers: customersView,
     c: () => connectionView(decodeURIComponent(arg || "")), map: mapView, actions: actionsView, me: meView,
+    contracts: contractsView,
   };
   state.view = (views[name] || overviewView)();
   if (state.view.refresh) Promise.resolve(state.view.refresh()).catch(showError);

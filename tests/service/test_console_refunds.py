@@ -233,6 +233,7 @@ def test_contract_standing_on_the_console(tmp_path):
     assert s["band_wh"] == [1000, 2000]
     assert s["metered_wh"] == 500
     assert s["position"] == "below"
+    assert s["metered_since"] == s["current_start"]  # the reading at the interval start
     # Interval one: 3000 Wh against 2000 + 100 → 900 Wh over at 0.5 coin/kWh.
     assert s["intervals_charged"] == 1
     assert s["penalties"] == 450_000
