@@ -470,20 +470,22 @@ function connectionView(id) {
   if (!state.me) return needLogin();
   $("view").innerHTML = `<p id="view-error" class="error" hidden></p><h2 id="cp-title">${esc(id)}</h2>
     <section class="cards"><div class="card" id="cp-facts"></div><div class="card" id="cp-customer"></div></section>
-    <section class="card"><h2>${t("readings")}</h2><div id="cp-readings" class="chart"></div></section>
     <section id="cp-contracts" class="card" hidden><h2>${t("contracts")}</h2><div class="scroll"><table id="cp-contract-table">${standingHead()}<tbody></tbody></table></div></section>
+    <section class="card"><h2>${t("readings")}</h2><p id="cp-readings-none" class="muted" hidden>${t("no_readings")}</p><div id="cp-readings" class="chart"></div></section>
     <section class="two"><div class="card"><h2>${t("transactions")}</h2><div class="scroll"><table id="cp-tx"><thead><tr><th>${t("time")}</th><th>${t("amount")}</th><th>${t("code")}</th><th></th></tr></thead><tbody></tbody></table></div>
       ${isOperator() ? refundForm() : ""}</div>
     <div class="card"><h2>${t("plan_reasons")}</h2><div class="scroll"><table id="cp-plan"><thead><tr><th>${t("time")}</th><th>${t("closed")}</th><th>${t("allotment")}</th><th>${t("reason")}</th></tr></thead><tbody></tbody></table></div></div></section>
     <section class="card"><h2>${t("decisions")}</h2><div class="scroll"><table id="cp-decisions"><thead><tr><th>${t("time")}</th><th>kWh</th><th>${t("amount")}</th><th>${t("balance")}</th><th>${t("relay")}</th><th>${t("credit")}</th></tr></thead><tbody></tbody></table></div></section>`;
-  async function load() {
-    const page = await api(`/api/connections/${encodeURIComponent(id)}/page`);
+  const HOURS = 48; // the page's window of readings (the API's default)
+  async function load(first) {
+    const page = await api(`/api/connections/${encodeURIComponent(id)}/page?hours=${HOURS}`);
     const c = page.connection;
     $("cp-facts").innerHTML = `<h2>${esc(c.id)}</h2><div>${t(c.kind)} · ${esc(c.tariff)}${c.relay_group ? " · " + esc(c.relay_group) : ""}</div>
       <div class="big">${coin(page.balance_minor)} <small>coin</small></div><div>${t("credit")}: ${esc(page.credit || "–")}</div>
       ${page.hold ? `<div class="off">${t("reason")}: ${esc(page.hold.reason)}</div>` : ""}`;
     const cust = page.customer;
-    if (isOperator()) {
+    // The customer card is drawn once: a refresh must not wipe what the operator is typing.
+    if (first && isOperator()) {
       const v = cust || { name: "", phone: "", plan: "", wallet: "", language: "fr", connections: [id] };
       $("cp-customer").innerHTML = `<form id="cust-form" class="form">
         <label>${t("name")} <input name="name" value="${esc(v.name)}" required maxlength="120"></label>
@@ -502,7 +504,7 @@ function connectionView(id) {
           $("cust-msg").textContent = t("saved");
         } catch (error) { $("cust-msg").textContent = error.message; }
       });
-    } else {
+    } else if (first) {
       $("cp-customer").innerHTML = cust ? `<h2>${esc(cust.name)}</h2><div>${esc(cust.phone || "")}</div>` : "";
     }
     destroyCharts();
@@ -512,7 +514,11 @@ function connectionView(id) {
       xs.push(seconds(r[i].time));
       wh.push(Math.max(0, r[i].import_wh - r[i - 1].import_wh) - Math.max(0, r[i].export_wh - r[i - 1].export_wh));
     }
-    chart($("cp-readings"), [{ label: t("energy_wh"), stroke: "#2e86c1", fill: "#2e86c133" }], [xs, wh], { yLabel: "Wh" });
+    // A fixed window: with one reading or none, uPlot would otherwise span years.
+    const end = seconds(state.status ? state.status.time : new Date().toISOString());
+    $("cp-readings-none").hidden = xs.length > 0;
+    chart($("cp-readings"), [{ label: t("energy_wh"), stroke: "#2e86c1", fill: "#2e86c133" }], [xs, wh],
+      { yLabel: "Wh", scales: { x: { time: true, range: () => [end - HOURS * 3600, end] } }, nowSeconds: end });
     document.querySelector("#cp-tx tbody").innerHTML = page.transactions.map((x) =>
       `<tr data-batch="${esc(x.batch)}"><td>${localTime(x.time)}</td><td class="num ${x.amount_minor < 0 ? "off" : "on"}">${coin(x.amount_minor)}</td>` +
       `<td>${esc(x.code)}${x.note ? `<div class="note">${t("refund_reason")}: ${esc(x.note)}</div>` : ""}</td><td class="muted">${esc(x.other)}</td></tr>`).join("");
@@ -528,9 +534,14 @@ function connectionView(id) {
       `<tr><td>${localTime(p.time, { hour: "2-digit", minute: "2-digit", day: "2-digit" })}</td><td class="${p.closed === false ? "off" : "on"}">${p.closed === false ? t("off") : t("on")}</td>` +
       `<td class="num">${num(p.allotment_kw, 2)}</td><td>${p.reason ? esc(reasonText(p.reason)) : ""}</td></tr>`).join("");
   }
-  if (isOperator()) setupRefund(id, () => load().catch(showError));
-  load().catch(showError);
-  return { refresh() {} };
+  if (isOperator()) setupRefund(id, () => load(false).catch(showError));
+  load(true).catch(showError);
+  let last = Date.now();
+  return {
+    async refresh() { // live numbers; every 10 s is enough for a meter read every few minutes
+      if (Date.now() - last > 10e3) { last = Date.now(); await load(false); }
+    },
+  };
 }
 
 // --- refunds (operator, on a connection's page) -----------------------------------------

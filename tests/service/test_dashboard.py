@@ -252,6 +252,7 @@ def test_console_views_actions_roles_phone_docs_and_stale_state(tmp_path):
             assert cells[8] != "–"  # the next gate closure
             driver.get(f"{url}#/c/{mill}")
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#cp-contract-table tr.standing"))
+            driver.execute_script("document.getElementById('cp-contracts').scrollIntoView()")
             driver.save_screenshot(str(shots / "contract-standing.png"))
 
             # A refund: part of the opening top-up paid back, shown with its reason.
@@ -284,6 +285,7 @@ def test_console_views_actions_roles_phone_docs_and_stale_state(tmp_path):
             note = "//table[@id='cp-tx']//div[@class='note'][contains(., 'moved to Niamey')]"
             wait.until(lambda d: d.find_elements(By.XPATH, note))
             assert _balance(url, service, home) == before - 500_000
+            driver.execute_script("document.getElementById('cp-tx').scrollIntoView()")
             driver.save_screenshot(str(shots / "refund.png"))
             assert _errors(driver) == []
 
@@ -292,7 +294,8 @@ def test_console_views_actions_roles_phone_docs_and_stale_state(tmp_path):
                 "Emulation.setDeviceMetricsOverride",
                 {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True},
             )
-            for route, selector in VIEWS.items():
+            pages = {f"c/{home}": "#refund-form", f"c/{mill}": "#cp-contract-table tr.standing"}
+            for route, selector in {**VIEWS, **pages}.items():
                 driver.get(f"{url}#/{route}")
                 wait.until(lambda d, s=selector: d.find_elements(By.CSS_SELECTOR, s))
                 width = driver.execute_script("return document.documentElement.scrollWidth")
