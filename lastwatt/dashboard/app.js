@@ -52,6 +52,10 @@ async function api(path, options = {}) {
 }
 
 const isOperator = () => state.me && state.me.role === "operator";
+// An answer that arrives after the operator moved to another page must not be drawn into
+// it (it would show, and let them save, another connection's customer): a view's loads
+// check that the element they drew at start is still on the page.
+const gone = (el) => !el || !el.isConnected;
 
 // --- header: clock, mode, alarms, stale banner -----------------------------------------
 function showHeader() {
@@ -249,11 +253,13 @@ function overviewView() {
         for (const tier of TIERS) $("load-" + tier).textContent = num((s.load_kw || {})[tier], 2);
         $("round").textContent = "#" + s.staking_round;
       }
+      const card = $("plan-status");
       const [schedule, connections, stakes] = await Promise.all([
         api("/api/schedule?periods=1").catch(() => null),
         api("/api/connections").catch(() => null),
         api("/api/stakes").catch(() => null),
       ]);
+      if (gone(card)) return;
       if (schedule) {
         $("plan-status").textContent = schedule.status;
         $("plan-status").className = "big status-" + schedule.status;
@@ -394,8 +400,10 @@ function historyView() {
     return drawing;
   }
   async function drawHistory() {
+    const box = $("h-pv");
     const [telemetry, plan] = await Promise.all([
       api(`/api/telemetry?hours=${hours}`), api("/api/plan").catch(() => null)]);
+    if (gone(box)) return;
     destroyCharts();
     const samples = telemetry.samples || [];
     const xs = samples.map((s) => seconds(s.time));
@@ -442,7 +450,9 @@ function customersView() {
       <th>${t("wallet")}</th></tr></thead><tbody></tbody></table></div></section>`;
   async function load() {
     const params = new URLSearchParams({ q: query, sort, desc, limit: 500 });
+    const table = $("customers");
     const page = await api("/api/customers?" + params);
+    if (gone(table)) return;
     $("c-total").textContent = page.total;
     document.querySelector("#customers tbody").innerHTML = page.customers.map((c) =>
       `<tr><td>${esc(c.id)}</td><td>${esc(c.name)}</td><td>${esc(c.phone || "")}</td>` +
@@ -477,8 +487,10 @@ function connectionView(id) {
     <div class="card"><h2>${t("plan_reasons")}</h2><div class="scroll"><table id="cp-plan"><thead><tr><th>${t("time")}</th><th>${t("closed")}</th><th>${t("allotment")}</th><th>${t("reason")}</th></tr></thead><tbody></tbody></table></div></div></section>
     <section class="card"><h2>${t("decisions")}</h2><div class="scroll"><table id="cp-decisions"><thead><tr><th>${t("time")}</th><th>kWh</th><th>${t("amount")}</th><th>${t("balance")}</th><th>${t("relay")}</th><th>${t("credit")}</th></tr></thead><tbody></tbody></table></div></section>`;
   const HOURS = 48; // the page's window of readings (the API's default)
+  const title = $("cp-title");
   async function load(first) {
     const page = await api(`/api/connections/${encodeURIComponent(id)}/page?hours=${HOURS}`);
+    if (gone(title)) return;
     const c = page.connection;
     $("cp-facts").innerHTML = `<h2>${esc(c.id)}</h2><div>${t(c.kind)} · ${esc(c.tariff)}${c.relay_group ? " · " + esc(c.relay_group) : ""}</div>
       <div class="big">${coin(page.balance_minor)} <small>coin</small></div><div>${t("credit")}: ${esc(page.credit || "–")}</div>
@@ -526,6 +538,7 @@ function connectionView(id) {
     document.querySelector("#cp-contract-table tbody").innerHTML = page.contracts.map(standingRow).join("");
     if (isOperator()) showRefundPayments(page);
     const decided = await api(`/api/meters/${encodeURIComponent(id)}/decisions?limit=48`).catch(() => ({ decisions: [] }));
+    if (gone(title)) return;
     document.querySelector("#cp-decisions tbody").innerHTML = decided.decisions.map((d) =>
       `<tr><td>${localTime(d.hour, { hour: "2-digit", minute: "2-digit", day: "2-digit" })}</td><td class="num">${num((d.import_wh - d.export_wh) / 1000, 3)}</td>` +
       `<td class="num">${coin(d.payout_minor - d.charge_minor)}</td><td class="num">${coin(d.balance_minor)}</td>` +
@@ -628,7 +641,9 @@ function contractsView() {
     <div class="scroll"><table id="contracts">${standingHead()}<tbody></tbody></table></div></section>`;
   return {
     async refresh() {
+      const table = $("contracts");
       const data = await api("/api/console/contracts");
+      if (gone(table)) return;
       $("k-time").textContent = localTime(data.time);
       document.querySelector("#contracts tbody").innerHTML = data.contracts.length
         ? data.contracts.map(standingRow).join("") : `<tr><td colspan="9">${t("no_contracts")}</td></tr>`;
@@ -648,8 +663,10 @@ function mapView() {
   state.map = map;
   const layer = L.layerGroup().addTo(map);
   let fitted = false;
+  const village = $("village");
   async function load() {
     const data = await api("/api/map");
+    if (gone(village)) return;
     $("advance").hidden = !data.simulated;
     layer.clearLayers();
     const points = [];
@@ -753,7 +770,9 @@ function meView() {
     <section class="card"><h2>${t("my_meters")}</h2><table id="me-meters"><tbody></tbody></table></section>`;
   return {
     async refresh() {
+      const wallet = $("me-wallet");
       const me = await api("/api/me");
+      if (gone(wallet)) return;
       $("me-wallet").textContent = coin(me.wallet.balance_minor) + " coin";
       $("me-stake").textContent = me.stake ? `${(me.stake.tokens_minor / 1e6).toFixed(3)} · ${t("staked_on")} ${me.stake.next_round_choice || t("skip")}` : "–";
       document.querySelector("#me-meters tbody").innerHTML = me.connections.map((c) =>
