@@ -605,6 +605,9 @@ function setupRefund(id, reload) {
       const r = await api("/api/refunds", { method: "POST", body: JSON.stringify(body) });
       msg.textContent = t(r.replayed ? "refund_replayed" : "refund_done", { amount: coin(r.amount_minor), balance: coin(r.balance_minor) });
       msg.className = "msg on";
+      // A new reference, and no amount or reason left to send twice by a second click.
+      form.querySelector("input[name=amount]").value = "";
+      form.querySelector("input[name=reason]").value = "";
       fresh();
       reload();
     } catch (error) { msg.textContent = error.message; msg.className = "msg off"; }

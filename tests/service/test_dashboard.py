@@ -306,8 +306,21 @@ def test_console_views_actions_roles_phone_docs_and_stale_state(tmp_path):
             note = "//table[@id='cp-tx']//div[@class='note'][contains(., 'moved to Niamey')]"
             wait.until(lambda d: d.find_elements(By.XPATH, note))
             assert _balance(url, service, home) == before - 500_000
+            assert amount.get_attribute("value") == ""  # a second click sends nothing twice
             driver.execute_script("document.getElementById('cp-tx').scrollIntoView()")
             driver.save_screenshot(str(shots / "refund.png"))
+            assert _errors(driver) == []
+
+            # Seed 002's clock: "+1 hour" on the map moves the simulated time an hour ahead.
+            driver.get(f"{url}#/map")
+            button = wait.until(lambda d: d.find_element(By.ID, "advance"))
+            wait.until(lambda d: button.is_displayed())
+            with _api(url, service) as client:
+                before = datetime.fromisoformat(client.get("/api/status").json()["time"])
+                button.click()
+                wait.until(lambda d: d.find_element(By.ID, "advance-msg").text != "")
+                after = datetime.fromisoformat(client.get("/api/status").json()["time"])
+            assert (after - before).total_seconds() >= 3600
             assert _errors(driver) == []
 
             # A phone: nothing wider than 390 px on any view.
@@ -321,7 +334,8 @@ def test_console_views_actions_roles_phone_docs_and_stale_state(tmp_path):
                 wait.until(lambda d, s=selector: d.find_elements(By.CSS_SELECTOR, s))
                 width = driver.execute_script("return document.documentElement.scrollWidth")
                 assert width <= 390, f"#/{route} is {width} px wide on a 390 px phone"
-            driver.save_screenshot(str(shots / "overview-phone.png"))
+                slug = {"": "overview", f"c/{home}": "connection", f"c/{mill}": "contract"}
+                driver.save_screenshot(str(shots / f"{slug.get(route, route)}-phone.png"))
             driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
             # A resident sees only their own accounts.
