@@ -323,6 +323,23 @@ def test_console_views_actions_roles_phone_docs_and_stale_state(tmp_path):
             assert (after - before).total_seconds() >= 3600
             assert _errors(driver) == []
 
+            # French, then back to English.
+            contracts_link = "#nav a[href='#/contracts']"
+            lang = driver.find_element(By.ID, "lang")
+            french = lang.text == "FR"  # the button offers the other language
+            lang.click()
+            wait.until(
+                lambda d: (
+                    d.find_element(By.CSS_SELECTOR, contracts_link).text
+                    == ("Contrats" if french else "Contracts")
+                )
+            )
+            driver.get(f"{url}#/contracts")
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#contracts tr.standing"))
+            driver.save_screenshot(str(shots / "contracts-other-language.png"))
+            driver.find_element(By.ID, "lang").click()
+            assert _errors(driver) == []
+
             # A phone: nothing wider than 390 px on any view.
             driver.execute_cdp_cmd(
                 "Emulation.setDeviceMetricsOverride",
