@@ -59,7 +59,7 @@ from settlement.contracts import BandContract, statement
 if TYPE_CHECKING:
     from lastwatt.service import Service
 
-__all__ = ["AdvanceRequest", "router"]
+__all__ = ["AdvanceRequest", "next_revisable", "router"]
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +301,17 @@ def _unit_plan(service: "Service", connection: Any) -> list[PagePlanRow]:
     return rows
 
 
+def next_revisable(contract: BandContract, now: dt.datetime) -> dt.datetime | None:
+    """The first interval whose band may still be revised at ``now``, or None.
+
+    :func:`settlement.contracts.revise_band` accepts an interval starting at least the
+    gate closure after the revision; its gate closes ``gate_closure`` before its start.
+    """
+    first = max(now + contract.gate_closure, contract.start)
+    k = -(-(first - contract.start) // contract.interval)  # ceiling: the next edge
+    return contract.start + k * contract.interval if k < len(contract.bands_wh) else None
+
+
 def _standing(
     store: LedgerStore,
     registry: ContractRegistry,
@@ -336,13 +347,7 @@ def _standing(
                 position = "within"
             else:
                 position = "below"
-    # A band may be revised for an interval starting at least gate_closure after now.
-    gate: dt.datetime | None = None
-    if not closed:
-        first = max(now + contract.gate_closure, contract.start)
-        k_next = -(-(first - contract.start) // contract.interval)
-        if k_next < len(contract.bands_wh):
-            gate = contract.start + k_next * contract.interval
+    gate = None if closed else next_revisable(contract, now)
     return ContractStanding(
         contract_id=contract.contract_id,
         meter_id=contract.meter_id,

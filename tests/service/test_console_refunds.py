@@ -6,10 +6,14 @@ import asyncio
 import datetime as dt
 
 import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lastwatt.api import create_app
+from lastwatt.api_console import next_revisable
 from microgrid.readings import MeterReading
 from settlement.contract_registry import ContractRegistry, settle_due
+from settlement.contracts import BandContract, ContractError, revise_band
 from settlement.ledger import FIAT_BRIDGE, UTILITY, Asset, Batch, Transfer
 from tests.service.conftest import Rig, run_api
 
@@ -248,3 +252,41 @@ def test_contract_standing_on_the_console(tmp_path):
     (late,) = r["after"].json()["contracts"]
     assert late["current_start"] is None
     assert late["next_gate_closure"] is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    interval_s=st.sampled_from([900, 3600]),
+    intervals=st.integers(1, 12),
+    gate_s=st.integers(0, 6 * 3600),
+    offset_s=st.integers(-6 * 3600, 18 * 3600),
+)
+def test_next_gate_is_the_first_interval_revise_band_accepts(
+    interval_s, intervals, gate_s, offset_s
+):
+    start = dt.datetime(2026, 8, 1, 6, tzinfo=dt.UTC)
+    contract = BandContract(
+        "c",
+        "B01",
+        start,
+        dt.timedelta(seconds=interval_s),
+        ((0, 10),) * intervals,
+        0,
+        0,
+        0,
+        0,
+        0,
+        gate_closure=dt.timedelta(seconds=gate_s),
+    )
+    now = start + dt.timedelta(seconds=offset_s)
+
+    def accepted(first: dt.datetime) -> bool:
+        try:
+            revise_band(contract, first, [(0, 10)], now)
+        except ContractError:
+            return False
+        return True
+
+    found = next_revisable(contract, now)
+    expected = next((s for s in contract.interval_starts() if accepted(s)), None)
+    assert found == expected
