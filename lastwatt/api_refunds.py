@@ -18,6 +18,7 @@ the batch and records the reason then.
 
 # No `from __future__ import annotations`: FastAPI evaluates the Depends() annotations,
 # which name this module's closures.
+import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from lastwatt.service import Service
 
 __all__ = ["Refund", "RefundAnswer", "RefundLog", "RefundRequest", "Refunds", "router"]
+
+_log = logging.getLogger(__name__)
 
 _ACCOUNT = r"^(meter|user):[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -274,6 +277,15 @@ def router(
             refunded_at=posted.posted_at.isoformat(),
         )
         log.record(record)
+        if not posted.replayed:
+            _log.info(
+                "%s refunded %d micro-coins to %s (%s): %r",
+                who.name,
+                body.amount_minor,
+                body.account,
+                body.kind,
+                body.reason,
+            )
         return RefundAnswer(
             **record.model_dump(),
             replayed=posted.replayed,

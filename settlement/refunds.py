@@ -11,8 +11,10 @@ the same refund returns the first result; the same key for another refund is ref
   price ``p``) is paid back. ``c ≤ C`` micro-coins leave the customer's account for
   :data:`~settlement.ledger.FIAT_BRIDGE` (where coins return when they leave
   circulation) and ``c × p`` of fiat leaves :data:`~settlement.ledger.FIAT_RESERVE` for
-  :data:`~settlement.ledger.FIAT_PROCESSOR`, which pays the customer. The account must
-  still hold ``c`` (no refund of coins already spent). A top-up is refunded at most once:
+  :data:`~settlement.ledger.FIAT_PROCESSOR` (the account of money leaving the utility).
+  Handing the money over — cash at the kiosk or a payout by the processor — happens
+  outside the ledger; no call to the processor is made here. The account must still hold
+  ``c`` (no refund of coins already spent). A top-up is refunded at most once:
   an empty marker batch ``refund:topup:<P>`` is posted in the same transaction and the
   refund requires it absent, so two refunds of one payment cannot both pass, whatever
   their keys.
