@@ -306,6 +306,15 @@ def next_revisable(contract: BandContract, now: dt.datetime) -> dt.datetime | No
 
     :func:`settlement.contracts.revise_band` accepts an interval starting at least the
     gate closure after the revision; its gate closes ``gate_closure`` before its start.
+
+    Examples
+    --------
+    >>> start = dt.datetime(2026, 8, 1, 6, tzinfo=dt.UTC)
+    >>> c = BandContract("c", "B01", start, dt.timedelta(hours=1), ((0, 9),) * 4, 0, 0, 0, 0, 0)
+    >>> next_revisable(c, start + dt.timedelta(minutes=20)).hour  # 07:20 is past 07:00's gate
+    8
+    >>> next_revisable(c, start + dt.timedelta(hours=3)) is None  # no interval left
+    True
     """
     first = max(now + contract.gate_closure, contract.start)
     k = -(-(first - contract.start) // contract.interval)  # ceiling: the next edge

@@ -87,7 +87,13 @@ class RefundPlan:
 
 
 def refund_batch_key(key: str) -> str:
-    """The ledger batch key of a refund made under the operator's key ``key``."""
+    """The ledger batch key of a refund made under the operator's key ``key``.
+
+    Examples
+    --------
+    >>> refund_batch_key("H001-2026-08-01")
+    'refund:H001-2026-08-01'
+    """
     return f"refund:{key}"
 
 
