@@ -12,6 +12,8 @@ endpoint                               who
 ``GET /api/map``                       operator
 ``GET /api/me``                        any signed-in user: their own accounts only
 ``POST /api/sim/advance``              operator, simulated service only
+``GET /api/console/contracts``         operator (all), a resident (their meters')
+``POST|GET /api/refunds``              operator (:mod:`lastwatt.api_refunds`)
 =====================================  ===========================================
 """
 
@@ -26,9 +28,14 @@ import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from lastwatt.api_contracts import open_registry
+from lastwatt.api_refunds import RefundLog
+from lastwatt.api_refunds import router as refunds_router
 from lastwatt.api_views import (
     AdvanceAnswer,
     ConnectionPage,
+    ContractStanding,
+    ContractStandings,
     MapConnection,
     MapContainer,
     MapView,
@@ -43,13 +50,16 @@ from lastwatt.api_views import (
 )
 from lastwatt.auth import User
 from lastwatt.customers import Customer, CustomerIn, CustomerPage, CustomerRegistry, SortKey
+from microgrid.readings import ENERGY_REGISTER_MODULUS_WH
 from microgrid.site import ConnectionKind
-from settlement import Asset
+from settlement import Asset, LedgerStore
+from settlement.contract_registry import ContractRegistry
+from settlement.contracts import BandContract, statement
 
 if TYPE_CHECKING:
     from lastwatt.service import Service
 
-__all__ = ["AdvanceRequest", "router"]
+__all__ = ["AdvanceRequest", "next_revisable", "router"]
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +83,16 @@ def router(
     """The console's routes over a started service (module docstring)."""
     api = APIRouter(tags=["console"])
     site = service.site
+    refund_log = RefundLog(customers.path)
+    contracts = open_registry(service)
+    api.include_router(refunds_router(service, refund_log, operator))
 
     def connection_or_404(connection_id: str) -> Any:
         try:
             return site.connection(connection_id)
         except KeyError:
-            raise HTTPException(404, f"no connection {connection_id!r} at this site") from None
+            # Cut: an id from the URL may be kilobytes long, and the answer need not echo it.
+            raise HTTPException(404, f"no connection {connection_id[:64]!r} at this site") from None
 
     @api.get("/api/customers", response_model=CustomerPage)
     async def list_customers(
@@ -118,6 +132,8 @@ def router(
         account = f"meter:{connection_id}"
         readings = service.store.readings(now - dt.timedelta(hours=hours), now, [connection_id])
         credit = service.credit.get(connection_id)
+        journal = service.store.history(account, 50)
+        notes = refund_log.notes(row.batch_key for row in journal)
         return ConnectionPage(
             connection=PageConnection(
                 id=connection.id,
@@ -144,10 +160,30 @@ def router(
                     asset=row.asset,
                     code=row.code,
                     other=row.debit if row.credit == account else row.credit,
+                    batch=row.batch_key,
+                    note=notes[row.batch_key].reason if row.batch_key in notes else None,
                 )
-                for row in service.store.history(account, 50)
+                for row in journal
             ],
             plan=_unit_plan(service, connection),
+            contracts=[
+                _standing(service.store, contracts, record.contract, record.closed, now)
+                for record in contracts.all()
+                if record.contract.meter_id == connection_id
+            ],
+        )
+
+    @api.get("/api/console/contracts")
+    async def contract_standings(who: Annotated[User, Depends(user)]) -> ContractStandings:
+        """Every band contract the caller may see, with its standing now."""
+        now = service.clock.now()
+        return ContractStandings(
+            time=now.isoformat(),
+            contracts=[
+                _standing(service.store, contracts, record.contract, record.closed, now)
+                for record in contracts.all()
+                if customers.may_see(who, record.contract.meter_id)
+            ],
         )
 
     @api.get("/api/map")
@@ -263,3 +299,83 @@ def _unit_plan(service: "Service", connection: Any) -> list[PagePlanRow]:
             )
         )
     return rows
+
+
+def next_revisable(contract: BandContract, now: dt.datetime) -> dt.datetime | None:
+    """The first interval whose band may still be revised at ``now``, or None.
+
+    :func:`settlement.contracts.revise_band` accepts an interval starting at least the
+    gate closure after the revision; its gate closes ``gate_closure`` before its start.
+
+    Examples
+    --------
+    >>> start = dt.datetime(2026, 8, 1, 6, tzinfo=dt.UTC)
+    >>> c = BandContract("c", "B01", start, dt.timedelta(hours=1), ((0, 9),) * 4, 0, 0, 0, 0, 0)
+    >>> next_revisable(c, start + dt.timedelta(minutes=20)).hour  # 07:20 is past 07:00's gate
+    8
+    >>> next_revisable(c, start + dt.timedelta(hours=3)) is None  # no interval left
+    True
+    """
+    first = max(now + contract.gate_closure, contract.start)
+    k = -(-(first - contract.start) // contract.interval)  # ceiling: the next edge
+    return contract.start + k * contract.interval if k < len(contract.bands_wh) else None
+
+
+def _standing(
+    store: LedgerStore,
+    registry: ContractRegistry,
+    contract: BandContract,
+    closed: bool,
+    now: dt.datetime,
+) -> ContractStanding:
+    """A contract's standing at ``now`` (:class:`lastwatt.api_views.ContractStanding`)."""
+    report = statement(store, contract, registry.outcomes(contract.contract_id))
+    current: dt.datetime | None = None
+    band: tuple[int, int] | None = None
+    metered: int | None = None
+    since: dt.datetime | None = None
+    position: str | None = None
+    if contract.start <= now < contract.end and not closed:
+        k = (now - contract.start) // contract.interval
+        current = contract.start + k * contract.interval
+        band = contract.bands_wh[k]
+        latest = store.reading_before(contract.meter_id, now + dt.timedelta(microseconds=1))
+        # From the last reading at or before the interval's start; a meter first read
+        # inside the interval counts from that reading (``metered_since`` says which).
+        base = store.reading_before(
+            contract.meter_id, current + dt.timedelta(microseconds=1)
+        ) or store.reading_after(contract.meter_id, current)
+        if latest is not None and base is not None and base.read_at <= latest.read_at:
+            since = base.read_at
+            # Cumulative registers wrap at their modulus (as hourly settlement reads them).
+            metered = (latest.import_wh - base.import_wh) % ENERGY_REGISTER_MODULUS_WH
+            lower, upper = band
+            if metered > upper + contract.tolerance_wh:
+                position = "above"
+            elif metered >= lower - contract.tolerance_wh:
+                position = "within"
+            else:
+                position = "below"
+    gate = None if closed else next_revisable(contract, now)
+    return ContractStanding(
+        contract_id=contract.contract_id,
+        meter_id=contract.meter_id,
+        start=contract.start.isoformat(),
+        end=contract.end.isoformat(),
+        closed=closed,
+        interval_s=int(contract.interval.total_seconds()),
+        intervals=len(contract.bands_wh),
+        intervals_charged=len(report.rows),
+        current_start=None if current is None else current.isoformat(),
+        band_wh=None if band is None else list(band),
+        tolerance_wh=contract.tolerance_wh,
+        metered_wh=metered,
+        metered_since=None if since is None else since.isoformat(),
+        position=position,
+        bonus=report.bonus,
+        bonus_left=report.bonus_left,
+        penalties=report.penalties,
+        receivable=report.receivable,
+        next_gate_closure=None if gate is None else (gate - contract.gate_closure).isoformat(),
+        next_gate_interval=None if gate is None else gate.isoformat(),
+    )

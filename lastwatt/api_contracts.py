@@ -53,7 +53,7 @@ from settlement.contracts import (
 if TYPE_CHECKING:
     from lastwatt.service import Service
 
-__all__ = ["ContractTerms", "router"]
+__all__ = ["ContractTerms", "open_registry", "router"]
 
 _Amount = Annotated[StrictInt, Field(ge=0, le=MAX_CONTRACT_AMOUNT)]
 _Wh = Annotated[StrictInt, Field(ge=0, le=MAX_CONTRACT_AMOUNT)]
@@ -133,6 +133,15 @@ def _statement_view(contract: BandContract, report: ContractStatement) -> Statem
     )
 
 
+def open_registry(service: "Service") -> ContractRegistry:
+    """The service's contract registry (the console reads standings from it too)."""
+    # The registry is a SQLite file: the ledger's own on SQLite, beside the service's data
+    # on a PostgreSQL ledger (which has no file).
+    if isinstance(service.store, SqliteLedgerStore):
+        return ContractRegistry(service.store.path)
+    return ContractRegistry(Path(service.config.data_dir) / "contracts.sqlite")
+
+
 def router(
     service: "Service",
     customers: CustomerRegistry,
@@ -141,12 +150,7 @@ def router(
 ) -> APIRouter:
     """The contract routes over a started service (module docstring)."""
     api = APIRouter(tags=["contracts"])
-    # The registry is a SQLite file: the ledger's own on SQLite, beside the service's data
-    # on a PostgreSQL ledger (which has no file).
-    if isinstance(service.store, SqliteLedgerStore):
-        registry = ContractRegistry(service.store.path)
-    else:
-        registry = ContractRegistry(Path(service.config.data_dir) / "contracts.sqlite")
+    registry = open_registry(service)
 
     def contract_or_404(contract_id: str, who: User) -> tuple[BandContract, bool]:
         record = registry.get(contract_id)

@@ -275,6 +275,8 @@ class PageTransaction(BaseModel):
     asset: str
     code: str
     other: str
+    batch: str = Field(default="", description="The ledger batch key")
+    note: str | None = Field(default=None, description="Why, for a refund: the operator's reason")
 
 
 class PagePlanRow(BaseModel):
@@ -285,6 +287,47 @@ class PagePlanRow(BaseModel):
     closed: bool | None
     allotment_kw: float | None
     reason: str | None
+
+
+class ContractStanding(BaseModel):
+    """A band contract's standing now: band, metering, escrow, penalties [Wh, micro-coins].
+
+    ``metered_wh`` is the import since the meter's last reading at or before the current
+    interval's start, or its first reading inside it (``metered_since``); the bill's exact
+    interpolation comes when the interval is charged.
+    ``position`` compares it with the band widened by the tolerance: ``above`` is final,
+    ``below`` only says the lower edge is not reached yet.
+    """
+
+    contract_id: str
+    meter_id: str
+    start: str
+    end: str
+    closed: bool
+    interval_s: int
+    intervals: int
+    intervals_charged: int
+    current_start: str | None = Field(description="The interval running now (null outside)")
+    band_wh: list[int] | None = Field(description="[lower, upper] of the current interval [Wh]")
+    tolerance_wh: int
+    metered_wh: int | None = Field(description="Import in the current interval so far [Wh]")
+    metered_since: str | None = Field(description="The reading ``metered_wh`` counts from")
+    position: str | None = Field(description="below, within or above the band so far")
+    bonus: int
+    bonus_left: int = Field(description="Bonus left in escrow after the last charged interval")
+    penalties: int = Field(description="Penalties charged so far")
+    receivable: int = Field(description="Penalties the consumer owes beyond bonus and deposit")
+    next_gate_closure: str | None = Field(
+        description="When the band of the next revisable interval freezes (null: none left)"
+    )
+    next_gate_interval: str | None = Field(description="That interval's start")
+
+
+class ContractStandings(BaseModel):
+    """The band contracts the caller may see, with their standing."""
+
+    time: str
+    contracts: list[ContractStanding]
 
 
 class ConnectionPage(BaseModel):
@@ -298,6 +341,9 @@ class ConnectionPage(BaseModel):
     readings: list[PageReading]
     transactions: list[PageTransaction]
     plan: list[PagePlanRow]
+    contracts: list[ContractStanding] = Field(
+        default_factory=list, description="Band contracts on this connection, with standing"
+    )
 
 
 class MapContainer(BaseModel):

@@ -114,6 +114,8 @@ class CustomerRegistry:
     """
 
     def __init__(self, path: str | Path) -> None:
+        self.path = path
+        """The SQLite file (the console keeps its refund notes there too)."""
         self._db = sqlite3.connect(str(path), isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA busy_timeout = 10000")
         self._db.executescript(_SCHEMA)

@@ -18,6 +18,11 @@ const esc = (value) => String(value ?? "").replace(/[&<>"']/g, (c) => ({
   "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const num = (v, d = 1) => (v === null || v === undefined || Number.isNaN(v) ? "–" : Number(v).toFixed(d));
 const coin = (minor) => (minor === null || minor === undefined ? "–" : (minor / 1e6).toFixed(3));
+// "12.5" coin → 12500000 micro-coins, exactly (no float rounding); null if not a plain amount.
+function toMinor(text) {
+  const m = /^\s*(\d{1,10})(?:[.,](\d{1,6}))?\s*$/.exec(String(text));
+  return m ? Number(m[1]) * 1e6 + Number((m[2] || "").padEnd(6, "0")) : null;
+}
 const tz = () => (state.status ? state.status.timezone : "UTC");
 const localTime = (iso, opts) => new Date(iso).toLocaleString(document.documentElement.lang, {
   timeZone: tz(), hour12: false, ...(opts || {}) });
@@ -47,6 +52,10 @@ async function api(path, options = {}) {
 }
 
 const isOperator = () => state.me && state.me.role === "operator";
+// An answer that arrives after the operator moved to another page must not be drawn into
+// it (it would show, and let them save, another connection's customer): a view's loads
+// check that the element they drew at start is still on the page.
+const gone = (el) => !el || !el.isConnected;
 
 // --- header: clock, mode, alarms, stale banner -----------------------------------------
 function showHeader() {
@@ -244,11 +253,13 @@ function overviewView() {
         for (const tier of TIERS) $("load-" + tier).textContent = num((s.load_kw || {})[tier], 2);
         $("round").textContent = "#" + s.staking_round;
       }
+      const card = $("plan-status");
       const [schedule, connections, stakes] = await Promise.all([
         api("/api/schedule?periods=1").catch(() => null),
         api("/api/connections").catch(() => null),
         api("/api/stakes").catch(() => null),
       ]);
+      if (gone(card)) return;
       if (schedule) {
         $("plan-status").textContent = schedule.status;
         $("plan-status").className = "big status-" + schedule.status;
@@ -389,8 +400,10 @@ function historyView() {
     return drawing;
   }
   async function drawHistory() {
+    const box = $("h-pv");
     const [telemetry, plan] = await Promise.all([
       api(`/api/telemetry?hours=${hours}`), api("/api/plan").catch(() => null)]);
+    if (gone(box)) return;
     destroyCharts();
     const samples = telemetry.samples || [];
     const xs = samples.map((s) => seconds(s.time));
@@ -437,7 +450,9 @@ function customersView() {
       <th>${t("wallet")}</th></tr></thead><tbody></tbody></table></div></section>`;
   async function load() {
     const params = new URLSearchParams({ q: query, sort, desc, limit: 500 });
+    const table = $("customers");
     const page = await api("/api/customers?" + params);
+    if (gone(table)) return;
     $("c-total").textContent = page.total;
     document.querySelector("#customers tbody").innerHTML = page.customers.map((c) =>
       `<tr><td>${esc(c.id)}</td><td>${esc(c.name)}</td><td>${esc(c.phone || "")}</td>` +
@@ -465,18 +480,24 @@ function connectionView(id) {
   if (!state.me) return needLogin();
   $("view").innerHTML = `<p id="view-error" class="error" hidden></p><h2 id="cp-title">${esc(id)}</h2>
     <section class="cards"><div class="card" id="cp-facts"></div><div class="card" id="cp-customer"></div></section>
-    <section class="card"><h2>${t("readings")}</h2><div id="cp-readings" class="chart"></div></section>
-    <section class="two"><div class="card"><h2>${t("transactions")}</h2><div class="scroll"><table id="cp-tx"><thead><tr><th>${t("time")}</th><th>${t("amount")}</th><th>${t("code")}</th><th></th></tr></thead><tbody></tbody></table></div></div>
+    <section id="cp-contracts" class="card" hidden><h2>${t("contracts")}</h2><div class="scroll"><table id="cp-contract-table">${standingHead()}<tbody></tbody></table></div></section>
+    <section class="card"><h2>${t("readings")}</h2><p id="cp-readings-none" class="muted" hidden>${t("no_readings")}</p><div id="cp-readings" class="chart"></div></section>
+    <section class="two"><div class="card"><h2>${t("transactions")}</h2><div class="scroll"><table id="cp-tx"><thead><tr><th>${t("time")}</th><th>${t("amount")}</th><th>${t("code")}</th><th></th></tr></thead><tbody></tbody></table></div>
+      ${isOperator() ? refundForm() : ""}</div>
     <div class="card"><h2>${t("plan_reasons")}</h2><div class="scroll"><table id="cp-plan"><thead><tr><th>${t("time")}</th><th>${t("closed")}</th><th>${t("allotment")}</th><th>${t("reason")}</th></tr></thead><tbody></tbody></table></div></div></section>
     <section class="card"><h2>${t("decisions")}</h2><div class="scroll"><table id="cp-decisions"><thead><tr><th>${t("time")}</th><th>kWh</th><th>${t("amount")}</th><th>${t("balance")}</th><th>${t("relay")}</th><th>${t("credit")}</th></tr></thead><tbody></tbody></table></div></section>`;
-  async function load() {
-    const page = await api(`/api/connections/${encodeURIComponent(id)}/page`);
+  const HOURS = 48; // the page's window of readings (the API's default)
+  const title = $("cp-title");
+  async function load(first) {
+    const page = await api(`/api/connections/${encodeURIComponent(id)}/page?hours=${HOURS}`);
+    if (gone(title)) return;
     const c = page.connection;
     $("cp-facts").innerHTML = `<h2>${esc(c.id)}</h2><div>${t(c.kind)} · ${esc(c.tariff)}${c.relay_group ? " · " + esc(c.relay_group) : ""}</div>
       <div class="big">${coin(page.balance_minor)} <small>coin</small></div><div>${t("credit")}: ${esc(page.credit || "–")}</div>
       ${page.hold ? `<div class="off">${t("reason")}: ${esc(page.hold.reason)}</div>` : ""}`;
     const cust = page.customer;
-    if (isOperator()) {
+    // The customer card is drawn once: a refresh must not wipe what the operator is typing.
+    if (first && isOperator()) {
       const v = cust || { name: "", phone: "", plan: "", wallet: "", language: "fr", connections: [id] };
       $("cp-customer").innerHTML = `<form id="cust-form" class="form">
         <label>${t("name")} <input name="name" value="${esc(v.name)}" required maxlength="120"></label>
@@ -495,7 +516,7 @@ function connectionView(id) {
           $("cust-msg").textContent = t("saved");
         } catch (error) { $("cust-msg").textContent = error.message; }
       });
-    } else {
+    } else if (first) {
       $("cp-customer").innerHTML = cust ? `<h2>${esc(cust.name)}</h2><div>${esc(cust.phone || "")}</div>` : "";
     }
     destroyCharts();
@@ -505,10 +526,19 @@ function connectionView(id) {
       xs.push(seconds(r[i].time));
       wh.push(Math.max(0, r[i].import_wh - r[i - 1].import_wh) - Math.max(0, r[i].export_wh - r[i - 1].export_wh));
     }
-    chart($("cp-readings"), [{ label: t("energy_wh"), stroke: "#2e86c1", fill: "#2e86c133" }], [xs, wh], { yLabel: "Wh" });
+    // A fixed window: with one reading or none, uPlot would otherwise span years.
+    const end = seconds(state.status ? state.status.time : new Date().toISOString());
+    $("cp-readings-none").hidden = xs.length > 0;
+    chart($("cp-readings"), [{ label: t("energy_wh"), stroke: "#2e86c1", fill: "#2e86c133" }], [xs, wh],
+      { yLabel: "Wh", scales: { x: { time: true, range: () => [end - HOURS * 3600, end] } }, nowSeconds: end });
     document.querySelector("#cp-tx tbody").innerHTML = page.transactions.map((x) =>
-      `<tr><td>${localTime(x.time)}</td><td class="num ${x.amount_minor < 0 ? "off" : "on"}">${coin(x.amount_minor)}</td><td>${esc(x.code)}</td><td class="muted">${esc(x.other)}</td></tr>`).join("");
+      `<tr data-batch="${esc(x.batch)}"><td>${localTime(x.time)}</td><td class="num ${x.amount_minor < 0 ? "off" : "on"}">${coin(x.amount_minor)}</td>` +
+      `<td>${esc(x.code)}${x.note ? `<div class="note">${t("refund_reason")}: ${esc(x.note)}</div>` : ""}</td><td class="muted">${esc(x.other)}</td></tr>`).join("");
+    $("cp-contracts").hidden = !page.contracts.length;
+    document.querySelector("#cp-contract-table tbody").innerHTML = page.contracts.map(standingRow).join("");
+    if (isOperator()) showRefundPayments(page);
     const decided = await api(`/api/meters/${encodeURIComponent(id)}/decisions?limit=48`).catch(() => ({ decisions: [] }));
+    if (gone(title)) return;
     document.querySelector("#cp-decisions tbody").innerHTML = decided.decisions.map((d) =>
       `<tr><td>${localTime(d.hour, { hour: "2-digit", minute: "2-digit", day: "2-digit" })}</td><td class="num">${num((d.import_wh - d.export_wh) / 1000, 3)}</td>` +
       `<td class="num">${coin(d.payout_minor - d.charge_minor)}</td><td class="num">${coin(d.balance_minor)}</td>` +
@@ -517,8 +547,111 @@ function connectionView(id) {
       `<tr><td>${localTime(p.time, { hour: "2-digit", minute: "2-digit", day: "2-digit" })}</td><td class="${p.closed === false ? "off" : "on"}">${p.closed === false ? t("off") : t("on")}</td>` +
       `<td class="num">${num(p.allotment_kw, 2)}</td><td>${p.reason ? esc(reasonText(p.reason)) : ""}</td></tr>`).join("");
   }
-  load().catch(showError);
-  return { refresh() {} };
+  if (isOperator()) setupRefund(id, () => load(false).catch(showError));
+  load(true).catch(showError);
+  let last = Date.now();
+  return {
+    async refresh() { // live numbers; every 10 s is enough for a meter read every few minutes
+      if (Date.now() - last > 10e3) { last = Date.now(); await load(false); }
+    },
+  };
+}
+
+// --- refunds (operator, on a connection's page) -----------------------------------------
+function refundForm() {
+  return `<form id="refund-form" class="form refund" data-action="refund"><h2>${t("refund")}</h2>
+    <label>${t("refund_kind")} <select name="kind"><option value="topup">${t("refund_topup")}</option><option value="overcharge">${t("refund_overcharge")}</option></select></label>
+    <label class="payment">${t("refund_payment")} <select name="payment_id"></select></label>
+    <label>${t("amount_coin")} <input name="amount" inputmode="decimal" required maxlength="17" pattern="\\d{1,10}([.,]\\d{1,6})?"></label>
+    <label>${t("why")} <input name="reason" required minlength="3" maxlength="200"></label>
+    <label>${t("key")} <input name="key" required maxlength="64" pattern="[A-Za-z0-9][A-Za-z0-9_.\\-]{0,63}"></label>
+    <button type="submit">${t("refund_do")}</button><p class="msg muted"></p></form>`;
+}
+
+function showRefundPayments(page) {
+  // Top-ups credited to this meter: their batch is fiat:payment:<payment id>.
+  const select = document.querySelector("#refund-form select[name=payment_id]");
+  const chosen = select.value;
+  const topups = page.transactions.filter((x) => x.code === "fiat.topup" && x.batch.startsWith("fiat:payment:"));
+  select.innerHTML = topups.map((x) => {
+    const pid = x.batch.slice("fiat:payment:".length);
+    return `<option value="${esc(pid)}"${pid === chosen ? " selected" : ""}>${esc(pid)} · ${coin(x.amount_minor)} · ${localTime(x.time, { day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit" })}</option>`;
+  }).join("");
+}
+
+function setupRefund(id, reload) {
+  const form = $("refund-form");
+  const key = form.querySelector("input[name=key]");
+  const fresh = () => { key.value = `${id}-${Date.now().toString(36)}`; }; // one key per refund
+  fresh();
+  const kind = form.querySelector("select[name=kind]");
+  const togglePayment = () => { form.querySelector(".payment").hidden = kind.value !== "topup"; };
+  kind.addEventListener("change", togglePayment);
+  togglePayment();
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const f = new FormData(form);
+    const msg = form.querySelector(".msg");
+    const amount = toMinor(f.get("amount"));
+    if (amount === null || amount <= 0) {
+      msg.textContent = t("bad_amount");
+      msg.className = "msg off";
+      return;
+    }
+    const body = { account: "meter:" + id, kind: f.get("kind"), amount_minor: amount,
+      reason: f.get("reason"), key: f.get("key") };
+    if (body.kind === "topup") body.payment_id = f.get("payment_id") || null;
+    try {
+      const r = await api("/api/refunds", { method: "POST", body: JSON.stringify(body) });
+      msg.textContent = t(r.replayed ? "refund_replayed" : "refund_done", { amount: coin(r.amount_minor), balance: coin(r.balance_minor) });
+      msg.className = "msg on";
+      // A new reference, and no amount or reason left to send twice by a second click.
+      form.querySelector("input[name=amount]").value = "";
+      form.querySelector("input[name=reason]").value = "";
+      fresh();
+      reload();
+    } catch (error) { msg.textContent = error.message; msg.className = "msg off"; }
+  });
+}
+
+// --- band contracts' standing (seed 004) ------------------------------------------------
+function standingHead() {
+  return `<thead><tr><th>${t("contract")}</th><th>${t("connection")}</th><th>${t("interval_now")}</th><th>${t("band_wh")}</th>` +
+    `<th>${t("metered_wh")}</th><th>${t("bonus_left")}</th><th>${t("penalties")}</th><th>${t("owed")}</th><th>${t("gate_next")}</th></tr></thead>`;
+}
+
+function standingRow(c) {
+  const short = { hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit" };
+  const position = c.position ? `<span class="pos-${esc(c.position)}">${t("pos_" + c.position)}</span>` : "";
+  const band = c.band_wh ? `${c.band_wh[0]}–${c.band_wh[1]} ±${c.tolerance_wh}` : "–";
+  const hhmm = { hour: "2-digit", minute: "2-digit" };
+  const until = c.current_start ? new Date(Date.parse(c.current_start) + c.interval_s * 1e3).toISOString() : null;
+  const status = c.closed ? t("contract_closed") : c.current_start
+    ? localTime(c.current_start, short) + "–" + localTime(until, hhmm) : t("contract_outside");
+  // A meter first read inside the interval: say from when its figure counts.
+  const late = c.metered_since && Date.parse(c.metered_since) > Date.parse(c.current_start);
+  const since = late ? `<div class="muted">${t("since")} ${localTime(c.metered_since, hhmm)}</div>` : "";
+  return `<tr class="standing" data-contract="${esc(c.contract_id)}"><td>${esc(c.contract_id)}<div class="muted">${c.intervals_charged}/${c.intervals}</div></td>` +
+    `<td><a href="#/c/${encodeURIComponent(c.meter_id)}">${esc(c.meter_id)}</a></td><td>${status}</td><td class="num">${band}</td>` +
+    `<td class="num">${c.metered_wh ?? "–"} ${position}${since}</td><td class="num">${coin(c.bonus_left)} / ${coin(c.bonus)}</td>` +
+    `<td class="num ${c.penalties ? "off" : ""}">${coin(c.penalties)}</td><td class="num">${coin(c.receivable)}</td>` +
+    `<td>${c.next_gate_closure ? localTime(c.next_gate_closure, short) + ` <span class="muted">(${t("for_interval")} ${localTime(c.next_gate_interval, hhmm)})</span>` : "–"}</td></tr>`;
+}
+
+function contractsView() {
+  if (!isOperator()) return needLogin();
+  $("view").innerHTML = `<p id="view-error" class="error" hidden></p><section class="card"><h2>${t("contracts")} <span id="k-time" class="muted"></span></h2>
+    <div class="scroll"><table id="contracts">${standingHead()}<tbody></tbody></table></div></section>`;
+  return {
+    async refresh() {
+      const table = $("contracts");
+      const data = await api("/api/console/contracts");
+      if (gone(table)) return;
+      $("k-time").textContent = localTime(data.time);
+      document.querySelector("#contracts tbody").innerHTML = data.contracts.length
+        ? data.contracts.map(standingRow).join("") : `<tr><td colspan="9">${t("no_contracts")}</td></tr>`;
+    },
+  };
 }
 
 // --- the village map (seed 002) ---------------------------------------------------------
@@ -533,8 +666,10 @@ function mapView() {
   state.map = map;
   const layer = L.layerGroup().addTo(map);
   let fitted = false;
+  const village = $("village");
   async function load() {
     const data = await api("/api/map");
+    if (gone(village)) return;
     $("advance").hidden = !data.simulated;
     layer.clearLayers();
     const points = [];
@@ -602,7 +737,7 @@ function actionsView() {
     hold: (f) => [`/api/operator/businesses/${encodeURIComponent(f.get("id"))}/hold`, "POST", { reason: f.get("reason") }],
     reserve: (f) => ["/api/operator/reserve", "PUT", { enabled: f.get("enabled") === "true" }],
     replan: () => ["/api/operator/dispatch", "POST", null],
-    topup: (f) => [`/api/meters/${encodeURIComponent(f.get("id"))}/fund`, "POST", { amount_minor: Math.round(Number(f.get("amount")) * 1e6), key: f.get("key") }],
+    topup: (f) => [`/api/meters/${encodeURIComponent(f.get("id"))}/fund`, "POST", { amount_minor: toMinor(f.get("amount")), key: f.get("key") }],
   };
   for (const form of document.querySelectorAll("form[data-action]")) {
     form.addEventListener("submit", async (event) => {
@@ -638,7 +773,9 @@ function meView() {
     <section class="card"><h2>${t("my_meters")}</h2><table id="me-meters"><tbody></tbody></table></section>`;
   return {
     async refresh() {
+      const wallet = $("me-wallet");
       const me = await api("/api/me");
+      if (gone(wallet)) return;
       $("me-wallet").textContent = coin(me.wallet.balance_minor) + " coin";
       $("me-stake").textContent = me.stake ? `${(me.stake.tokens_minor / 1e6).toFixed(3)} · ${t("staked_on")} ${me.stake.next_round_choice || t("skip")}` : "–";
       document.querySelector("#me-meters tbody").innerHTML = me.connections.map((c) =>
@@ -658,6 +795,7 @@ function route() {
   const views = {
     "": overviewView, alarms: alarmsView, history: historyView, customers: customersView,
     c: () => connectionView(decodeURIComponent(arg || "")), map: mapView, actions: actionsView, me: meView,
+    contracts: contractsView,
   };
   state.view = (views[name] || overviewView)();
   if (state.view.refresh) Promise.resolve(state.view.refresh()).catch(showError);

@@ -38,6 +38,16 @@ def test_customers_pages_map_and_me(tmp_path):
         out["page_bad_hours"] = await client.get(
             f"/api/connections/{home}/page", params={"hours": "inf"}, auth=op
         )
+        for name, path, params in [
+            ("ghost", "/api/connections/GHOST/page", {}),
+            ("hours_zero", f"/api/connections/{home}/page", {"hours": 0}),
+            ("hours_negative", f"/api/connections/{home}/page", {"hours": -5}),
+            ("hours_huge", f"/api/connections/{home}/page", {"hours": 10**9}),
+            ("hours_nan", f"/api/connections/{home}/page", {"hours": "nan"}),
+            ("hours_text", f"/api/connections/{home}/page", {"hours": "a day"}),
+            ("long_id", "/api/connections/" + "x" * 5000 + "/page", {}),
+        ]:
+            out["page_" + name] = await client.get(path, params=params, auth=op)
         out["map_resident"] = await client.get("/api/map", auth=amina)
         out["map"] = await client.get("/api/map", auth=op)
         out["me"] = await client.get("/api/me", auth=amina)
@@ -67,6 +77,11 @@ def test_customers_pages_map_and_me(tmp_path):
     assert page["plan"], "and the plan in force for it"
     assert r["page_other"].status_code == 403
     assert r["page_bad_hours"].status_code == 422
+    assert r["page_ghost"].status_code == 404
+    for name in ("hours_zero", "hours_negative", "hours_huge", "hours_nan", "hours_text"):
+        assert r["page_" + name].status_code == 422, name
+    assert r["page_long_id"].status_code in (404, 414, 422)
+    assert len(r["page_long_id"].text) < 1000  # the answer does not echo 5 000 characters
     assert r["map_resident"].status_code == 403
     assert len(r["map"].json()["connections"]) >= 2
     me = r["me"].json()
