@@ -30,10 +30,15 @@ from settlement.hourly import (
     posted_net,
     price_at,
     transfers_through_pool,
-    watt_transfers,
+    watt_stream_transfers,
 )
 from settlement.ledger import WATT_ISSUER, Asset, Batch, PostedBatch, Transfer, meter_account
-from settlement.storage import StoragePolicy
+from settlement.storage import (
+    QUARTERS_PER_HOUR,
+    StoragePolicy,
+    WattReconciliation,
+    reconcile_watt,
+)
 from settlement.store import LedgerStore
 
 __all__ = [
@@ -44,6 +49,8 @@ __all__ = [
     "SettlementConfig",
     "floor_hour",
     "plan_site_hour",
+    "reconcile_hour",
+    "reconciliation_tolerance_wh",
     "record_readings",
     "retry_delay",
     "settle_hour",
@@ -58,6 +65,7 @@ CONTAINER_METERS = CONTAINER_DEVICES
 """Meter ids of the container's own devices (besides the connections)."""
 
 _HOUR = timedelta(hours=1)
+_QUARTER = _HOUR / QUARTERS_PER_HOUR
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,11 +353,23 @@ def plan_site_hour(
     }
     storage = None
     if config.storage is not None:
+        # The battery's and every exporting meter's energy per quarter: the commission
+        # is charged on each holder's balance at each quarter's start.
+        exporting = [BATTERY_METER] + [m for m, e in energies.items() if e.export_wh]
+        quarters = tuple(
+            {
+                m: hourly_energy(m, grouped.get(m, ()), h0 + q * _QUARTER, config.max_power_w,
+                                 _QUARTER)
+                for m in exporting
+            }
+            for q in range(QUARTERS_PER_HOUR)
+        )  # fmt: skip
         storage = StorageInput(
             BATTERY_METER,
             watt_balances_before(store, site, h0, config),
             config.storage,
             frozenset(meter_account(c.id) for c in site.connections),
+            quarters,
         )
     return plan_hour(h0, energies, prices, producers, config.utility_fee_minor, storage)
 
@@ -420,8 +440,8 @@ def settle_hour(
     already: list[Transfer] = []
     for key in keys:
         already.extend(store.transfers_of(key))
-    transfers = transfers_through_pool(plan.net(), posted_net(already)) + watt_transfers(
-        plan.watt_net(), posted_net(already, Asset.WATT)
+    transfers = transfers_through_pool(plan.net(), posted_net(already)) + watt_stream_transfers(
+        plan.watt_streams(), already
     )
     posted: PostedBatch | None = None
     if not keys or transfers:
@@ -494,3 +514,74 @@ def settle_pending(
     due = now or datetime.now(UTC)
     hours = store.incomplete_hours(config.site_key(site), due_at=due)
     return settle_hours(store, site, hours, config, now)
+
+
+SOC_RESOLUTION = 0.001
+"""State of charge resolution of the battery inverter (SunSpec 124 ``ChaState`` at scale
+factor −1: 0.1 %) [-]."""
+
+
+def reconciliation_tolerance_wh(site: Site) -> float:
+    """What measurement and rounding may explain in one period's WATT reconciliation [Wh].
+
+    Two state-of-charge readings (this period's and the last) each within half the SoC
+    register's step, plus 1 Wh of the rounded-up burn and 1 Wh of floored registers.
+
+    Examples
+    --------
+    >>> from microgrid import load_site
+    >>> reconciliation_tolerance_wh(load_site())  # 60 kWh: 0.1 % is 60 Wh
+    62.0
+    """
+    return SOC_RESOLUTION * site.battery.energy_capacity_kwh * 1000 + 2.0
+
+
+def reconcile_hour(
+    store: LedgerStore,
+    site: Site,
+    hour: datetime,
+    config: SettlementConfig,
+    stored_wh: float,
+    unheld_before_wh: float | None,
+    tolerance_wh: float | None = None,
+) -> WattReconciliation | None:
+    """Reconcile Σ WATT outstanding with the battery's measured energy after ``hour``.
+
+    Call it once ``hour`` is settled, with the stored energy measured at its end. A
+    mismatch raises a standing :attr:`~settlement.alarms.AlarmKind.WATT_MISMATCH` alarm
+    (subject ``watt:battery``), a reconciled period clears it.
+
+    Parameters
+    ----------
+    store : LedgerStore
+        The ledger, with ``hour`` settled.
+    site : Site
+        Its battery gives the default tolerance.
+    hour : datetime
+        The settled hour (start).
+    config : SettlementConfig
+        Its storage policy; without one there is nothing to reconcile (None).
+    stored_wh : float
+        Battery energy at the hour's end, measured [Wh DC].
+    unheld_before_wh : float or None
+        ``unheld_wh`` of the previous reconciliation; None for the first.
+    tolerance_wh : float, optional
+        Default :func:`reconciliation_tolerance_wh`.
+
+    Returns
+    -------
+    WattReconciliation or None
+    """
+    if config.storage is None:
+        return None
+    h0 = _checked_hour(hour)
+    outstanding = -store.balance(WATT_ISSUER, Asset.WATT)
+    tolerance = reconciliation_tolerance_wh(site) if tolerance_wh is None else tolerance_wh
+    result = reconcile_watt(outstanding, stored_wh, config.storage, unheld_before_wh, tolerance)
+    end = h0 + _HOUR
+    if result.ok:
+        store.clear_alarm(AlarmKind.WATT_MISMATCH, WATT_ISSUER, end)
+    else:
+        message = f"hour {h0.isoformat()}: " + "; ".join(result.problems)
+        store.add_alarms([Alarm(AlarmKind.WATT_MISMATCH, WATT_ISSUER, end, message)])
+    return result
