@@ -525,15 +525,16 @@ def reconciliation_tolerance_wh(site: Site) -> float:
     """What measurement and rounding may explain in one period's WATT reconciliation [Wh].
 
     Two state-of-charge readings (this period's and the last) each within half the SoC
-    register's step, plus 1 Wh of the rounded-up burn and 1 Wh of floored registers.
+    register's step, plus up to 4 Wh of rounded-up burns (one per quarter) and 4 Wh of
+    floored registers (the battery's charge is derived from four of them).
 
     Examples
     --------
     >>> from microgrid import load_site
     >>> reconciliation_tolerance_wh(load_site())  # 60 kWh: 0.1 % is 60 Wh
-    62.0
+    68.0
     """
-    return SOC_RESOLUTION * site.battery.energy_capacity_kwh * 1000 + 2.0
+    return SOC_RESOLUTION * site.battery.energy_capacity_kwh * 1000 + 8.0
 
 
 def reconcile_hour(
