@@ -65,6 +65,7 @@ CONTAINER_METERS = CONTAINER_DEVICES
 """Meter ids of the container's own devices (besides the connections)."""
 
 _HOUR = timedelta(hours=1)
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 _QUARTER = _HOUR / QUARTERS_PER_HOUR
 
 
@@ -302,11 +303,15 @@ class HourSettlement:
         What this call posted (empty if nothing changed).
     posted : PostedBatch or None
         The batch this call posted or replayed; None if nothing needed posting.
+    replayed : tuple of HourSettlement
+        Later settled hours re-settled because this one changed the WATT balances they
+        started from (storage accounting only).
     """
 
     plan: HourPlan
     transfers: tuple[Transfer, ...]
     posted: PostedBatch | None
+    replayed: tuple[HourSettlement, ...] = ()
 
     @property
     def correction(self) -> bool:
@@ -379,19 +384,21 @@ def watt_balances_before(
 ) -> dict[str, int]:
     """WATT balances of every holder before ``hour`` was settled [Wh].
 
-    The store's current balances minus what the hour's own batches already moved, so a
-    re-settled hour starts from the same balances as its first settlement (hours are
-    settled in order; a correction of an old hour does not replay later hours).
+    The store's current balances minus what the batches of this hour and of every later
+    settled hour moved, so a re-settled hour starts from the balances its hour had, and
+    :func:`settle_hour` can replay the later hours after a correction.
     """
     balances = {
         account: amount
         for (account, _), amount in store.balances(Asset.WATT).items()
         if account != WATT_ISSUER and amount
     }
-    base = settlement_key(config.site_key(site), hour)
+    site_id = config.site_key(site)
+    hours = {hour, *store.settled_hours(site_id, hour, _FAR_FUTURE)}
     posted: list[Transfer] = []
-    for key in store.keys_with_prefix(base):
-        posted.extend(store.transfers_of(key))
+    for h in sorted(hours):
+        for key in store.keys_with_prefix(settlement_key(site_id, h)):
+            posted.extend(store.transfers_of(key))
     for account, amount in posted_net(posted, Asset.WATT).items():
         if account != WATT_ISSUER:
             balances[account] = balances.get(account, 0) - amount
@@ -404,10 +411,14 @@ def settle_hour(
     hour: datetime,
     config: SettlementConfig | None = None,
     now: datetime | None = None,
+    replay_later: bool = True,
 ) -> HourSettlement:
     """Settle one hour: post its batch, or the correction late readings call for.
 
-    Idempotent: settling an hour again with the same readings posts nothing.
+    Idempotent: settling an hour again with the same readings posts nothing. With
+    storage accounting, an hour settled or corrected after later hours were settled
+    changes the WATT balances those started from: they are re-settled in order
+    (corrections of their own), so that settling in lots equals settling at once.
 
     Parameters
     ----------
@@ -421,6 +432,9 @@ def settle_hour(
         Fee, producers, plausibility limit.
     now : datetime, optional
         Posting time (now by default).
+    replay_later : bool
+        Re-settle later settled hours when this one posts (the replay itself passes
+        False: it goes through them in order once).
 
     Returns
     -------
@@ -459,7 +473,13 @@ def settle_hour(
         store.connected_after(site_id, plan.hour - _HOUR),
     )
     store.finish_hour(site_id, plan.hour, plan.complete, retry_at, plan.alarms, decisions)
-    return HourSettlement(plan, transfers, posted)
+    replayed: tuple[HourSettlement, ...] = ()
+    if replay_later and config.storage is not None and transfers:
+        replayed = tuple(
+            settle_hour(store, site, later, config, now, replay_later=False)
+            for later in store.settled_hours(site_id, plan.hour + _HOUR, _FAR_FUTURE)
+        )
+    return HourSettlement(plan, transfers, posted, replayed)
 
 
 _METER_PREFIX = meter_account("")

@@ -221,6 +221,13 @@ def test_watt_is_conserved_and_bmax_never_exceeded(
     # WATT: what holders gain is minted minus burned; the commission only moves WATT.
     assert sum(hour.watt_net.values()) == sum(hour.minted.values()) - sum(hour.burned.values())
     assert sum(hour.minted.values()) == charge
+    # The commission, each quarter: what holders pay is exactly what the recipients get
+    # (split_commission's own property checks the 80/10/10 split).
+    assert len(hour.commission_moves) == 4
+    assert all(sum(moves.values()) == 0 for moves in hour.commission_moves)
+    assert not commission or sum(hour.commission.values()) >= sum(
+        -v for moves in hour.commission_moves for a, v in moves.items() if v < 0
+    )
     if bmax is not None:
         assert all(after.get(a, 0) <= bmax for a in capped)
     # Energy: everything produced or discharged is either stored as WATT or sold.
