@@ -77,6 +77,7 @@ __all__ = [
     "MeterEnergy",
     "StorageInput",
     "hourly_energy",
+    "interval_energies",
     "plan_hour",
     "posted_net",
     "price_at",
@@ -202,8 +203,35 @@ def hourly_energy(
     >>> hourly_energy("H001", r, datetime(2026, 8, 1, 10, tzinfo=UTC)).import_wh
     1000
     """
-    h0 = to_us(hour)
-    h1 = h0 + length // timedelta(microseconds=1)
+    return interval_energies(meter_id, readings, hour, max_power_w, length, 1)[0]
+
+
+def interval_energies(
+    meter_id: str,
+    readings: Iterable[MeterReading],
+    start: datetime,
+    max_power_w: int = DEFAULT_MAX_POWER_W,
+    length: timedelta = HOUR,
+    parts: int = 1,
+) -> tuple[MeterEnergy, ...]:
+    """A meter's energy in ``parts`` equal intervals of ``[start, start + length)``.
+
+    :func:`hourly_energy` of each part, reading the readings once (an hour's quarters for
+    the storage commission). The parts telescope: they add up to the whole interval.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> r = [MeterReading("H001", datetime(2026, 8, 1, h, tzinfo=UTC), wh) for h, wh in
+    ...      [(10, 0), (11, 1001)]]
+    >>> [e.import_wh for e in interval_energies("H001", r, r[0].read_at, parts=4)]
+    [250, 250, 250, 251]
+    """
+    if parts < 1:
+        msg = f"parts must be ≥ 1, got {parts}"
+        raise ValueError(msg)
+    origin = to_us(start)
+    step = length // timedelta(microseconds=1) // parts
     by_time: dict[int, MeterReading] = {}
     for r in readings:
         if r.meter_id != meter_id:
@@ -219,35 +247,43 @@ def hourly_energy(
             raise ValueError(msg)
         by_time[t] = r
     times = sorted(by_time)
-    if not times or times[-1] < h1:
-        last = "never reported" if not times else f"last read {by_time[times[-1]].read_at}"
-        alarm = Alarm(
-            AlarmKind.READING_MISSING,
-            meter_id,
-            hour,
-            f"meter {meter_id}: no reading closes the hour {hour.isoformat()} ({last}); it is "
-            "settled by a correcting batch when a reading arrives — check the meter's bus",
-        )
-        return MeterEnergy(meter_id, 0, 0, EnergyStatus.MISSING, (alarm,))
     import_points = [(t, by_time[t].import_wh) for t in times]
     export_points = [(t, by_time[t].export_wh) for t in times]
-    import_wh, unknown_i = _register_energy("import", import_points, h0, h1, max_power_w)
-    export_wh, unknown_e = _register_energy("export", export_points, h0, h1, max_power_w)
-    alarms: list[Alarm] = []
-    for start, end, reason in unknown_i + unknown_e:
-        kind = AlarmKind.REGISTER_DECREASED if "fell" in reason else AlarmKind.IMPLAUSIBLE_JUMP
-        alarms.append(
-            Alarm(
-                kind,
+    out: list[MeterEnergy] = []
+    for part in range(parts):
+        h0 = origin + part * step
+        h1 = origin + (part + 1) * step
+        hour = from_us(h0)
+        if not times or times[-1] < h1:
+            last = "never reported" if not times else f"last read {by_time[times[-1]].read_at}"
+            alarm = Alarm(
+                AlarmKind.READING_MISSING,
                 meter_id,
                 hour,
-                f"meter {meter_id}: {reason} between {_iso(start)} and {_iso(end)}; the energy "
-                "of that step is unknown and not settled — inspect the meter (replaced or "
-                "tampered?) and book any agreed energy by hand",
+                f"meter {meter_id}: no reading closes the hour {hour.isoformat()} ({last}); it is "
+                "settled by a correcting batch when a reading arrives — check the meter's bus",
             )
-        )
-    status = EnergyStatus.PARTIAL if alarms else EnergyStatus.MEASURED
-    return MeterEnergy(meter_id, import_wh, export_wh, status, tuple(alarms))
+            out.append(MeterEnergy(meter_id, 0, 0, EnergyStatus.MISSING, (alarm,)))
+            continue
+        import_wh, unknown_i = _register_energy("import", import_points, h0, h1, max_power_w)
+        export_wh, unknown_e = _register_energy("export", export_points, h0, h1, max_power_w)
+        alarms: list[Alarm] = []
+        for step_start, step_end, reason in unknown_i + unknown_e:
+            kind = AlarmKind.REGISTER_DECREASED if "fell" in reason else AlarmKind.IMPLAUSIBLE_JUMP
+            alarms.append(
+                Alarm(
+                    kind,
+                    meter_id,
+                    hour,
+                    f"meter {meter_id}: {reason} between {_iso(step_start)} and {_iso(step_end)}; "
+                    "the energy "
+                    "of that step is unknown and not settled — inspect the meter (replaced or "
+                    "tampered?) and book any agreed energy by hand",
+                )
+            )
+        status = EnergyStatus.PARTIAL if alarms else EnergyStatus.MEASURED
+        out.append(MeterEnergy(meter_id, import_wh, export_wh, status, tuple(alarms)))
+    return tuple(out)
 
 
 def _iso(micros: int) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -26,6 +26,7 @@ from settlement.hourly import (
     MeterEnergy,
     StorageInput,
     hourly_energy,
+    interval_energies,
     plan_hour,
     posted_net,
     price_at,
@@ -66,7 +67,6 @@ CONTAINER_METERS = CONTAINER_DEVICES
 
 _HOUR = timedelta(hours=1)
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
-_QUARTER = _HOUR / QUARTERS_PER_HOUR
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,9 +341,17 @@ def _hour_readings(
 
 
 def plan_site_hour(
-    store: LedgerStore, site: Site, hour: datetime, config: SettlementConfig
+    store: LedgerStore,
+    site: Site,
+    hour: datetime,
+    config: SettlementConfig,
+    watt_balances: Mapping[str, int] | None = None,
 ) -> HourPlan:
-    """The pure plan of one hour from the store's readings (nothing is posted)."""
+    """The pure plan of one hour from the store's readings (nothing is posted).
+
+    ``watt_balances``: the WATT balances before the hour, if known
+    (:func:`watt_balances_before` otherwise).
+    """
     h0 = _checked_hour(hour)
     h1 = h0 + _HOUR
     local_hour = h0.astimezone(zoneinfo.ZoneInfo(site.location.timezone)).hour
@@ -361,17 +369,19 @@ def plan_site_hour(
         # The battery's and every exporting meter's energy per quarter: the commission
         # is charged on each holder's balance at each quarter's start.
         exporting = [BATTERY_METER] + [m for m, e in energies.items() if e.export_wh]
-        quarters = tuple(
-            {
-                m: hourly_energy(m, grouped.get(m, ()), h0 + q * _QUARTER, config.max_power_w,
-                                 _QUARTER)
-                for m in exporting
-            }
-            for q in range(QUARTERS_PER_HOUR)
-        )  # fmt: skip
+        parts = {
+            m: interval_energies(m, grouped.get(m, ()), h0, config.max_power_w, _HOUR,
+                                 QUARTERS_PER_HOUR)
+            for m in exporting
+        }  # fmt: skip
+        quarters = tuple({m: parts[m][q] for m in exporting} for q in range(QUARTERS_PER_HOUR))
         storage = StorageInput(
             BATTERY_METER,
-            watt_balances_before(store, site, h0, config),
+            (
+                watt_balances_before(store, site, h0, config)
+                if watt_balances is None
+                else watt_balances
+            ),
             config.storage,
             frozenset(meter_account(c.id) for c in site.connections),
             quarters,
@@ -412,6 +422,7 @@ def settle_hour(
     config: SettlementConfig | None = None,
     now: datetime | None = None,
     replay_later: bool = True,
+    watt_balances: Mapping[str, int] | None = None,
 ) -> HourSettlement:
     """Settle one hour: post its batch, or the correction late readings call for.
 
@@ -435,6 +446,8 @@ def settle_hour(
     replay_later : bool
         Re-settle later settled hours when this one posts (the replay itself passes
         False: it goes through them in order once).
+    watt_balances : mapping of str to int, optional
+        WATT balances before the hour, if the caller knows them (the replay does).
 
     Returns
     -------
@@ -447,7 +460,7 @@ def settle_hour(
         settle again.
     """
     config = config or SettlementConfig()
-    plan = plan_site_hour(store, site, hour, config)
+    plan = plan_site_hour(store, site, hour, config, watt_balances)
     site_id = config.site_key(site)
     base = settlement_key(site_id, plan.hour)
     keys = store.keys_with_prefix(base)
@@ -473,13 +486,21 @@ def settle_hour(
         store.connected_after(site_id, plan.hour - _HOUR),
     )
     store.finish_hour(site_id, plan.hour, plan.complete, retry_at, plan.alarms, decisions)
-    replayed: tuple[HourSettlement, ...] = ()
-    if replay_later and config.storage is not None and transfers:
-        replayed = tuple(
-            settle_hour(store, site, later, config, now, replay_later=False)
-            for later in store.settled_hours(site_id, plan.hour + _HOUR, _FAR_FUTURE)
-        )
-    return HourSettlement(plan, transfers, posted, replayed)
+    replayed: list[HourSettlement] = []
+    replay = replay_later and config.storage is not None and bool(transfers)
+    later = store.settled_hours(site_id, plan.hour + _HOUR, _FAR_FUTURE) if replay else []
+    if later:
+        # One pass over the later hours' batches for the first one's balances; then each
+        # replayed hour hands its successor its balances (no quadratic re-reading).
+        balances = watt_balances_before(store, site, later[0], config)
+        for h in later:
+            done = settle_hour(store, site, h, config, now, False, balances)
+            replayed.append(done)
+            for account, amount in done.plan.watt_net().items():
+                if account != WATT_ISSUER:
+                    balances[account] = balances.get(account, 0) + amount
+            balances = {a: v for a, v in balances.items() if v}
+    return HourSettlement(plan, transfers, posted, tuple(replayed))
 
 
 _METER_PREFIX = meter_account("")
