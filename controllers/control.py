@@ -1187,12 +1187,13 @@ class Controller:
         """The battery's charge and discharge registers, for settling it as a producer.
 
         The storage inverter counts only what it delivers (SunSpec 103 ``WH``); what it
-        takes follows from the container's AC bus, where PV and discharge feed the
-        village (bulk meter) and the charge: charged = PV + discharged − bulk, all
+        takes follows from the container's AC bus, where PV, discharge and what the
+        prosumers send back from the village (bulk export) feed the village (bulk import)
+        and the charge: charged = PV + discharged − bulk import + bulk export, all
         cumulative [Wh]. Read at slightly different instants, the difference can dip;
         the register is kept monotone (a dip is counted when the next reading has it).
         """
-        raw = pv_wh + discharged_wh - bulk.import_wh
+        raw = pv_wh + discharged_wh - bulk.import_wh + bulk.export_wh
         if self._battery_baseline_wh is None:
             self._battery_baseline_wh = min(raw, 0)  # meters installed with other histories
         charged = max(raw - self._battery_baseline_wh, self._battery_charged_wh)

@@ -28,7 +28,7 @@ import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -42,7 +42,7 @@ from controllers.codec import raw_from_words, words_from_raw
 from controllers.registers import Point, PointType, RegisterMap, load_register_map
 from controllers.rtu import RtuBus
 from forecasts.demand import demand_kw
-from forecasts.pv import pv_ac_power_kw
+from forecasts.pv import prosumer_pv_ac_power_kw, pv_ac_power_kw
 from forecasts.weather import synthetic_weather
 from microgrid.physics import BatteryLimits, ContainerState, Protection, StepInputs, step
 from microgrid.site import ConnectionKind, Site
@@ -52,6 +52,7 @@ __all__ = [
     "AcceleratedClock",
     "Clock",
     "Faults",
+    "HourFixture",
     "ManualClock",
     "SimulatedContainer",
     "SimulatorSettings",
@@ -64,6 +65,15 @@ log = logging.getLogger(__name__)
 _MIN_STEP = dt.timedelta(seconds=0.5)
 # A meter's factory reclose delay after a power-limit trip [s] (common prepaid meters).
 _METER_RECLOSE_S = 60
+# An energy register holds the integer part of the energy it counted. The physics sums
+# float steps: an hour of exactly 3 kW in 60 one-minute steps can land 1e-12 Wh below
+# 3000; a meter counting pulses would show 3000. Far below one Wh, far above float noise.
+_REGISTER_EPS_WH = 1e-6
+
+
+def _register_wh(energy_wh: float) -> int:
+    """The integer register of a counted energy [Wh], modulo 2**32."""
+    return int(energy_wh + _REGISTER_EPS_WH) % (1 << 32)
 
 
 class Clock(Protocol):
@@ -166,6 +176,9 @@ class SimulatorSettings:
         not named answer as fast as loopback TCP.
     inverter_restart_s : float
         The battery inverter restarts this long after an overload trip [s].
+    fixtures : mapping of datetime to HourFixture
+        Hours (UTC start) whose weather and demand are fixed instead of simulated: a
+        test's worked example (seed 002's hour) played by the physics.
     """
 
     seed: int = 0
@@ -174,6 +187,26 @@ class SimulatorSettings:
     max_step_s: float = 60.0
     rtu_buses: Mapping[str, RtuBus] = field(default_factory=dict)
     inverter_restart_s: float = 300.0
+    fixtures: Mapping[dt.datetime, HourFixture] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HourFixture:
+    """Fixed powers for one hour of the simulated container; the physics still runs.
+
+    Attributes
+    ----------
+    pv_kw : float
+        What the container's array could deliver [kW] (its inverter's limit applies).
+    demand_kw : mapping of str to float
+        Each connection's own load [kW]; connections not named draw nothing.
+    own_pv_kw : mapping of str to float
+        Each prosumer's own panels [kW]; connections not named have none this hour.
+    """
+
+    pv_kw: float = 0.0
+    demand_kw: Mapping[str, float] = field(default_factory=dict)
+    own_pv_kw: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -380,7 +413,7 @@ class _PvInverter(_Inverter):
 
     def render(self, sim: SimulatedContainer) -> None:
         self.set("103.W", sim.flows_pv_kw * 1000)
-        self.set("103.WH", sim.state.pv_wh)
+        self._set_raw(self.map.point("103.WH"), _register_wh(sim.state.pv_wh))
 
 
 class _Storage(_Inverter):
@@ -438,7 +471,7 @@ class _Storage(_Inverter):
 
     def render(self, sim: SimulatedContainer) -> None:
         self.set("103.W", sim.flows_battery_kw * 1000)
-        self.set("103.WH", sim.state.battery_discharge_wh)
+        self._set_raw(self.map.point("103.WH"), _register_wh(sim.state.battery_discharge_wh))
         soc = sim.state.soc_kwh / self.battery.capacity_kwh
         self.set("124.ChaState", 100 * min(max(soc, 0.0), 1.0))
         flow = sim.flows_battery_kw
@@ -481,11 +514,13 @@ class _Meter(_Device):
 
     def render(self, sim: SimulatedContainer) -> None:
         if self.index is None:
-            energy, power = sim.state.bulk_wh, sim.flows_load_kw
+            # The net flow into the village; prosumers' surplus flows back (export).
+            energy, power = sim.state.bulk_wh, sim.flows_load_kw - float(sim.exported_kw.sum())
+            self._set_raw(self.map.point("export_wh"), _register_wh(sim.state.bulk_export_wh))
         else:
             energy = float(sim.state.meter_wh[self.index])
-            power = float(sim.drawn_kw[self.index])
-            exported = int(sim.export_wh[self.index]) % (1 << 32)
+            power = float(sim.drawn_kw[self.index] - sim.exported_kw[self.index])
+            exported = _register_wh(float(sim.state.export_wh[self.index]))
             self._set_raw(self.map.point("export_wh"), exported)
             i = self.index
             budget = self.energy_budget_wh()
@@ -504,7 +539,7 @@ class _Meter(_Device):
                 self.map.point("budget_exhausted_count"),
                 int(sim.state.budget_exhaustions[i]) % (1 << 16),
             )
-        self._set_raw(self.map.point("import_wh"), int(energy) % (1 << 32))
+        self._set_raw(self.map.point("import_wh"), _register_wh(energy))
         self._set_raw(self.map.point("power_w"), round(power * 1000))
         self._set_raw(self.map.point("relay_state"), int(self.coils[0]))
 
@@ -568,12 +603,11 @@ class SimulatedContainer:
         self.flows_battery_kw = 0.0
         self.flows_load_kw = 0.0
         self.drawn_kw = np.zeros(n)
-        self.export_wh = np.zeros(n)  # each prosumer's own PV exported at its meter [Wh]
-        self._roofs: dict[pd.Timestamp, np.ndarray] = {}
+        self.exported_kw = np.zeros(n)
         self.time = clock.now()
         self.devices: dict[tuple[str, int], _Device] = {}
         self.servers: dict[str, ModbusTcpServer] = {}
-        self._days: dict[pd.Timestamp, tuple[np.ndarray, np.ndarray]] = {}
+        self._days: dict[pd.Timestamp, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._bus_locks = {name: asyncio.Lock() for name in self.settings.rtu_buses}
         self._build_devices()
         self._meter_relay = [
@@ -628,8 +662,12 @@ class SimulatedContainer:
         self._timed = [d for d in devices if isinstance(d, _PvInverter | _Storage | _RelayBoard)]
 
     # --- physics ---------------------------------------------------------------------
-    def _day(self, when: pd.Timestamp) -> tuple[pd.Timestamp, np.ndarray, np.ndarray]:
-        """PV available (5-min samples) and demand (15-min periods × connections) of a local day."""
+    def _day(self, when: pd.Timestamp) -> tuple[pd.Timestamp, np.ndarray, np.ndarray, np.ndarray]:
+        """PV, demand and the prosumers' own PV of a local day.
+
+        PV available in 5-min samples, demand per 15-min period × connection, and each
+        connection's own PV in 5-min samples × connections (0 for non-prosumers).
+        """
         tz = self.site.location.timezone
         day = when.tz_convert(tz).normalize()
         if day not in self._days:
@@ -648,39 +686,18 @@ class SimulatedContainer:
             pv = np.clip(
                 pv * (1 + self.settings.pv_noise * noise), 0.0, self.site.pv.inverter_ac_capacity_kw
             )
-            self._days[day] = (pv, demand)
+            # The roofs see the same sky (and the same clouds) as the container's array.
+            roofs = (
+                prosumer_pv_ac_power_kw(self.site, weather)
+                .reindex(columns=[c.id for c in self.site.connections], fill_value=0.0)
+                .to_numpy(dtype=float)
+                * (1 + self.settings.pv_noise * noise)[:, None]
+            ).clip(min=0.0)
+            self._days[day] = (pv, demand, roofs)
             if len(self._days) > 3:
                 self._days.pop(min(self._days))
-        pv, demand = self._days[day]
-        return day, pv, demand
-
-    def _with_prosumers(self, inputs: StepInputs, day: pd.Timestamp, offset_h: float) -> StepInputs:
-        """Add the prosumers' own PV to one physics step.
-
-        It covers their own load first (their meters import the rest) and the surplus is
-        counted on their meters' export registers, from the same pvlib chain as the
-        container's array. Isolated on purpose until the one physics models it: the
-        export is metered but not yet a supply in the container's balance.
-        """
-        if not self.site.prosumers:
-            return inputs
-        if day not in self._roofs:
-            times = pd.date_range(day, periods=24 * 12 + 1, freq="5min").tz_convert("UTC")
-            weather = synthetic_weather(times, self.site.location, self.settings.seed)
-            roofs = np.zeros((len(times), len(self.site.connections)))
-            for i, c in enumerate(self.site.connections):
-                if c.pv is not None:
-                    array = c.pv.as_array(self.site.pv)
-                    roofs[:, i] = pv_ac_power_kw(array, self.site.location, weather).to_numpy()
-            self._roofs = {day: roofs}
-        samples = self._roofs[day]
-        k = min(int(offset_h * 12), len(samples) - 2)
-        frac = offset_h * 12 - k
-        roof_kw = samples[k] * (1 - frac) + samples[k + 1] * frac
-        own = np.asarray(inputs.demand_kw, dtype=float)
-        surplus = np.where(inputs.closed, np.clip(roof_kw - own, 0.0, None), 0.0)
-        self.export_wh += surplus * inputs.dt_h * 1000.0
-        return replace(inputs, demand_kw=np.clip(own - roof_kw, 0.0, None))
+        pv, demand, roofs = self._days[day]
+        return day, pv, demand, roofs
 
     def _closed(self) -> np.ndarray:
         closed = np.empty(len(self._meter_relay), dtype=bool)
@@ -732,10 +749,20 @@ class SimulatedContainer:
                 if at <= self.time:
                     self._expire(device)
             mid = pd.Timestamp(self.time + (end - self.time) / 2)
-            day, pv, demand = self._day(mid)
+            day, pv, demand, roofs = self._day(mid)
             offset_h = (mid - day).total_seconds() / 3600
             pv_kw = float(np.interp(offset_h * 12, np.arange(len(pv)), pv))
             period = min(int(offset_h * 4), 95)
+            k = min(int(offset_h * 12), len(roofs) - 2)
+            frac = offset_h * 12 - k
+            own_pv_kw = roofs[k] * (1 - frac) + roofs[k + 1] * frac
+            demand_now = demand[period]
+            fixture = self.settings.fixtures.get(mid.floor("h").to_pydatetime())
+            if fixture is not None:
+                ids = [c.id for c in self.site.connections]
+                pv_kw = fixture.pv_kw
+                demand_now = np.array([fixture.demand_kw.get(i, 0.0) for i in ids])
+                own_pv_kw = np.array([fixture.own_pv_kw.get(i, 0.0) for i in ids])
             charge, discharge = self.storage.limits_kw()
             limits, budgets, reclose = self._meter_settings()
             inputs = StepInputs(
@@ -744,13 +771,13 @@ class SimulatedContainer:
                 pv_limit_kw=self.pv.limit_kw(),
                 charge_limit_kw=charge,
                 discharge_limit_kw=discharge,
-                demand_kw=demand[period],
+                demand_kw=demand_now,
                 closed=self._closed(),
                 power_limit_kw=limits,
                 energy_budget_wh=budgets,
                 reclose_h=reclose,
+                own_pv_kw=own_pv_kw,
             )
-            inputs = self._with_prosumers(inputs, day, offset_h)
             flows = step(self.state, self.battery, inputs, self.protection)
             self.flows_pv_kw, self.flows_battery_kw, self.flows_load_kw = (
                 flows.pv_kw,
@@ -758,6 +785,7 @@ class SimulatedContainer:
                 flows.load_kw,
             )
             self.drawn_kw = flows.drawn_kw
+            self.exported_kw = flows.exported_kw
             self.time = end
             if end == midnight.to_pydatetime():
                 self.state.start_budget_period()
@@ -882,7 +910,7 @@ class SimulatedContainer:
         demand is per connection [kW]. For comparing other deliveries of the same day
         (the planners') with this container's.
         """
-        day, pv, demand = self._day(when)
+        day, pv, demand, _ = self._day(when)
         index = pd.date_range(day, periods=96, freq="15min").tz_convert("UTC")
         # Trapezoid mean over each period of the linearly interpolated 5-min samples.
         edges = pv[: 96 * 3 + 1]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from forecasts.demand import aggregate_demand, demand_kw
-from forecasts.pv import clear_sky, pv_ac_power_kw, solar_position
+from forecasts.pv import clear_sky, prosumer_pv_ac_power_kw, pv_ac_power_kw, solar_position
 from forecasts.uncertainty import PvErrorModel, pv_quantiles
 from forecasts.weather import weather_on_grid
 from microgrid.site import Site
@@ -122,18 +122,12 @@ def forecast_site(
     )
     quantiles = pv_quantiles(p50, clear, cloud_cover, issued=issued, model=error_model)
     pv = quantiles.assign(clear_sky=clear.to_numpy()).set_axis(grid.index)
-    roofs = {
-        c.id: pv_ac_power_kw(c.pv.as_array(site.pv), site.location, at_midpoints, solpos)
-        .set_axis(grid.index)
-        .rename(c.id)
-        for c in site.prosumers
-        if c.pv is not None
-    }
+    roofs = prosumer_pv_ac_power_kw(site, at_midpoints, solpos).set_axis(grid.index)
     return Forecast(
         site=site,
         grid=grid,
         weather=on_grid,
         pv_kw=pv,
         demand_kw=demand_kw(site, grid),
-        prosumer_pv_kw=pd.DataFrame(roofs, index=grid.index),
+        prosumer_pv_kw=roofs,
     )

@@ -29,12 +29,13 @@ import numpy as np
 import pandas as pd
 import pvlib
 
-from microgrid.site import Location, PvArray
+from microgrid.site import Location, PvArray, Site
 
 __all__ = [
     "CLOUD_COVER_OFFSET",
     "clear_sky",
     "cloud_cover_to_irradiance",
+    "prosumer_pv_ac_power_kw",
     "pv_ac_power_kw",
     "pvlib_location",
     "solar_position",
@@ -231,3 +232,37 @@ def _require_aware(times: pd.Index) -> pd.DatetimeIndex:
         msg = "times must be a timezone-aware pandas.DatetimeIndex (UTC inside LastWatt)"
         raise ValueError(msg)
     return times
+
+
+def prosumer_pv_ac_power_kw(
+    site: Site, weather: pd.DataFrame, solpos: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """AC power of every prosumer's own panels [kW], columns by connection id.
+
+    The one function that models prosumers' roofs: forecasts and the simulated container
+    both call it, so what dispatch expects from a roof is what the simulated roof
+    produces. Each roof runs the container's chain (:func:`pv_ac_power_kw`) with its own
+    size and orientation (:meth:`microgrid.site.RooftopPv.as_array`).
+
+    Parameters
+    ----------
+    site : Site
+        The site; its prosumers' ``pv``.
+    weather : pandas.DataFrame
+        As for :func:`pv_ac_power_kw`.
+    solpos : pandas.DataFrame, optional
+        Precomputed :func:`solar_position` at the same instants.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed like ``weather``; no columns if the site has no prosumers.
+    """
+    if solpos is None and site.prosumers:
+        solpos = solar_position(site.location, _require_aware(weather.index))
+    roofs = {
+        c.id: pv_ac_power_kw(c.pv.as_array(site.pv), site.location, weather, solpos).rename(c.id)
+        for c in site.prosumers
+        if c.pv is not None
+    }
+    return pd.DataFrame(roofs, index=weather.index)

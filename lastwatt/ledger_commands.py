@@ -78,6 +78,20 @@ def add_commands(commands: Subcommands) -> None:
     )
     _add_db_option(verify)
     _add_anchor_options(verify)
+    add_site_option(verify)
+    verify.add_argument(
+        "--soc-kwh",
+        type=float,
+        default=None,
+        help="the battery's stored energy measured now [kWh]: the WATT outstanding must not "
+        "own more (default: checked against the battery's capacity only)",
+    )
+    verify.add_argument(
+        "--bmax-kwh",
+        type=float,
+        default=None,
+        help="cap on each connection's WATT balance [kWh]: no meter may hold more",
+    )
     checkpoint = command(
         sub,
         "checkpoint",
@@ -307,18 +321,44 @@ def _run_history(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
+    from microgrid import load_site
     from microgrid.units import WATT_SCALE
     from settlement import Asset
     from settlement.anchor import verify_anchored
-    from settlement.ledger import WATT_ISSUER
+    from settlement.ledger import WATT_ISSUER, meter_account
+    from settlement.settle import reconciliation_tolerance_wh, storage_policy_for
+    from settlement.storage import watt_invariant_problems
 
+    for name in ("soc_kwh", "bmax_kwh"):
+        value = getattr(args, name)
+        if value is not None and not value >= 0:
+            msg = f"--{name.replace('_', '-')} must be a number ≥ 0 kWh, got {value}"
+            raise UsageError(msg)
+    site = load_site(args.site)
+    bmax = None if args.bmax_kwh is None else round(args.bmax_kwh * WATT_SCALE)
+    policy = storage_policy_for(site, bmax_wh=bmax)
     anchor = _anchor(args)
     with _open(args.db) as store:
         if anchor is None:
             report = store.verify()
         else:
             report = verify_anchored(store, anchor.directory, anchor.key)
+        watt = {a: v for (a, _), v in store.balances(Asset.WATT).items()}
         watt_outstanding = -store.balance(WATT_ISSUER, Asset.WATT)
+    watt_problems = watt_invariant_problems(
+        watt,
+        policy,
+        site.battery.soc_kwh_max * 1000,
+        {meter_account(c.id) for c in site.connections},
+        None if args.soc_kwh is None else args.soc_kwh * 1000,
+        reconciliation_tolerance_wh(site),
+    )
+    if watt_problems:
+        print("ledger FAILED the WATT invariant:")
+        for problem in watt_problems:
+            print(f"  {problem}")
+        if report.ok:
+            return 1
     if report.ok:
         anchored = (
             "matches its last checkpoint"

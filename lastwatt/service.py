@@ -110,6 +110,7 @@ from settlement import (
 from settlement.anchor import Anchor, create_anchor_key, load_anchor_key
 from settlement.fiat import topup_batch
 from settlement.hourly import price_at
+from settlement.settle import reconcile_hour
 
 __all__ = ["Service", "ServiceConfig", "open_ledger"]
 
@@ -770,10 +771,34 @@ class Service:
         now = self.clock.now()
         while hour + _HOUR <= closed_until:
             settle_hour(self.store, self.site, hour, self.settlement, now)
+            self._reconcile_watt(hour)
             hour += _HOUR
             self.state.set("settle_next_hour", hour.isoformat())
         settle_pending(self.store, self.site, self.settlement, now)
         self._learn_demand(closed_until)
+
+    def _reconcile_watt(self, hour: dt.datetime) -> None:
+        """Σ WATT against the state of charge measured at the hour's end (an alarm if not)."""
+        if self.settlement.storage is None:
+            return
+        end = hour + _HOUR
+        slot = dt.timedelta(seconds=self.config.reading_interval_s)
+        samples = [
+            (dt.datetime.fromisoformat(t["time"]), t["soc_kwh"])
+            for t in self.state.telemetry(since=end - slot, limit=50)
+            if t.get("soc_kwh") is not None
+        ]
+        before = [(t, v) for t, v in samples if t <= end]
+        after = [(t, v) for t, v in samples if t >= end]
+        if not before or not after:
+            return  # no measurement around the hour's end: nothing to reconcile against
+        (t0, v0), (t1, v1) = before[-1], after[0]
+        share = 0.0 if t1 == t0 else (end - t0) / (t1 - t0)
+        stored_wh = (v0 + (v1 - v0) * share) * 1000.0
+        unheld = self.state.get("watt_unheld_wh")
+        result = reconcile_hour(self.store, self.site, hour, self.settlement, stored_wh, unheld)
+        if result is not None:  # a mismatch is alarmed once; the next period starts afresh
+            self.state.set("watt_unheld_wh", result.unheld_wh)
 
     def _learn_demand(self, closed_until: dt.datetime) -> None:
         """Learn every hour closed by readings that a control cycle watched (censoring)."""

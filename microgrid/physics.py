@@ -25,6 +25,15 @@ interval with fixed inputs:
 4. **Accounting.** Every meter integrates the energy it delivered [Wh] (floats here; the
    device registers hold the integer part modulo 2**32).
 
+**Prosumers** [002]. A connection with its own panels (``own_pv_kw``) serves its own load
+behind its meter first; its meter imports only what the panels do not cover, and exports
+the surplus while its supply path is closed. That export is *supply* at the connection,
+never negative demand: the inverter takes it before the container's PV (a grid-tied roof
+cannot be limited; the container's array can), and the part the village load and the
+battery cannot absorb is curtailed by the grid-forming inverter (frequency shift), so only
+delivered export is metered. While the inverter is dark no roof exports (anti-islanding).
+The bulk meter counts the net flow into the village (import) and back (export).
+
 Examples
 --------
 >>> state = ContainerState.new(soc_kwh=30.0, connections=2)
@@ -136,6 +145,11 @@ class ContainerState:
     pv_wh, battery_discharge_wh, battery_charge_wh, bulk_wh : float
         Cumulative PV output, battery AC output and input, and energy into the village
         network [Wh].
+    export_wh : numpy.ndarray
+        Cumulative energy each connection's own panels delivered into the grid [Wh].
+    bulk_export_wh : float
+        Cumulative energy from the village network back into the container (prosumers'
+        export beyond the village load) [Wh].
     tripped_h : float
         Cumulative time the inverter was dark after an overload [h].
     inverter_dark_h : float
@@ -180,10 +194,13 @@ class ContainerState:
     budget_used_wh: FloatArray = field(default_factory=lambda: np.zeros(0))
     budget_exhausted: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     budget_exhaustions: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    export_wh: FloatArray = field(default_factory=lambda: np.zeros(0))
+    bulk_export_wh: float = 0.0
 
     def __post_init__(self) -> None:
         n = len(self.meter_wh)
         for name, dtype in (
+            ("export_wh", np.float64),
             ("meter_open_h", np.float64),
             ("over_limit", np.bool_),
             ("meter_trips", np.int64),
@@ -230,6 +247,9 @@ class StepInputs:
         None: no budgets.
     reclose_h : numpy.ndarray, optional
         Each meter's own reclose delay [h]; None: ``Protection.meter_reclose_h``.
+    own_pv_kw : numpy.ndarray, optional
+        AC power of each connection's own panels behind its meter [kW] (0: none);
+        None: no prosumers. See the module notes.
     """
 
     dt_h: float
@@ -242,6 +262,7 @@ class StepInputs:
     power_limit_kw: FloatArray | None = None
     energy_budget_wh: FloatArray | None = None
     reclose_h: FloatArray | None = None
+    own_pv_kw: FloatArray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +285,8 @@ class Flows:
         Connections whose meter tripped on its power limit in this step (events).
     budgets_exhausted : numpy.ndarray of bool
         Connections whose budget ran out in this step (events).
+    exported_kw : numpy.ndarray
+        Mean power each connection's own panels delivered into the grid [kW].
     """
 
     pv_kw: float
@@ -275,6 +298,7 @@ class Flows:
     low_battery: bool = False
     meter_trips: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     budgets_exhausted: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    exported_kw: FloatArray = field(default_factory=lambda: np.zeros(0))
 
 
 def _battery_room(
@@ -319,8 +343,16 @@ def step(
     if dt <= 0:
         none = np.zeros(n, dtype=bool)
         return Flows(0.0, 0.0, 0.0, np.zeros(n), tripped=False, meter_trips=none,
-                     budgets_exhausted=none.copy())  # fmt: skip
+                     budgets_exhausted=none.copy(), exported_kw=np.zeros(n))  # fmt: skip
     demand = np.maximum(np.asarray(inputs.demand_kw, dtype=float), 0.0)
+    # Prosumers: own panels serve their own load behind the meter; the rest is export.
+    own_pv = (
+        np.zeros(n)
+        if inputs.own_pv_kw is None
+        else np.maximum(np.asarray(inputs.own_pv_kw, dtype=float), 0.0)
+    )
+    surplus = np.maximum(own_pv - demand, 0.0)
+    demand = np.maximum(demand - own_pv, 0.0)
     limit = (
         np.full(n, np.inf)
         if inputs.power_limit_kw is None
@@ -347,6 +379,7 @@ def step(
     left = state.meter_open_h - dt
     state.meter_open_h = np.where(left < _EPS_H, 0.0, left)
     drawn = np.where(closed, np.minimum(demand, limit), 0.0) * (1.0 - open_share)
+    offered = np.where(closed, surplus, 0.0) * (1.0 - open_share)  # export needs a closed path
 
     # 2. Inverter: dark until its restart, then the balance over the live part.
     dark_h = min(state.inverter_dark_h, dt)
@@ -361,14 +394,17 @@ def step(
     pv_max = max(min(inputs.pv_available_kw, inputs.pv_limit_kw), 0.0)
     pv_energy = battery_energy = load_energy = 0.0  # [kWh]
     delivered = np.zeros(n)  # [kWh]
+    exported = np.zeros(n)  # [kWh]
     if live_h > 0:
         room = np.maximum(budget - state.budget_used_wh, 0.0) / 1000.0  # [kWh]
         exhausted = closed & (drawn * live_h >= room) & (drawn > 0) & np.isfinite(budget)
         live_draw = np.where(exhausted, room / live_h, drawn)
         load = float(live_draw.sum())
         charge_room, discharge_room = _battery_room(state, battery, inputs, live_h)
-        pv = min(pv_max, load + charge_room)
-        battery_kw = load - pv
+        offered_kw = float(offered.sum())
+        export_kw = min(offered_kw, load + charge_room)  # roofs first; the rest curtailed
+        pv = min(pv_max, load + charge_room - export_kw)
+        battery_kw = load - pv - export_kw
         if battery_kw > discharge_room + _EPS_KW:
             # Overload: the inverter trips; the load would re-trip it at every restart
             # while it lasts, so the rest of the step is dark.
@@ -390,6 +426,8 @@ def step(
         else:
             _move_battery(state, battery, battery_kw, live_h)
             delivered = live_draw * live_h
+            if offered_kw > 0:
+                exported = offered * (export_kw / offered_kw) * live_h
             pv_energy, battery_energy, load_energy = pv * live_h, battery_kw * live_h, load * live_h
     if dark_h > 0:
         # Dark: no load; PV (DC side) still charges the battery.
@@ -404,7 +442,10 @@ def step(
     state.budget_exhaustions += exhausted
     state.meter_wh += delivered * 1000.0
     state.pv_wh += pv_energy * 1000.0
-    state.bulk_wh += load_energy * 1000.0
+    state.export_wh += exported * 1000.0
+    into_village = load_energy - float(exported.sum())  # one direction per step
+    state.bulk_wh += max(into_village, 0.0) * 1000.0
+    state.bulk_export_wh += max(-into_village, 0.0) * 1000.0
     return Flows(
         pv_kw=pv_energy / dt,
         battery_kw=battery_energy / dt,
@@ -415,4 +456,5 @@ def step(
         low_battery=low_battery,
         meter_trips=new_trips,
         budgets_exhausted=exhausted,
+        exported_kw=exported / dt,
     )

@@ -89,6 +89,8 @@ class AlarmKind(enum.StrEnum):
     """The plan in force carries violations of a constraint."""
     WEATHER_FALLBACK = "weather_fallback"
     """The weather forecast fell back to the last good one or to the climatology."""
+    WATT_MISMATCH = "watt_mismatch"
+    """The WATT outstanding did not reconcile with the battery's measured energy."""
 
 
 SEVERITY: dict[AlarmKind, Severity] = {
@@ -113,6 +115,7 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.PLAN_FALLBACK: Severity.WARNING,
     AlarmKind.PLAN_VIOLATIONS: Severity.WARNING,
     AlarmKind.WEATHER_FALLBACK: Severity.WARNING,
+    AlarmKind.WATT_MISMATCH: Severity.WARNING,
 }
 """The severity of each kind of alarm (the one place it is decided)."""
 

@@ -61,7 +61,14 @@ from settlement.ledger import (
     to_us,
 )
 from settlement.rounding import largest_remainder, round_half_up_div
-from settlement.storage import StorageHour, StoragePolicy, plan_storage
+from settlement.storage import (
+    QUARTERS_PER_HOUR,
+    QuarterFlows,
+    StorageHour,
+    StoragePolicy,
+    commission_code,
+    plan_storage,
+)
 
 __all__ = [
     "DEFAULT_MAX_POWER_W",
@@ -70,10 +77,13 @@ __all__ = [
     "MeterEnergy",
     "StorageInput",
     "hourly_energy",
+    "interval_energies",
     "plan_hour",
     "posted_net",
     "price_at",
     "transfers_through_pool",
+    "watt_stream_of",
+    "watt_stream_transfers",
     "watt_transfers",
 ]
 
@@ -193,8 +203,35 @@ def hourly_energy(
     >>> hourly_energy("H001", r, datetime(2026, 8, 1, 10, tzinfo=UTC)).import_wh
     1000
     """
-    h0 = to_us(hour)
-    h1 = h0 + length // timedelta(microseconds=1)
+    return interval_energies(meter_id, readings, hour, max_power_w, length, 1)[0]
+
+
+def interval_energies(
+    meter_id: str,
+    readings: Iterable[MeterReading],
+    start: datetime,
+    max_power_w: int = DEFAULT_MAX_POWER_W,
+    length: timedelta = HOUR,
+    parts: int = 1,
+) -> tuple[MeterEnergy, ...]:
+    """A meter's energy in ``parts`` equal intervals of ``[start, start + length)``.
+
+    :func:`hourly_energy` of each part, reading the readings once (an hour's quarters for
+    the storage commission). The parts telescope: they add up to the whole interval.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> r = [MeterReading("H001", datetime(2026, 8, 1, h, tzinfo=UTC), wh) for h, wh in
+    ...      [(10, 0), (11, 1001)]]
+    >>> [e.import_wh for e in interval_energies("H001", r, r[0].read_at, parts=4)]
+    [250, 250, 250, 251]
+    """
+    if parts < 1:
+        msg = f"parts must be ≥ 1, got {parts}"
+        raise ValueError(msg)
+    origin = to_us(start)
+    step = length // timedelta(microseconds=1) // parts
     by_time: dict[int, MeterReading] = {}
     for r in readings:
         if r.meter_id != meter_id:
@@ -210,35 +247,43 @@ def hourly_energy(
             raise ValueError(msg)
         by_time[t] = r
     times = sorted(by_time)
-    if not times or times[-1] < h1:
-        last = "never reported" if not times else f"last read {by_time[times[-1]].read_at}"
-        alarm = Alarm(
-            AlarmKind.READING_MISSING,
-            meter_id,
-            hour,
-            f"meter {meter_id}: no reading closes the hour {hour.isoformat()} ({last}); it is "
-            "settled by a correcting batch when a reading arrives — check the meter's bus",
-        )
-        return MeterEnergy(meter_id, 0, 0, EnergyStatus.MISSING, (alarm,))
     import_points = [(t, by_time[t].import_wh) for t in times]
     export_points = [(t, by_time[t].export_wh) for t in times]
-    import_wh, unknown_i = _register_energy("import", import_points, h0, h1, max_power_w)
-    export_wh, unknown_e = _register_energy("export", export_points, h0, h1, max_power_w)
-    alarms: list[Alarm] = []
-    for start, end, reason in unknown_i + unknown_e:
-        kind = AlarmKind.REGISTER_DECREASED if "fell" in reason else AlarmKind.IMPLAUSIBLE_JUMP
-        alarms.append(
-            Alarm(
-                kind,
+    out: list[MeterEnergy] = []
+    for part in range(parts):
+        h0 = origin + part * step
+        h1 = origin + (part + 1) * step
+        hour = from_us(h0)
+        if not times or times[-1] < h1:
+            last = "never reported" if not times else f"last read {by_time[times[-1]].read_at}"
+            alarm = Alarm(
+                AlarmKind.READING_MISSING,
                 meter_id,
                 hour,
-                f"meter {meter_id}: {reason} between {_iso(start)} and {_iso(end)}; the energy "
-                "of that step is unknown and not settled — inspect the meter (replaced or "
-                "tampered?) and book any agreed energy by hand",
+                f"meter {meter_id}: no reading closes the hour {hour.isoformat()} ({last}); it is "
+                "settled by a correcting batch when a reading arrives — check the meter's bus",
             )
-        )
-    status = EnergyStatus.PARTIAL if alarms else EnergyStatus.MEASURED
-    return MeterEnergy(meter_id, import_wh, export_wh, status, tuple(alarms))
+            out.append(MeterEnergy(meter_id, 0, 0, EnergyStatus.MISSING, (alarm,)))
+            continue
+        import_wh, unknown_i = _register_energy("import", import_points, h0, h1, max_power_w)
+        export_wh, unknown_e = _register_energy("export", export_points, h0, h1, max_power_w)
+        alarms: list[Alarm] = []
+        for step_start, step_end, reason in unknown_i + unknown_e:
+            kind = AlarmKind.REGISTER_DECREASED if "fell" in reason else AlarmKind.IMPLAUSIBLE_JUMP
+            alarms.append(
+                Alarm(
+                    kind,
+                    meter_id,
+                    hour,
+                    f"meter {meter_id}: {reason} between {_iso(step_start)} and {_iso(step_end)}; "
+                    "the energy "
+                    "of that step is unknown and not settled — inspect the meter (replaced or "
+                    "tampered?) and book any agreed energy by hand",
+                )
+            )
+        status = EnergyStatus.PARTIAL if alarms else EnergyStatus.MEASURED
+        out.append(MeterEnergy(meter_id, import_wh, export_wh, status, tuple(alarms)))
+    return tuple(out)
 
 
 def _iso(micros: int) -> str:
@@ -347,6 +392,22 @@ class HourPlan:
             net[WATT_ISSUER] = self.storage.issuer_net
         return net
 
+    def watt_streams(self) -> dict[str, dict[str, int]]:
+        """Desired WATT nets by what posts them [Wh]; each sums to zero.
+
+        ``watt.flow``: minted on charge and burned on discharge, issuer included; and
+        each quarter's commission (:func:`~settlement.storage.commission_code`).
+        """
+        if self.storage is None:
+            return {}
+        flow = self.storage.flow_net()
+        if flow:
+            flow[WATT_ISSUER] = -sum(flow.values())
+        streams = {WATT_FLOW: flow}
+        for q, moves in enumerate(self.storage.commission_moves):
+            streams[commission_code(q)] = dict(moves)
+        return {k: v for k, v in streams.items() if v}
+
 
 @dataclass(frozen=True, slots=True)
 class StorageInput:
@@ -362,12 +423,17 @@ class StorageInput:
         Efficiency, commission, Bmax.
     capped : frozenset of str
         Accounts Bmax applies to.
+    quarters : tuple of mapping of str to MeterEnergy, optional
+        The battery's and the producers' energy in each 15-minute period of the hour
+        (:func:`hourly_energy` with ``length`` 15 min), so that the commission is charged
+        on each holder's balance at that time; None spreads the hour's flows evenly.
     """
 
     battery_meter: str
     balances: Mapping[str, int]
     policy: StoragePolicy
     capped: frozenset[str] = frozenset()
+    quarters: tuple[Mapping[str, MeterEnergy], ...] | None = None
 
 
 def plan_hour(
@@ -453,6 +519,7 @@ def plan_hour(
             storage.balances,
             storage.policy,
             storage.capped,
+            _quarter_flows(storage, production, energies[battery]),
         )
         # Consumers paid but every produced Wh went into the battery (meters disagree by
         # a few Wh): the money goes to the producers by export rather than being held.
@@ -500,6 +567,42 @@ def plan_hour(
 _METER_PREFIX = meter_account("")
 
 
+def _quarter_flows(
+    storage: StorageInput, production: Mapping[str, int], battery: MeterEnergy
+) -> tuple[QuarterFlows, ...] | None:
+    """The hour's storage flows per quarter, if the quarters' energies add up to the hour's."""
+    if storage.quarters is None or len(storage.quarters) != QUARTERS_PER_HOUR:
+        return None
+    flows = []
+    for quarter in storage.quarters:
+        b = quarter.get(storage.battery_meter)
+        if b is None:
+            return None
+        flows.append(
+            QuarterFlows(
+                {meter_account(m): quarter[m].export_wh for m in production if m in quarter},
+                b.import_wh,
+                b.export_wh,
+            )
+        )
+    hour = (
+        {meter_account(m): wh for m, wh in production.items()},
+        battery.import_wh,
+        battery.export_wh,
+    )
+    totals: dict[str, int] = {}
+    for f in flows:
+        for a, v in f.production_wh.items():
+            totals[a] = totals.get(a, 0) + v
+    summed = (
+        {a: v for a, v in totals.items() if v},
+        sum(f.charge_wh for f in flows),
+        sum(f.discharge_wh for f in flows),
+    )
+    # A step of unknown energy splits differently: then the hour's flows, spread evenly.
+    return tuple(flows) if summed == hour else None
+
+
 def transfers_through_pool(
     desired: Mapping[str, int], posted: Mapping[str, int]
 ) -> tuple[Transfer, ...]:
@@ -545,13 +648,58 @@ def _code(account: str, credit: bool) -> str:
     return "settle.payout" if credit else "settle.charge"
 
 
-def watt_transfers(desired: Mapping[str, int], posted: Mapping[str, int]) -> tuple[Transfer, ...]:
+WATT_FLOW = "watt.flow"
+"""The stream of WATT minted on charge (``watt.mint``) and burned on discharge (``watt.burn``)."""
+
+
+def watt_stream_of(code: str) -> str:
+    """The stream a WATT transfer code belongs to (:meth:`HourPlan.watt_streams`).
+
+    Examples
+    --------
+    >>> watt_stream_of("watt.mint"), watt_stream_of("watt.commission.q2")
+    ('watt.flow', 'watt.commission.q2')
+    """
+    return code if code.startswith("watt.commission.") else WATT_FLOW
+
+
+def watt_stream_transfers(
+    desired: Mapping[str, Mapping[str, int]], posted: Iterable[Transfer]
+) -> tuple[Transfer, ...]:
+    """WATT transfers taking every stream from what is ``posted`` to what is ``desired``.
+
+    Charge and discharge go through :func:`watt_transfers`; each quarter's commission the
+    same way with its own code, so each quarter's commission is its own transfers.
+    """
+    by_stream: dict[str, list[Transfer]] = {}
+    for t in posted:
+        if t.asset is Asset.WATT:
+            by_stream.setdefault(watt_stream_of(t.code), []).append(t)
+    out: list[Transfer] = []
+    for stream in sorted(set(desired) | set(by_stream)):
+        done = posted_net(by_stream.get(stream, ()), Asset.WATT)
+        want = dict(desired.get(stream, {}))
+        if stream == WATT_FLOW:
+            out += watt_transfers(want, done)
+        else:
+            out += watt_transfers(want, done, (stream, stream))
+    # Every credit before any debit: a holder's running balance inside the batch then
+    # never dips below its final one (a quarter's commission may spend a later mint).
+    return tuple(sorted(out, key=lambda t: t.debit != WATT_ISSUER))
+
+
+def watt_transfers(
+    desired: Mapping[str, int],
+    posted: Mapping[str, int],
+    codes: tuple[str, str] = ("watt.burn", "watt.mint"),
+) -> tuple[Transfer, ...]:
     """WATT transfers taking holders from their ``posted`` to their ``desired`` net.
 
     The issuer (:data:`~settlement.ledger.WATT_ISSUER`) is the clearing account: a holder
-    whose net must fall returns WATT to it (``watt.burn``: discharge, commission paid),
-    a holder whose net must rise receives from it (``watt.mint``: charge, commission
-    received). Both mappings include the issuer, so each sums to zero.
+    whose net must fall returns WATT to it (``codes[0]``, ``watt.burn``: discharge),
+    a holder whose net must rise receives from it (``codes[1]``, ``watt.mint``: charge).
+    Both mappings include the issuer, so each sums to zero. A quarter's commission
+    passes through the issuer the same way under its own code (both codes the same).
 
     Raises
     ------
@@ -567,10 +715,8 @@ def watt_transfers(desired: Mapping[str, int], posted: Mapping[str, int]) -> tup
         for a in sorted(set(desired) | set(posted))
         if a != WATT_ISSUER and desired.get(a, 0) != posted.get(a, 0)
     }
-    burn = [
-        Transfer(a, WATT_ISSUER, Asset.WATT, -d, "watt.burn") for a, d in delta.items() if d < 0
-    ]
-    mint = [Transfer(WATT_ISSUER, a, Asset.WATT, d, "watt.mint") for a, d in delta.items() if d > 0]
+    burn = [Transfer(a, WATT_ISSUER, Asset.WATT, -d, codes[0]) for a, d in delta.items() if d < 0]
+    mint = [Transfer(WATT_ISSUER, a, Asset.WATT, d, codes[1]) for a, d in delta.items() if d > 0]
     return tuple(burn + mint)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -26,14 +26,20 @@ from settlement.hourly import (
     MeterEnergy,
     StorageInput,
     hourly_energy,
+    interval_energies,
     plan_hour,
     posted_net,
     price_at,
     transfers_through_pool,
-    watt_transfers,
+    watt_stream_transfers,
 )
 from settlement.ledger import WATT_ISSUER, Asset, Batch, PostedBatch, Transfer, meter_account
-from settlement.storage import StoragePolicy
+from settlement.storage import (
+    QUARTERS_PER_HOUR,
+    StoragePolicy,
+    WattReconciliation,
+    reconcile_watt,
+)
 from settlement.store import LedgerStore
 
 __all__ = [
@@ -44,6 +50,8 @@ __all__ = [
     "SettlementConfig",
     "floor_hour",
     "plan_site_hour",
+    "reconcile_hour",
+    "reconciliation_tolerance_wh",
     "record_readings",
     "retry_delay",
     "settle_hour",
@@ -58,6 +66,7 @@ CONTAINER_METERS = CONTAINER_DEVICES
 """Meter ids of the container's own devices (besides the connections)."""
 
 _HOUR = timedelta(hours=1)
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,11 +303,15 @@ class HourSettlement:
         What this call posted (empty if nothing changed).
     posted : PostedBatch or None
         The batch this call posted or replayed; None if nothing needed posting.
+    replayed : tuple of HourSettlement
+        Later settled hours re-settled because this one changed the WATT balances they
+        started from (storage accounting only).
     """
 
     plan: HourPlan
     transfers: tuple[Transfer, ...]
     posted: PostedBatch | None
+    replayed: tuple[HourSettlement, ...] = ()
 
     @property
     def correction(self) -> bool:
@@ -328,9 +341,17 @@ def _hour_readings(
 
 
 def plan_site_hour(
-    store: LedgerStore, site: Site, hour: datetime, config: SettlementConfig
+    store: LedgerStore,
+    site: Site,
+    hour: datetime,
+    config: SettlementConfig,
+    watt_balances: Mapping[str, int] | None = None,
 ) -> HourPlan:
-    """The pure plan of one hour from the store's readings (nothing is posted)."""
+    """The pure plan of one hour from the store's readings (nothing is posted).
+
+    ``watt_balances``: the WATT balances before the hour, if known
+    (:func:`watt_balances_before` otherwise).
+    """
     h0 = _checked_hour(hour)
     h1 = h0 + _HOUR
     local_hour = h0.astimezone(zoneinfo.ZoneInfo(site.location.timezone)).hour
@@ -345,11 +366,25 @@ def plan_site_hour(
     }
     storage = None
     if config.storage is not None:
+        # The battery's and every exporting meter's energy per quarter: the commission
+        # is charged on each holder's balance at each quarter's start.
+        exporting = [BATTERY_METER] + [m for m, e in energies.items() if e.export_wh]
+        parts = {
+            m: interval_energies(m, grouped.get(m, ()), h0, config.max_power_w, _HOUR,
+                                 QUARTERS_PER_HOUR)
+            for m in exporting
+        }  # fmt: skip
+        quarters = tuple({m: parts[m][q] for m in exporting} for q in range(QUARTERS_PER_HOUR))
         storage = StorageInput(
             BATTERY_METER,
-            watt_balances_before(store, site, h0, config),
+            (
+                watt_balances_before(store, site, h0, config)
+                if watt_balances is None
+                else watt_balances
+            ),
             config.storage,
             frozenset(meter_account(c.id) for c in site.connections),
+            quarters,
         )
     return plan_hour(h0, energies, prices, producers, config.utility_fee_minor, storage)
 
@@ -359,19 +394,21 @@ def watt_balances_before(
 ) -> dict[str, int]:
     """WATT balances of every holder before ``hour`` was settled [Wh].
 
-    The store's current balances minus what the hour's own batches already moved, so a
-    re-settled hour starts from the same balances as its first settlement (hours are
-    settled in order; a correction of an old hour does not replay later hours).
+    The store's current balances minus what the batches of this hour and of every later
+    settled hour moved, so a re-settled hour starts from the balances its hour had, and
+    :func:`settle_hour` can replay the later hours after a correction.
     """
     balances = {
         account: amount
         for (account, _), amount in store.balances(Asset.WATT).items()
         if account != WATT_ISSUER and amount
     }
-    base = settlement_key(config.site_key(site), hour)
+    site_id = config.site_key(site)
+    hours = {hour, *store.settled_hours(site_id, hour, _FAR_FUTURE)}
     posted: list[Transfer] = []
-    for key in store.keys_with_prefix(base):
-        posted.extend(store.transfers_of(key))
+    for h in sorted(hours):
+        for key in store.keys_with_prefix(settlement_key(site_id, h)):
+            posted.extend(store.transfers_of(key))
     for account, amount in posted_net(posted, Asset.WATT).items():
         if account != WATT_ISSUER:
             balances[account] = balances.get(account, 0) - amount
@@ -384,10 +421,15 @@ def settle_hour(
     hour: datetime,
     config: SettlementConfig | None = None,
     now: datetime | None = None,
+    replay_later: bool = True,
+    watt_balances: Mapping[str, int] | None = None,
 ) -> HourSettlement:
     """Settle one hour: post its batch, or the correction late readings call for.
 
-    Idempotent: settling an hour again with the same readings posts nothing.
+    Idempotent: settling an hour again with the same readings posts nothing. With
+    storage accounting, an hour settled or corrected after later hours were settled
+    changes the WATT balances those started from: they are re-settled in order
+    (corrections of their own), so that settling in lots equals settling at once.
 
     Parameters
     ----------
@@ -401,6 +443,11 @@ def settle_hour(
         Fee, producers, plausibility limit.
     now : datetime, optional
         Posting time (now by default).
+    replay_later : bool
+        Re-settle later settled hours when this one posts (the replay itself passes
+        False: it goes through them in order once).
+    watt_balances : mapping of str to int, optional
+        WATT balances before the hour, if the caller knows them (the replay does).
 
     Returns
     -------
@@ -413,15 +460,15 @@ def settle_hour(
         settle again.
     """
     config = config or SettlementConfig()
-    plan = plan_site_hour(store, site, hour, config)
+    plan = plan_site_hour(store, site, hour, config, watt_balances)
     site_id = config.site_key(site)
     base = settlement_key(site_id, plan.hour)
     keys = store.keys_with_prefix(base)
     already: list[Transfer] = []
     for key in keys:
         already.extend(store.transfers_of(key))
-    transfers = transfers_through_pool(plan.net(), posted_net(already)) + watt_transfers(
-        plan.watt_net(), posted_net(already, Asset.WATT)
+    transfers = transfers_through_pool(plan.net(), posted_net(already)) + watt_stream_transfers(
+        plan.watt_streams(), already
     )
     posted: PostedBatch | None = None
     if not keys or transfers:
@@ -439,7 +486,21 @@ def settle_hour(
         store.connected_after(site_id, plan.hour - _HOUR),
     )
     store.finish_hour(site_id, plan.hour, plan.complete, retry_at, plan.alarms, decisions)
-    return HourSettlement(plan, transfers, posted)
+    replayed: list[HourSettlement] = []
+    replay = replay_later and config.storage is not None and bool(transfers)
+    later = store.settled_hours(site_id, plan.hour + _HOUR, _FAR_FUTURE) if replay else []
+    if later:
+        # One pass over the later hours' batches for the first one's balances; then each
+        # replayed hour hands its successor its balances (no quadratic re-reading).
+        balances = watt_balances_before(store, site, later[0], config)
+        for h in later:
+            done = settle_hour(store, site, h, config, now, False, balances)
+            replayed.append(done)
+            for account, amount in done.plan.watt_net().items():
+                if account != WATT_ISSUER:
+                    balances[account] = balances.get(account, 0) + amount
+            balances = {a: v for a, v in balances.items() if v}
+    return HourSettlement(plan, transfers, posted, tuple(replayed))
 
 
 _METER_PREFIX = meter_account("")
@@ -494,3 +555,75 @@ def settle_pending(
     due = now or datetime.now(UTC)
     hours = store.incomplete_hours(config.site_key(site), due_at=due)
     return settle_hours(store, site, hours, config, now)
+
+
+SOC_RESOLUTION = 0.001
+"""State of charge resolution of the battery inverter (SunSpec 124 ``ChaState`` at scale
+factor −1: 0.1 %) [-]."""
+
+
+def reconciliation_tolerance_wh(site: Site) -> float:
+    """What measurement and rounding may explain in one period's WATT reconciliation [Wh].
+
+    Two state-of-charge readings (this period's and the last) each within half the SoC
+    register's step, plus up to 4 Wh of rounded-up burns (one per quarter) and 4 Wh of
+    floored registers (the battery's charge is derived from four of them).
+
+    Examples
+    --------
+    >>> from microgrid import load_site
+    >>> reconciliation_tolerance_wh(load_site())  # 60 kWh: 0.1 % is 60 Wh
+    68.0
+    """
+    return SOC_RESOLUTION * site.battery.energy_capacity_kwh * 1000 + 8.0
+
+
+def reconcile_hour(
+    store: LedgerStore,
+    site: Site,
+    hour: datetime,
+    config: SettlementConfig,
+    stored_wh: float,
+    unheld_before_wh: float | None,
+    tolerance_wh: float | None = None,
+) -> WattReconciliation | None:
+    """Reconcile Σ WATT outstanding with the battery's measured energy after ``hour``.
+
+    Call it once ``hour`` is settled, with the stored energy measured at its end. A
+    mismatch raises a standing :attr:`~settlement.alarms.AlarmKind.WATT_MISMATCH` alarm
+    (subject ``watt:battery``), a reconciled period clears it.
+
+    Parameters
+    ----------
+    store : LedgerStore
+        The ledger, with ``hour`` settled.
+    site : Site
+        Its battery gives the default tolerance.
+    hour : datetime
+        The settled hour (start).
+    config : SettlementConfig
+        Its storage policy; without one there is nothing to reconcile (None).
+    stored_wh : float
+        Battery energy at the hour's end, measured [Wh DC].
+    unheld_before_wh : float or None
+        ``unheld_wh`` of the previous reconciliation; None for the first.
+    tolerance_wh : float, optional
+        Default :func:`reconciliation_tolerance_wh`.
+
+    Returns
+    -------
+    WattReconciliation or None
+    """
+    if config.storage is None:
+        return None
+    h0 = _checked_hour(hour)
+    outstanding = -store.balance(WATT_ISSUER, Asset.WATT)
+    tolerance = reconciliation_tolerance_wh(site) if tolerance_wh is None else tolerance_wh
+    result = reconcile_watt(outstanding, stored_wh, config.storage, unheld_before_wh, tolerance)
+    end = h0 + _HOUR
+    if result.ok:
+        store.clear_alarm(AlarmKind.WATT_MISMATCH, WATT_ISSUER, end)
+    else:
+        message = f"hour {h0.isoformat()}: " + "; ".join(result.problems)
+        store.add_alarms([Alarm(AlarmKind.WATT_MISMATCH, WATT_ISSUER, end, message)])
+    return result

@@ -27,9 +27,11 @@ from settlement.storage import (
     EDUCATION_FUND,
     NETWORK_FUND,
     STORAGE_PRODUCER,
+    QuarterFlows,
     StoragePolicy,
     plan_storage,
     split_commission,
+    split_hour,
 )
 from tests.settlement.conftest import HOUR
 
@@ -142,13 +144,43 @@ def test_commission_is_charged_every_quarter_and_split_80_10_10():
     policy = StoragePolicy(commission_ppm=10_000)  # 1 % per quarter
     hour = plan_storage({}, 0, 0, {"meter:angel": 100_000}, policy)
     # 1000, 990, 980, 970 (compounding): 3940 WATT.
-    assert hour.commission == {"meter:angel": 3940}
-    assert hour.watt_net == {
-        "meter:angel": -3940,
-        STORAGE_PRODUCER: 3152,
-        EDUCATION_FUND: 394,
-        NETWORK_FUND: 394,
+    assert hour.commission["meter:angel"] == 3940
+    # Quarter 1: only Angel holds WATT; 80/10/10.
+    assert hour.commission_moves[0] == {
+        "meter:angel": -1000,
+        STORAGE_PRODUCER: 800,
+        EDUCATION_FUND: 100,
+        NETWORK_FUND: 100,
     }
+    # Quarter 2: every holder pays on its balance then, the recipients on what they got.
+    assert hour.commission_moves[1] == {
+        "meter:angel": -990,
+        STORAGE_PRODUCER: 800 - 8,
+        EDUCATION_FUND: 100 - 1,
+        NETWORK_FUND: 100 - 1,
+    }
+    assert len(hour.commission_moves) == 4
+    assert all(sum(m.values()) == 0 for m in hour.commission_moves)
+    assert hour.flow_net() == {}
+
+
+def test_commission_is_charged_on_the_balance_at_each_quarter():
+    """A discharge early in the hour lowers the next quarters' commission; late, it does not."""
+    policy = StoragePolicy(commission_ppm=10_000, round_trip_ppm=1_000_000)
+    early = [QuarterFlows({}, 0, 50_000)] + [QuarterFlows({}, 0, 0)] * 3
+    late = [QuarterFlows({}, 0, 0)] * 3 + [QuarterFlows({}, 0, 50_000)]
+    balances = {"meter:angel": 100_000}
+    first = plan_storage({}, 0, 50_000, balances, policy, quarters=early)
+    last = plan_storage({}, 0, 50_000, balances, policy, quarters=late)
+    # Early: 1000 on 100 000, then 1 % of ~49 500 three times; late: 1 % of ~100 000 four times.
+    assert first.commission["meter:angel"] == 1000 + 495 + 490 + 485
+    assert last.commission["meter:angel"] == 3940
+    assert sum(first.burned.values()) == sum(last.burned.values()) == 50_000
+
+
+def test_quarters_must_add_up_to_the_hour():
+    with pytest.raises(ValueError, match="quarters' flows must add up"):
+        plan_storage({}, 10, 0, {}, NO_FEE, quarters=[QuarterFlows({}, 1, 0)] * 4)
 
 
 def test_commission_recipients_may_not_be_capped():
@@ -189,6 +221,13 @@ def test_watt_is_conserved_and_bmax_never_exceeded(
     # WATT: what holders gain is minted minus burned; the commission only moves WATT.
     assert sum(hour.watt_net.values()) == sum(hour.minted.values()) - sum(hour.burned.values())
     assert sum(hour.minted.values()) == charge
+    # The commission, each quarter: what holders pay is exactly what the recipients get
+    # (split_commission's own property checks the 80/10/10 split).
+    assert len(hour.commission_moves) == 4
+    assert all(sum(moves.values()) == 0 for moves in hour.commission_moves)
+    assert not commission or sum(hour.commission.values()) >= sum(
+        -v for moves in hour.commission_moves for a, v in moves.items() if v < 0
+    )
     if bmax is not None:
         assert all(after.get(a, 0) <= bmax for a in capped)
     # Energy: everything produced or discharged is either stored as WATT or sold.
@@ -198,12 +237,13 @@ def test_watt_is_conserved_and_bmax_never_exceeded(
         - (sum(hour.minted.values()) - hour.minted.get(STORAGE_PRODUCER, 0))
         + discharge
     )
-    # The haircut: holders burn what the delivery needs (D / η), or everything they hold.
+    # The haircut, quarter by quarter: holders burn what each quarter's delivery needs
+    # (⌈D_q / η⌉), or, when they run out, everything they held at the start.
     outstanding = sum(balances.values())
     burned = sum(hour.burned.values())
-    assert burned <= outstanding
-    assert burned == outstanding or burned * round_trip >= discharge * 1_000_000
-    assert (burned - 1) * round_trip < discharge * 1_000_000 or burned == 0
+    needed = sum(-(-q.discharge_wh * 1_000_000 // round_trip) for q in split_hour({}, 0, discharge))
+    assert burned <= outstanding + charge
+    assert burned == needed or (burned < needed and burned >= outstanding)
 
 
 @given(
