@@ -70,8 +70,9 @@ class FailsafeSettings:
         SoC-rules and safe modes: the businesses' combined meter power limit [% of the
         battery inverter's rating], shared in proportion to their rated power. Without a
         plan nothing says what the sun and the battery can spare, and the default site's
-        priority users and households alone peak at 22 kW at night (demand profiles) on
-        a 20 kW inverter: 10 % (2 kW) keeps lights and phones on, not a mill at full power.
+        priority users and households alone peak at 22.2 kW (its demand profiles on
+        2026-03-20) on a 20 kW battery inverter: 10 % (2 kW) keeps lights and phones on,
+        not a mill at full power.
     discharge_headroom_pct : float
         Schedule mode: discharge limit = planned discharge + this share of the rating
         [%]. 100 % (the rating) by default: a battery inverter capped below what the
