@@ -70,7 +70,7 @@ from controllers.events import DeviceEvents
 from controllers.failsafe import FailsafeSettings, Mode, Targets, decide_mode, targets
 from controllers.modbus import ExceptionResponse, GatewayClient, ModbusSettings, TransportError
 from controllers.registers import load_register_map
-from dispatch.setpoints import PeriodSetpoints, Setpoints
+from dispatch.setpoints import PeriodSetpoints, Setpoints, safe_setpoints
 from microgrid.readings import ENERGY_REGISTER_MODULUS_WH, MeterReading
 from microgrid.site import ConnectionKind, Site
 from settlement.alarms import Alarm, AlarmKind
@@ -374,6 +374,19 @@ class Controller:
         self.priority_ids = frozenset(c.id for c in site.priority_users)
         groups_with_priority = {c.relay_group for c in site.priority_users if c.relay_group}
         self._priority_groups = frozenset(groups_with_priority)
+        # Without a plan (SoC rules, safe state) each business meter holds its share of
+        # the fallback power: the safe setpoints' limits, a function of the site.
+        fs = self.settings.failsafe
+        safe = safe_setpoints(
+            site,
+            pd.Timestamp(0, tz="UTC"),
+            site.pv.inverter_ac_capacity_kw * fs.pv_safe_limit_pct / 100,
+            periods=1,
+            business_kw=site.battery.power_kw_max * fs.rules_business_pct / 100,
+        )
+        self._fallback_limits_kw = {
+            str(unit): float(kw) for unit, kw in safe.power_limit_kw.iloc[0].items()
+        }
 
     def _build_devices(self) -> list[_Device]:
         site = self.site
@@ -743,6 +756,7 @@ class Controller:
             battery_rating_kw=storage.rate_kw_max if storage else self.site.battery.power_kw_max,
             soc_fraction=soc_fraction,
             previously_on=self._units_on,
+            fallback_power_limit_kw=self._fallback_limits_kw,
         )
         self._units_on = target.units_on
         self._target = target

@@ -5,7 +5,8 @@
 - ``SCHEDULE``: a schedule period covers now and the state of charge is fresh;
 - ``SOC_RULES``: the dispatcher is lost (no local schedule period covers now) but the
   battery is readable: households on above a SoC threshold (with hysteresis),
-  businesses on above a higher one;
+  businesses on above a higher one, each business meter limited to its share of
+  ``FailsafeSettings.rules_business_pct`` (:func:`dispatch.setpoints.safe_setpoints`);
 - ``SAFE``: the state of charge is unknown or stale (battery inverter unreachable for
   longer than the device timeout): priority on, households and businesses off, PV
   inverter at its safe limit.
@@ -65,6 +66,13 @@ class FailsafeSettings:
         PV inverter limit in the safe state [% of rating]. 60 % of 20 kW covers the
         default site's daytime priority and household load while halving the surplus
         a battery of unknown state of charge would have to absorb.
+    rules_business_pct : float
+        SoC-rules and safe modes: the businesses' combined meter power limit [% of the
+        battery inverter's rating], shared in proportion to their rated power. Without a
+        plan nothing says what the sun and the battery can spare, and the default site's
+        priority users and households alone peak at 22.2 kW (its demand profiles on
+        2026-03-20) on a 20 kW battery inverter: 10 % (2 kW) keeps lights and phones on,
+        not a mill at full power.
     discharge_headroom_pct : float
         Schedule mode: discharge limit = planned discharge + this share of the rating
         [%]. 100 % (the rating) by default: a battery inverter capped below what the
@@ -78,6 +86,7 @@ class FailsafeSettings:
     businesses_soc_min: float = 0.7
     hysteresis: float = 0.05
     pv_safe_limit_pct: float = 60.0
+    rules_business_pct: float = 10.0
     discharge_headroom_pct: float = 100.0
 
     def __post_init__(self) -> None:
@@ -91,9 +100,10 @@ class FailsafeSettings:
             if not 0 <= getattr(self, name) <= 1:
                 msg = f"{name} is a fraction of capacity in [0, 1], got {getattr(self, name)}"
                 raise ValueError(msg)
-        if not 0 <= self.pv_safe_limit_pct <= 100:
-            msg = f"pv_safe_limit_pct must be in [0, 100] %, got {self.pv_safe_limit_pct}"
-            raise ValueError(msg)
+        for name in ("pv_safe_limit_pct", "rules_business_pct"):
+            if not 0 <= getattr(self, name) <= 100:
+                msg = f"{name} must be in [0, 100] %, got {getattr(self, name)}"
+                raise ValueError(msg)
 
 
 def decide_mode(
@@ -142,8 +152,9 @@ class Targets:
     units_on : dict of str to bool
         Switchable units (household relay groups and businesses) → closed.
     power_limit_kw : dict of str to float
-        Schedule mode: limited unit (business) → its meter's power limit [kW]. Other
-        modes write no limit (the meters keep the last one, the conservative choice).
+        Limited unit (business) → its meter's power limit [kW]: the plan's in schedule
+        mode, the fallback share otherwise (a relay the rules close must never let a
+        business draw its full demand).
     energy_budget_wh : dict of str to int
         Schedule mode: connection → its meter's daily budget [Wh].
     """
@@ -173,6 +184,7 @@ def targets(
     battery_rating_kw: float = 1.0,
     soc_fraction: float | None = None,
     previously_on: Mapping[str, bool] | None = None,
+    fallback_power_limit_kw: Mapping[str, float] | None = None,
 ) -> Targets:
     """Device targets for a mode.
 
@@ -193,6 +205,9 @@ def targets(
         SoC-rules mode: the measured state of charge [-].
     previously_on : mapping, optional
         SoC-rules mode: which units are on now (for hysteresis).
+    fallback_power_limit_kw : mapping, optional
+        SoC-rules and safe modes: each business meter's power limit [kW] (the safe
+        setpoints' share, :func:`dispatch.setpoints.safe_setpoints`).
     """
     units = household_groups + businesses
     if mode is Mode.SCHEDULE:
@@ -228,5 +243,12 @@ def targets(
 
         on = {g: rule(g, settings.households_soc_min) for g in household_groups}
         on |= {b: rule(b, settings.businesses_soc_min) for b in businesses}
-        return Targets(mode, 100.0, 100.0, 100.0, on)
-    return Targets(mode, settings.pv_safe_limit_pct, 100.0, 100.0, dict.fromkeys(units, False))
+        return Targets(mode, 100.0, 100.0, 100.0, on, dict(fallback_power_limit_kw or {}))
+    return Targets(
+        mode,
+        settings.pv_safe_limit_pct,
+        100.0,
+        100.0,
+        dict.fromkeys(units, False),
+        dict(fallback_power_limit_kw or {}),
+    )

@@ -237,11 +237,18 @@ class Setpoints:
 
 
 def safe_setpoints(
-    site: Site, start: pd.Timestamp, pv_limit_kw: float, periods: int = 96
+    site: Site,
+    start: pd.Timestamp,
+    pv_limit_kw: float,
+    periods: int = 96,
+    business_kw: float = 0.0,
 ) -> Setpoints:
     """The fail-safe state as setpoints: every switchable unit off, PV limited.
 
-    Priority users stay on (they are never switched); the battery runs free.
+    Priority users stay on (they are never switched); the battery runs free. Each
+    business meter holds a share of ``business_kw``, in proportion to the business's
+    rated power: the limit a relay closed without a plan (the controller's SoC rules)
+    is held to, so that no business draws its full demand on a guess.
 
     Parameters
     ----------
@@ -253,19 +260,29 @@ def safe_setpoints(
         The PV inverter's safe limit [kW].
     periods : int
         How many 15-minute periods (96 = a day).
+    business_kw : float
+        The businesses' combined meter power limit [kW]; each gets at most its own
+        ``power_kw_max``. 0: every business meter at 0 kW.
     """
     if start.tzinfo is None or not math.isfinite(pv_limit_kw) or pv_limit_kw < 0:
         msg = "safe_setpoints needs a timezone-aware start and a finite PV limit ≥ 0 kW"
         raise ValueError(msg)
+    if not (math.isfinite(business_kw) and business_kw >= 0):
+        msg = f"safe_setpoints needs a finite business_kw ≥ 0 kW, got {business_kw}"
+        raise ValueError(msg)
     index = pd.date_range(start, periods=periods, freq="15min")
     groups = tuple(g.id for g in site.relay_groups)
     businesses = [b.id for b in site.businesses]
+    rated = np.array([b.business.power_kw_max if b.business else 0.0 for b in site.businesses])
+    share = business_kw * rated / rated.sum() if rated.sum() > 0 else np.zeros(len(rated))
     return Setpoints(
         inverters=pd.DataFrame(
             {"pv_limit_kw": pv_limit_kw, "charge_limit_kw": np.inf, "discharge_limit_kw": np.inf},
             index=index,
         ),
         relays=pd.DataFrame(False, index=index, columns=[*groups, *businesses]),
-        power_limit_kw=pd.DataFrame(0.0, index=index, columns=businesses),
+        power_limit_kw=pd.DataFrame(
+            np.tile(np.minimum(share, rated), (periods, 1)), index=index, columns=businesses
+        ),
         switch_only=groups,
     )

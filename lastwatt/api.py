@@ -370,7 +370,9 @@ def create_app(
                     )
             relays = {
                 pd.Timestamp(str(t)).isoformat(): {str(u): bool(v) for u, v in row.items()}
-                for t, row in stored.relays.iterrows()
+                for t, row in (
+                    stored.setpoints.relays if stored.setpoints is not None else pd.DataFrame()
+                ).iterrows()
             }
             cache.update(
                 key=stored,

@@ -277,7 +277,12 @@ def _unit_plan(service: "Service", connection: Any) -> list[PagePlanRow]:
     if stored is None:
         return []
     unit = connection.relay_group if connection.kind is ConnectionKind.HOUSEHOLD else connection.id
-    relays = stored.relays.get(unit) if unit in stored.relays else None
+    setpoints = stored.setpoints
+    relays = (
+        setpoints.relays[unit]
+        if setpoints is not None and unit in setpoints.relays.columns
+        else None
+    )
     allotment = stored.allotment_kw.get(unit) if unit in stored.allotment_kw else None
     reasons: dict[str, str] = {}
     if len(stored.reasons):

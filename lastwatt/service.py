@@ -401,15 +401,12 @@ class Service:
         stored = self.state.last_schedule()
         if stored is not None:
             self.stored_schedule = stored
-            self.apply(
-                Setpoints.from_plan(
-                    stored.plan,
-                    stored.relays,
-                    stored.allotment_kw,
-                    tuple(g.id for g in self.site.relay_groups),
-                )
-            )
-            log.info("restored the schedule issued %s", stored.issued_at.isoformat())
+            # The setpoints as they were applied (budgets included); a schedule stored
+            # before setpoints were is shown but not applied: the rules hold until the
+            # first dispatch, a few seconds from now.
+            if stored.setpoints is not None:
+                self.apply(stored.setpoints)
+                log.info("restored the schedule issued %s", stored.issued_at.isoformat())
         self.started = True
         await self._on_control_loop(self.control_job(now))
         await self.weather_job(now)
@@ -711,7 +708,8 @@ class Service:
                 self._executor, solve_dispatch, problem, settings, self.schedule, deadline
             )
             self.schedule = schedule
-            self.apply(Setpoints.from_schedule(schedule))
+            setpoints = Setpoints.from_schedule(schedule)
+            self.apply(setpoints)
             self._plan_alarms(schedule, now)
             summary = _summary(schedule, now, soc)
             if self.weather_choice is not None:
@@ -720,8 +718,8 @@ class Service:
             self.state.save_schedule(
                 now,
                 schedule.status.value,
+                setpoints,
                 schedule.plan,
-                schedule.relays,
                 schedule.allotment_kw,
                 schedule.reasons,
                 summary,

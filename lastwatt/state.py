@@ -4,8 +4,9 @@ The ledger (journal, balances, readings, stakes) lives in its own file, owned by
 :class:`settlement.SqliteLedgerStore`; this store keeps what only the service needs to
 continue where it stopped: the clock anchor of a fast-forward, the next hour to settle,
 the staking round, the last schedule (so the controller has a plan before the first
-re-solve), operator holds and the reserve setting, and a thin telemetry series for the
-dashboard — raw snapshots for a few days, then hourly means
+re-solve: its :class:`~dispatch.setpoints.Setpoints` as they were applied, with the plan
+and reasons that explain them), operator holds and the reserve setting, and a thin
+telemetry series for the dashboard — raw snapshots for a few days, then hourly means
 (:meth:`ServiceState.downsample_telemetry`), so it does not grow without bound. Every
 write commits at once (WAL, ``synchronous=FULL``), so a killed process loses at most the
 statement in flight.
@@ -21,7 +22,10 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from dispatch.setpoints import Setpoints
 
 __all__ = ["ServiceState", "StoredSchedule"]
 
@@ -38,7 +42,8 @@ CREATE TABLE IF NOT EXISTS schedules (
     relays TEXT NOT NULL,
     allotment TEXT NOT NULL,
     reasons TEXT NOT NULL,
-    summary TEXT NOT NULL
+    summary TEXT NOT NULL,
+    setpoints TEXT
 );
 CREATE TABLE IF NOT EXISTS telemetry (
     time TEXT PRIMARY KEY,
@@ -70,16 +75,34 @@ CREATE TABLE IF NOT EXISTS holds (
 # hour is ≈ 100 a day at ≈ 100 kB each for the default site).
 _KEEP_SCHEDULES = 200
 _KEEP_JOB_RUNS = 5000
+_INVERTER_COLUMNS = ("pv_limit_kw", "charge_limit_kw", "discharge_limit_kw")
 
 
 @dataclass(frozen=True, slots=True)
 class StoredSchedule:
-    """A schedule as the service stored it (enough for the controller and the API)."""
+    """A schedule as the service stored it (enough for the controller and the API).
+
+    Attributes
+    ----------
+    issued_at : datetime.datetime
+        When dispatch issued it (UTC).
+    status : str
+        The dispatch status (:class:`dispatch.schedule.DispatchStatus` value).
+    setpoints : Setpoints or None
+        What the controller carries out: the one typed structure, restored as it was
+        applied. None for a schedule stored before setpoints were stored: it is shown,
+        never applied.
+    plan, allotment_kw, reasons : pandas.DataFrame
+        The plan that explains the setpoints: per-period flows, planned power per unit
+        [kW] and reason codes, for the operator.
+    summary : dict
+        Energy per tier, status and solve time, as the API shows them.
+    """
 
     issued_at: datetime
     status: str
+    setpoints: Setpoints | None
     plan: pd.DataFrame
-    relays: pd.DataFrame
     allotment_kw: pd.DataFrame
     reasons: pd.DataFrame
     summary: dict[str, Any]
@@ -94,6 +117,50 @@ def _frame(text: str, index_is_time: bool = True) -> pd.DataFrame:
     if index_is_time and len(frame.index):
         frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index, utc=True))
     return frame
+
+
+def _setpoints_json(setpoints: Setpoints) -> str:
+    """Setpoints as JSON, exactly.
+
+    Python's float repr round-trips; inf ("no limit", which JSON lacks) travels as null,
+    and nothing else is null (Setpoints refuses NaN).
+    """
+
+    def frame(values: pd.DataFrame, kind: type) -> dict[str, Any]:
+        rows = values.to_numpy(kind).tolist()
+        if kind is float:
+            rows = [[None if v == np.inf else v for v in row] for row in rows]
+        return {"columns": [str(c) for c in values.columns], "data": rows}
+
+    return json.dumps(
+        {
+            "index": [t.isoformat() for t in setpoints.index],
+            "inverters": frame(setpoints.inverters[list(_INVERTER_COLUMNS)], float),
+            "relays": frame(setpoints.relays, bool),
+            "power_limit_kw": frame(setpoints.power_limit_kw, float),
+            "switch_only": list(setpoints.switch_only),
+            "energy_budget_wh": {c: int(b) for c, b in setpoints.energy_budget_wh.items()},
+        }
+    )
+
+
+def _setpoints(text: str) -> Setpoints:
+    data = json.loads(text)
+    index = pd.DatetimeIndex([pd.Timestamp(t) for t in data["index"]]).tz_convert(UTC)
+
+    def frame(part: dict[str, Any], kind: type) -> pd.DataFrame:
+        values = np.array(part["data"], dtype=object).reshape(len(index), len(part["columns"]))
+        if kind is float:
+            values = np.where(values == None, np.inf, values)  # noqa: E711 (elementwise)
+        return pd.DataFrame(values.astype(kind), index=index, columns=part["columns"])
+
+    return Setpoints(
+        inverters=frame(data["inverters"], float),
+        relays=frame(data["relays"], bool),
+        power_limit_kw=frame(data["power_limit_kw"], float),
+        switch_only=tuple(data["switch_only"]),
+        energy_budget_wh={str(c): int(b) for c, b in data["energy_budget_wh"].items()},
+    )
 
 
 _MAX_FIELDS = frozenset({"faults", "meters_missing"})
@@ -134,6 +201,9 @@ class ServiceState:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(schedules)")}
+        if "setpoints" not in columns:  # a state file from before setpoints were stored
+            self._db.execute("ALTER TABLE schedules ADD COLUMN setpoints TEXT")
 
     def close(self) -> None:
         """Close the database."""
@@ -158,24 +228,39 @@ class ServiceState:
         self,
         issued_at: datetime,
         status: str,
+        setpoints: Setpoints,
         plan: pd.DataFrame,
-        relays: pd.DataFrame,
         allotment_kw: pd.DataFrame,
         reasons: pd.DataFrame,
         summary: dict[str, Any],
     ) -> None:
-        """Store a new schedule (the latest is the one in force)."""
+        """Store a new schedule (the latest is the one in force).
+
+        Parameters
+        ----------
+        issued_at : datetime.datetime
+            When it was issued (timezone-aware).
+        status : str
+            Dispatch status.
+        setpoints : Setpoints
+            What the controller applies; restored by :meth:`last_schedule` as they are.
+        plan, allotment_kw, reasons : pandas.DataFrame
+            The plan's explanation (:class:`dispatch.schedule.Schedule` frames).
+        summary : dict
+            JSON-serialisable summary.
+        """
         self._db.execute(
-            "INSERT INTO schedules (issued_at, status, plan, relays, allotment, reasons, summary)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO schedules (issued_at, status, plan, relays, allotment, reasons, summary,"
+            " setpoints) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 issued_at.astimezone(UTC).isoformat(),
                 status,
                 _frame_json(plan.drop(columns=["binding"], errors="ignore")),
-                _frame_json(relays),
+                _frame_json(setpoints.relays),  # kept for readers of older versions
                 _frame_json(allotment_kw),
                 reasons.to_json(orient="split", date_format="iso", date_unit="s"),
                 json.dumps(summary),
+                _setpoints_json(setpoints),
             ),
         )
         self._db.execute(
@@ -186,17 +271,16 @@ class ServiceState:
     def last_schedule(self) -> StoredSchedule | None:
         """The schedule in force, if any."""
         row = self._db.execute(
-            "SELECT issued_at, status, plan, relays, allotment, reasons, summary "
+            "SELECT issued_at, status, setpoints, plan, allotment, reasons, summary "
             "FROM schedules ORDER BY id DESC LIMIT 1"
         ).fetchone()
         if row is None:
             return None
-        relays = _frame(row[3]).astype(bool)
         return StoredSchedule(
             datetime.fromisoformat(row[0]),
             row[1],
-            _frame(row[2]),
-            relays,
+            None if row[2] is None else _setpoints(row[2]),
+            _frame(row[3]),
             _frame(row[4]),
             _frame(row[5], index_is_time=False),
             json.loads(row[6]),

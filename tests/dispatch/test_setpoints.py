@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from dispatch import HouseholdGroupLoad, solve_dispatch
 from dispatch.rolling import UnitTiers, deliver_block
+from dispatch.schedule import VIOLATION_KWH
 from dispatch.setpoints import Setpoints, safe_setpoints
-from microgrid.physics import Protection
+from microgrid.physics import SOC_ROUNDING_KWH, Protection
 from tests.dispatch.test_dispatch import battery, business, problem
 from tests.sites import village
 
@@ -77,6 +78,30 @@ def test_safe_setpoints_are_a_function_of_the_site():
     demand=st.lists(st.floats(0.5, 4), min_size=2, max_size=2),
     stakes=st.lists(st.integers(0, 5), min_size=2, max_size=2),
 )
+# Found by random runs (400 examples, --hypothesis-seed=random); each went dark for a
+# whole period on a shortfall the plan's solve tolerance allows (microgrid.physics
+# POWER_ROUNDING_KW, SOC_ROUNDING_KWH):
+# the battery planned down to its floor, 1.06e-7 kWh short (priority 1 kW dark for 1 h);
+@example([0.0, 2.0, 0.0, 0.0], 3.0, 1.0, [0.0, 0.0], [1.0, 1.0], [1, 0])
+# the battery planned at its rating, 1.01e-7 kW over (5.7 kW dark for 1 h);
+@example(
+    [2.255022618916337, 1.7217453373037888, 5.114651040532703, 6.440438665160078],
+    9.636708728449708,
+    0.30104966084235496,
+    [1.4466371645980096, 2.6841475865885203],
+    [1.9795091743090305, 2.5632572172941686],
+    [5, 0],
+)
+# a priority user planned 0.9 Wh short (within the tiers' 1 Wh) while a household group
+# stays on: the physics serves the priority user in full from the battery (3.3 kW dark).
+@example(
+    [0.8982742529412118, 1.210333356733206, 1.6938059536305214, 4.584730899412304],
+    4.3021383763751375,
+    0.836609300041798,
+    [0.4348109950557283, 2.4728490895017945],
+    [2.1780728529400113, 3.5300471852459383],
+    [0, 0],
+)
 def test_every_plan_dispatch_emits_is_executable_by_the_one_physics(
     pv, soc, priority, group_demand, demand, stakes
 ):
@@ -112,10 +137,14 @@ def test_every_plan_dispatch_emits_is_executable_by_the_one_physics(
     # Executable: no overload trip, the battery inside its window, the plan delivered.
     assert (block.short_kw == 0.0).all()
     assert block.state.inverter_trips == 0
-    assert (block.soc_kwh >= -1e-6).all()
+    assert (block.soc_kwh >= -SOC_ROUNDING_KWH).all()
     assert (block.soc_kwh <= 10.0 + 1e-6).all()
     served = block.served_kw
-    np.testing.assert_allclose(served[:, :3], schedule.allotment_kw[units[:3]], atol=1e-6)
+    # Households get what the plan switched on; the priority user, never limited, its
+    # demand, which the plan may leave short by its tiers' tolerance (1 Wh, 1 h periods).
+    np.testing.assert_allclose(served[:, 1:3], schedule.allotment_kw[units[1:3]], atol=1e-6)
+    np.testing.assert_allclose(served[:, 0], priority, atol=1e-9)
+    np.testing.assert_allclose(served[:, 0], schedule.allotment_kw["clinic"], atol=VIOLATION_KWH)
     # A business meter trips once when its demand rises above its limit and recloses
     # after 60 s: at most that share of an hour is lost, never more than allotted.
     allotted = schedule.allotment_kw[units[3:]].to_numpy()

@@ -16,7 +16,7 @@ import pytest
 from lastwatt.relay_history import UNKNOWN, RelayHistory
 from microgrid.io import load_site
 from microgrid.site import ConnectionKind
-from tests.controllers.conftest import on_free_ports
+from tests.controllers.conftest import on_free_ports, small_site
 from tests.service.conftest import Rig
 
 DAY = dt.datetime(2026, 3, 19, 23, 0, tzinfo=dt.UTC)  # local midnight, Africa/Niamey
@@ -71,8 +71,15 @@ def test_default_site_started_at_ten_nothing_trips(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("hour", range(24))
 def test_started_at_any_hour_nothing_trips(tmp_path, hour):
+    # The controllers' small site (4 kWp, 5 kW battery inverter): in business hours its
+    # four businesses at full demand overload PV and battery together, as the default
+    # site's seventy do. Checked: with unknown relays taken as "closed for 0 h" (with or
+    # without meter limits) the runs started at 10:00 and 13:00 local trip the inverter;
+    # the service's 10 kWp site never trips, whatever the start-up does.
     relays, physics, last = asyncio.run(
-        _start_and_run(tmp_path, DAY + dt.timedelta(hours=hour), hours=1.5)
+        _start_and_run(
+            tmp_path, DAY + dt.timedelta(hours=hour), hours=1.5, site=on_free_ports(small_site())
+        )
     )
     _check(relays, physics, last)
 
