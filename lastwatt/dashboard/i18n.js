@@ -37,6 +37,11 @@ const TEXTS = {
     me: "My account", my_wallet: "My wallet", my_meters: "My meters", my_stake: "My stake",
     staked_on: "staked next round on", skip: "nobody", error: "Error",
     decisions: "Hourly credit decisions (seed 002's two-way meter)",
+    community: "Community", vote_title: "Household vote", mtf_title: "Energy access (World Bank MTF), today",
+    vote_none: "No vote this round.", vote_yours: "your vote", vote_for: "vote", vote_option: "option",
+    vote_votes: "votes", vote_round: "Round", vote_turnout: "turnout", vote_applied: "in force",
+    vote_no_applied: "none yet", need_login_mtf: "Sign in to see energy access.", mtf_tier: "MTF tier",
+    mtf_households: "households", mtf_note: "From the meters' readings of",
   },
   fr: {
     sign_in: "Connexion", sign_out: "Déconnexion", cancel: "Annuler", user: "Utilisateur",
@@ -76,6 +81,11 @@ const TEXTS = {
     my_meters: "Mes compteurs", my_stake: "Ma mise", staked_on: "misé au prochain tour sur",
     skip: "personne", error: "Erreur",
     decisions: "Décisions de crédit par heure (compteur bidirectionnel)",
+    community: "Communauté", vote_title: "Vote des ménages", mtf_title: "Accès à l'énergie (MTF de la Banque mondiale), aujourd'hui",
+    vote_none: "Pas de vote ce tour.", vote_yours: "votre vote", vote_for: "voter", vote_option: "option",
+    vote_votes: "voix", vote_round: "Tour", vote_turnout: "participation", vote_applied: "en vigueur",
+    vote_no_applied: "aucune encore", need_login_mtf: "Connectez-vous pour voir l'accès à l'énergie.",
+    mtf_tier: "niveau MTF", mtf_households: "ménages", mtf_note: "D'après les relevés des compteurs du",
   },
 };
 
