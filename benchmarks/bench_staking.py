@@ -14,10 +14,15 @@ tariff's midday price, paid to the producer ``meter:pv_inverter`` (a fiat top-up
 in for hourly settlement). ``reward_share_ppm`` of those payments funds the pool.
 
 Reported: rounds until the stake share on truly valuable businesses (score > 0) settles
-(:func:`scenarios.kpis.rounds_to_settle`), that share over the last 14 rounds, the token
+(:func:`scenarios.kpis.rounds_to_settle`), that share over the last 14 rounds, the same
+for the share on the I most valuable businesses (the seeds' "I of N"), the token
 supply after 365 rounds against tokens issued, rewards paid, and the run's wall time.
 
+``--old-tokens`` runs the token rule before the pool (slashed tokens leave circulation, no
+refill) for comparison.
+
 Run: python benchmarks/bench_staking.py [--rounds 365] [--mix informed|default] [--seed 1]
+[--old-tokens]
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from settlement.hourly import price_at
 from settlement.ledger import (
     FIAT_BRIDGE,
     STAKE_ISSUER,
+    STAKE_SLASHED,
     STAKING_POOL,
     Asset,
     Batch,
@@ -77,10 +83,17 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     rng = np.random.default_rng(args.seed)
     stakers = initial_state(len(households), len(businesses), mix, rng)
     available = np.ones(len(businesses), dtype=bool)
-    policy = StakingPolicy()
+    # --old-tokens: the rule before the pool (slashed tokens leave circulation, no refill)
+    policy = (
+        StakingPolicy(slash_account=STAKE_SLASHED, refill_ppm=0)
+        if args.old_tokens
+        else StakingPolicy()
+    )
     store = SqliteLedgerStore(":memory:", synchronous="NORMAL")
     issue_tokens(store, site, START)
-    shares, rewards_minor = [], 0
+    shares, rewards_minor, staked_tokens, top_shares = [], 0, [], []
+    # The seeds' aim: stakes on the I most valuable of the N businesses.
+    top = np.argsort(-value, kind="stable")[: args.selected]
     choice = choose(stakers, available, value, mix, rng)
     for r in range(1, args.rounds + 1):
         for h, c in zip(households, choice, strict=True):
@@ -88,6 +101,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         at = START + timedelta(days=r)
         stakes = stake_totals_minor(store, site, r)
         staked = np.array([stakes[b] for b in businesses], dtype=float)
+        staked_tokens.append(staked.sum() / STAKE_TOKEN_SCALE)
+        top_shares.append(staked[top].sum() / staked.sum() if staked.sum() else np.nan)
         shares.append(staked[value > 0].sum() / staked.sum() if staked.sum() else np.nan)
         sunny = rng.random() < args.business_days
         order = np.argsort(-staked, kind="stable")[: args.selected]
@@ -126,12 +141,18 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     return {
         "rounds_to_settle": rounds_to_settle(share),
         "share_valuable_last14": float(share.iloc[-14:].mean()),
+        "rounds_to_settle_top_i": rounds_to_settle(pd.Series(top_shares)),
+        "share_top_i_first": float(top_shares[0]),
+        "share_top_i_last14": float(np.mean(top_shares[-14:])),
         "tokens_issued": issued / STAKE_TOKEN_SCALE,
         "tokens_held": held / STAKE_TOKEN_SCALE,
         "tokens_pooled": pooled / STAKE_TOKEN_SCALE,
         "supply_vs_issued": (held + pooled) / issued,
         "held_vs_issued": held / issued,
         "rewards_coin": rewards_minor / COIN_SCALE,
+        "staked_tokens_first": staked_tokens[0],
+        "staked_tokens_min": min(staked_tokens),
+        "staked_tokens_last": staked_tokens[-1],
         "ledger_verifies": float(store.verify().ok),
     }
 
@@ -145,6 +166,7 @@ def main() -> None:
     parser.add_argument("--business-days", type=float, default=0.8)
     parser.add_argument("--selected", type=int, default=10)
     parser.add_argument("--kwh", type=float, default=2.0)
+    parser.add_argument("--old-tokens", action="store_true", help="slashed tokens burnt, no refill")
     args = parser.parse_args()
     print(machine())
     t0 = time.perf_counter()

@@ -59,6 +59,8 @@ Label = Annotated[
     ),
 ]
 _PERIOD = pd.Timedelta(minutes=15)
+_HISTORY = dt.timedelta(days=3660)
+"""How far back the MTF may be asked for: ten years, far beyond the readings kept."""
 
 
 # --- bodies and answers ------------------------------------------------------------------
@@ -313,10 +315,16 @@ def router(
         day = day or today
         if day > today:
             raise HTTPException(400, f"day {day} is in the future; ask for {today} or before")
+        if day < today - _HISTORY:
+            raise HTTPException(
+                400, f"day {day} is more than {_HISTORY.days} days ago; ask for a later day"
+            )
         start = pd.Timestamp(day, tz=tz).tz_convert("UTC")
         end = min(pd.Timestamp(day + dt.timedelta(days=1), tz=tz).tz_convert("UTC"), now)
         periods = max(2, int((end - start) / _PERIOD))
         visible = [h for h in households if customers.may_see(who, h)]
+        if not visible:
+            return MtfView(day=day, households=[], tier_counts={str(k): 0 for k in range(6)})
         readings = service.store.readings(
             (start - _PERIOD).to_pydatetime(), (start + periods * _PERIOD).to_pydatetime(), visible
         )

@@ -116,6 +116,7 @@ def test_mtf_per_household(tmp_path):
             "anonymous": await c.get("/api/community/mtf"),
             "future": await c.get("/api/community/mtf?day=2031-01-01", auth=op),
             "bad_day": await c.get("/api/community/mtf?day=yesterday", auth=op),
+            "ancient": await c.get("/api/community/mtf?day=0001-01-01", auth=op),
         }
 
     rig, out = run_api(tmp_path, calls)
@@ -131,3 +132,4 @@ def test_mtf_per_household(tmp_path):
     assert out["anonymous"].status_code == 401
     assert out["future"].status_code == 400
     assert out["bad_day"].status_code == 422
+    assert out["ancient"].status_code == 400
