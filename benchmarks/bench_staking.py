@@ -127,11 +127,16 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         rewards_minor += sum(plan.rewards.values())
         payoff = np.array(
             [
-                (plan.rewards.get(h, 0) / COIN_SCALE - plan.slashed.get(h, 0) / STAKE_TOKEN_SCALE)
+                (
+                    plan.rewards.get(h, 0) / COIN_SCALE
+                    + (plan.recycled.get(h, 0) - plan.slashed.get(h, 0)) / STAKE_TOKEN_SCALE
+                )
                 / max(tokens_before[h] / STAKE_TOKEN_SCALE, 1e-9)
                 for h in households
             ]
         )
+        # Learners count coins and tokens won or lost (a token as one coin, as the planners'
+        # engine does); the refill is not a reward for the choice, so it is left out.
         learn(stakers, choice.copy(), payoff, mix)
         choice = choose(stakers, available, value, mix, rng)
     issued = -store.balance(STAKE_ISSUER, Asset.STAKE)

@@ -317,6 +317,11 @@ def applied_option(store: VoteBook | _HasPath, site: Site, round_number: int) ->
     ----------
     store : VoteBook or a SQLite ledger store
         Where the ballots are; a ledger store's own file is opened as a :class:`VoteBook`.
+
+    Raises
+    ------
+    TypeError
+        A store without a SQLite file (PostgreSQL): pass its :class:`VoteBook`.
     site : Site
     round_number : int
 
@@ -327,7 +332,14 @@ def applied_option(store: VoteBook | _HasPath, site: Site, round_number: int) ->
     """
     if isinstance(store, VoteBook):
         return _applied(store, site, round_number)
-    with VoteBook(store.path) as book:
+    path = getattr(store, "path", None)
+    if path is None:
+        msg = (
+            f"{type(store).__name__} has no SQLite file for ballots; pass the VoteBook "
+            "(a PostgreSQL ledger's ballots are in the service's data_dir/votes.sqlite)"
+        )
+        raise TypeError(msg)
+    with VoteBook(path) as book:
         return _applied(book, site, round_number)
 
 

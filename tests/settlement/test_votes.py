@@ -72,3 +72,11 @@ def test_tally_without_votes_has_no_winner():
     result = tally(1, [LIFELINE, BUSINESS], {}, 320)
     assert result.winner is None
     assert result.turnout == 0.0
+
+
+def test_a_store_without_a_file_is_refused_clearly(site):
+    class NoFile:
+        pass
+
+    with pytest.raises(TypeError, match="pass the VoteBook"):
+        applied_option(NoFile(), site, 2)  # type: ignore[arg-type]
