@@ -61,6 +61,17 @@ def test_community_panel_shows_the_vote_and_mtf_and_takes_a_vote(tmp_path):
             tiers = driver.find_elements(By.CSS_SELECTOR, "#mtf-table td[data-tier]")
             assert sum(int(td.text) for td in tiers) == 1  # a resident sees their own household
             driver.save_screenshot(str(shots / "community.png"))
+            # On a 390 px phone the panel fits the width.
+            driver.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True},
+            )
+            driver.refresh()
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#vote-table tbody tr"))
+            width = driver.execute_script("return document.documentElement.scrollWidth")
+            assert width <= 390, f"the overview with the community panel is {width} px wide"
+            driver.save_screenshot(str(shots / "community-phone.png"))
+            driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
             # The panel belongs to the overview only.
             driver.get(url + "#/me")
             wait.until(lambda d: not d.find_element(By.ID, "community").is_displayed())
