@@ -33,6 +33,16 @@ def test_vote_round_trip_and_roles(tmp_path):
             "options": [{**OPTIONS["options"][0], "policy": {"x": "big"}}, OPTIONS["options"][1]]
         }
         out["string_value"] = await c.put("/api/community/vote/options", json=bad_value, auth=op)
+        nan = (
+            '{"options": [{"name": "a", "label": "a", "policy": {"x": NaN}},'
+            ' {"name": "b", "label": "b"}]}'
+        )
+        out["nan"] = await c.put(
+            "/api/community/vote/options",
+            content=nan,
+            headers={"Content-Type": "application/json"},
+            auth=op,
+        )
         out["offer"] = await c.put("/api/community/vote/options", json=OPTIONS, auth=op)
         out["other_household"] = await c.put(
             f"/api/community/vote/{h2}", json={"option": "business"}, auth=amina
@@ -78,6 +88,7 @@ def test_vote_round_trip_and_roles(tmp_path):
     assert out["anonymous_offers"].status_code == 401
     for name in ("one_option", "extra_field", "string_value"):
         assert out[name].status_code == 422, name
+    assert 400 <= out["nan"].status_code < 500
     assert out["offer"].status_code == 200
     assert out["other_household"].status_code == 403
     assert out["operator_votes"].status_code == 403

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from settlement import SqliteLedgerStore
 from settlement.votes import VoteBook, VoteError, VoteOption, applied_option, tally
@@ -80,3 +82,24 @@ def test_a_store_without_a_file_is_refused_clearly(site):
 
     with pytest.raises(TypeError, match="pass the VoteBook"):
         applied_option(NoFile(), site, 2)  # type: ignore[arg-type]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["lifeline", "business"])), max_size=30)
+)
+def test_one_vote_per_household_whatever_the_sequence(site, casts):
+    with VoteBook(":memory:") as book:
+        book.set_options(site.name, 1, [LIFELINE, BUSINESS])
+        last: dict[str, str] = {}
+        for k, option in casts:
+            household = site.households[k].id
+            book.cast(site, 1, household, option)
+            last[household] = option
+        result = book.result(site, 1)
+    assert result.voters == len(last)
+    assert sum(result.counts.values()) == len(last)
+    for option in ("lifeline", "business"):
+        assert result.counts[option] == sum(1 for v in last.values() if v == option)
+    if last:
+        assert result.counts[result.winner.name] == max(result.counts.values())
