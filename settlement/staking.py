@@ -45,6 +45,7 @@ from datetime import datetime
 from microgrid.site import Site
 from microgrid.units import STAKE_TOKEN_SCALE
 from settlement.ledger import (
+    MAX_AMOUNT,
     STAKE_ISSUER,
     STAKING_POOL,
     Asset,
@@ -303,7 +304,7 @@ def plan_round(
 
     # 1. funding: a share of the energy payments, from the producer they went to
     payments = sum(max(0, o.revenue_minor) for o in outcomes.values())
-    funded = min(payments * policy.reward_share_ppm // _PPM, max(0, pool.funder_minor))
+    funded = min(payments * policy.reward_share_ppm // _PPM, max(0, pool.funder_minor), MAX_AMOUNT)
     if funded:
         transfers.append(
             Transfer(policy.funder_account, STAKING_POOL, Asset.COIN, funded, "stake.fund")
