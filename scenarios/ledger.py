@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -67,6 +67,7 @@ class RoundResult:
 
     rewards: dict[str, int]
     slashed: dict[str, int]
+    recycled: dict[str, int] = field(default_factory=dict)
 
     @property
     def rewarded_minor(self) -> int:
@@ -160,7 +161,7 @@ class SimLedger:
         if plan.transfers:
             key = f"stake:round:{self.site_name}:{round_number}"
             self.store.post(Batch(key, plan.transfers), at.to_pydatetime())
-        return RoundResult(plan.rewards, plan.slashed)
+        return RoundResult(plan.rewards, plan.slashed, plan.recycled)
 
     # --- money in -----------------------------------------------------------------------
     def top_up(self, site: Site, revenue: Mapping[str, int], day: int, at: pd.Timestamp) -> None:
