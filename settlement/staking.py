@@ -21,8 +21,8 @@ Rules (seeds 000/001, with the pool that makes them last)
      ``slash_fraction_ppm`` (floored) to ``policy.slash_account`` (the pool). With
      ``slash_unserved=False`` a positive-value business that was not served neither
      rewards nor slashes.
-  4. **refill**: every household below its 1 token gets ``refill_ppm`` of its shortfall
-     back from the pool's tokens (scaled down by largest remainder when the pool holds
+  4. **refill**: every household below its 1 token gets ``refill_ppm`` (2 %) of its
+     shortfall back from the pool's tokens (scaled down by largest remainder when the pool holds
      less), so that each household holds close to 1 token per round and a run of bad
      rounds never drives the stakes to zero.
   5. **recycling**: the pool's tokens left after the refill go to the stakers of
@@ -103,7 +103,10 @@ class StakingPolicy:
         Share of the pool's coins paid out per round [parts per million].
     refill_ppm : int
         Share of each household's shortfall below 1 token refilled per round from the
-        pool's tokens [parts per million].
+        pool's tokens [parts per million]. Small against slashing, so that slashing
+        still moves stakes: a household slashed every round levels off at
+        ``r / (s + r − s·r)`` of a token (s, r the slash and refill fractions; 0.17 token
+        with the defaults 10 % and 2 %), never at zero.
     """
 
     reward_share_ppm: int = 100_000
@@ -112,7 +115,7 @@ class StakingPolicy:
     slash_unserved: bool = True
     funder_account: str = field(default=meter_account("pv_inverter"))
     payout_ppm: int = _PPM
-    refill_ppm: int = 100_000
+    refill_ppm: int = 20_000
 
     def __post_init__(self) -> None:
         for name in ("reward_share_ppm", "slash_fraction_ppm", "payout_ppm", "refill_ppm"):
@@ -288,8 +291,8 @@ def plan_round(
     ...     PoolState(funder_minor=10_000_000), StakingPolicy())
     >>> plan.funded_minor, plan.rewards, plan.slashed
     (300001, {'H1': 150001, 'H2': 150000}, {'H3': 100000})
-    >>> plan.refilled, plan.recycled  # 10 % of H3's shortfall back, the rest to B1's backers
-    ({'H3': 10000}, {'H1': 45000, 'H2': 45000})
+    >>> plan.refilled, plan.recycled  # 2 % of H3's shortfall back, the rest to B1's backers
+    ({'H3': 2000}, {'H1': 49000, 'H2': 49000})
     """
     parts: dict[str, dict[str, int]] = {}  # business → household → tokens
     for household in sorted(choices):

@@ -60,12 +60,12 @@ def test_round_by_hand(site, store):
     # Rewards: the whole pool (1 coin) to the 2 tokens on the delivered business.
     assert plan.rewards == {"H001": 500_000, "H002": 500_000}
     assert store.balance(STAKING_POOL) == 0
-    # H003 loses 10 % of its token; 10 % of its shortfall comes back; the rest is recycled.
+    # H003 loses 10 % of its token; 2 % of its shortfall comes back; the rest is recycled.
     assert plan.slashed == {"H003": 100_000}
-    assert plan.refilled == {"H003": 10_000}
-    assert plan.recycled == {"H001": 45_000, "H002": 45_000}
-    assert store.balance(stake_account("H003"), Asset.STAKE) == 910_000
-    assert store.balance(stake_account("H001"), Asset.STAKE) == 1_045_000
+    assert plan.refilled == {"H003": 2_000}
+    assert plan.recycled == {"H001": 49_000, "H002": 49_000}
+    assert store.balance(stake_account("H003"), Asset.STAKE) == 902_000
+    assert store.balance(stake_account("H001"), Asset.STAKE) == 1_049_000
     assert store.balance(STAKING_POOL, Asset.STAKE) == 0
     held = sum(store.balance(stake_account(c.id), Asset.STAKE) for c in site.households)
     assert held == len(site.households) * TOKEN  # conserved
@@ -118,7 +118,7 @@ def test_no_delivered_business_keeps_coins_and_tokens_in_the_pool():
     )
     assert plan.rewards == {}
     assert plan.slashed == {"H1": 100_000, "H2": 100_000}
-    assert plan.refilled == {"H1": 10_000, "H2": 10_000}
+    assert plan.refilled == {"H1": 2_000, "H2": 2_000}
     assert plan.recycled == {}
 
 
@@ -138,8 +138,8 @@ def test_stakes_last_when_nothing_is_ever_served():
         tokens = {"H1": tokens["H1"] - plan.slashed.get("H1", 0) + plan.refilled.get("H1", 0)}
         pool += plan.slashed.get("H1", 0) - plan.refilled.get("H1", 0)
         assert tokens["H1"] + pool == TOKEN
-    # Fixed point of b' = 0.9 b + 0.1 (1 − 0.9 b): b = 0.1 / 0.19 ≈ 0.526 token.
-    assert tokens["H1"] == pytest.approx(TOKEN * 0.1 / 0.19, rel=1e-3)
+    # Fixed point of b' = 0.9 b + 0.02 (1 − 0.9 b): b = 0.02 / 0.118 ≈ 0.169 token.
+    assert tokens["H1"] == pytest.approx(TOKEN * 0.02 / 0.118, rel=1e-3)
 
 
 def test_split_stake(site, store):
