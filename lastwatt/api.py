@@ -54,6 +54,7 @@ from fastapi.staticfiles import StaticFiles
 
 from lastwatt import (
     api_alarms,
+    api_community,
     api_console,
     api_contracts,
     api_market,
@@ -301,6 +302,11 @@ def create_app(
     customers.seed((c.id for c in site.connections), service.clock.now())
     app.include_router(api_console.router(service, customers, auth.user, auth.operator))
     app.include_router(api_contracts.router(service, customers, auth.user, auth.operator))
+    app.include_router(
+        api_community.router(
+            service, customers, auth.caller, auth.user, auth.operator, public=board.stakes
+        )
+    )
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

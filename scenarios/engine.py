@@ -442,6 +442,8 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
             payoff[household_col[h]] += coins / 1e6
         for h, tokens in round_result.slashed.items():
             payoff[household_col[h]] -= tokens / 1e6
+        for h, tokens in round_result.recycled.items():  # the pool's tokens won
+            payoff[household_col[h]] += tokens / 1e6
         learn(stakers, staked, payoff, scenario.stakers)
         joined_households = np.array([community.join_day[h] <= day for h in all_households])
         nxt = choose(stakers, available, true_value, scenario.stakers, rng_stakers)

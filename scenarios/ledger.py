@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -45,6 +45,7 @@ from settlement.ledger import (
     FIAT_BRIDGE,
     POOL,
     STAKE_SLASHED,
+    STAKING_POOL,
     UTILITY,
     Asset,
     Batch,
@@ -53,7 +54,7 @@ from settlement.ledger import (
     stake_account,
 )
 from settlement.rounding import largest_remainder
-from settlement.staking import BusinessOutcome, plan_round
+from settlement.staking import BusinessOutcome, plan_round, pool_state
 
 __all__ = ["RoundResult", "SimLedger"]
 
@@ -66,6 +67,7 @@ class RoundResult:
 
     rewards: dict[str, int]
     slashed: dict[str, int]
+    recycled: dict[str, int] = field(default_factory=dict)
 
     @property
     def rewarded_minor(self) -> int:
@@ -148,17 +150,18 @@ class SimLedger:
         revenue: Mapping[str, int],
         at: pd.Timestamp,
     ) -> RoundResult:
-        """Post the round's rewards and slashes (:func:`settlement.staking.plan_round`)."""
-        staked = {b for b in self.choices.values() if b is not None}
+        """Post the round's funding, rewards, slashes and token moves (``plan_round``)."""
+        staked = {b for b in self.choices.values() if b is not None} | set(revenue)
         outcomes = {
             b: BusinessOutcome(b in served, value.get(b, 0.0), revenue.get(b, 0)) for b in staked
         }
-        payers = {b: self.store.balance(meter_account(b)) for b in staked}
-        plan = plan_round(self.choices, self._tokens(), outcomes, payers, self.staking)
+        tokens = dict.fromkeys(self.households, 0) | self._tokens()
+        pool = pool_state(self.store, self.staking)
+        plan = plan_round(self.choices, tokens, outcomes, pool, self.staking)
         if plan.transfers:
             key = f"stake:round:{self.site_name}:{round_number}"
             self.store.post(Batch(key, plan.transfers), at.to_pydatetime())
-        return RoundResult(plan.rewards, plan.slashed)
+        return RoundResult(plan.rewards, plan.slashed, plan.recycled)
 
     # --- money in -----------------------------------------------------------------------
     def top_up(self, site: Site, revenue: Mapping[str, int], day: int, at: pd.Timestamp) -> None:
@@ -321,9 +324,13 @@ class SimLedger:
             "households_coin": households / COIN_SCALE,
             "tokens_issued": -stake.get(("stake:issuer", Asset.STAKE), 0) / STAKE_TOKEN_SCALE,
             "tokens_held": sum(
-                v for (a, _), v in stake.items() if a not in ("stake:issuer", STAKE_SLASHED)
+                v
+                for (a, _), v in stake.items()
+                if a not in ("stake:issuer", STAKE_SLASHED, STAKING_POOL)
             )
             / STAKE_TOKEN_SCALE,
+            "tokens_pooled": stake.get((STAKING_POOL, Asset.STAKE), 0) / STAKE_TOKEN_SCALE,
+            "staking_pool_coin": coins.get((STAKING_POOL, Asset.COIN), 0) / COIN_SCALE,
             "tokens_slashed": stake.get((STAKE_SLASHED, Asset.STAKE), 0) / STAKE_TOKEN_SCALE,
             "stake_sum": sum(stake.values()) / STAKE_TOKEN_SCALE,
             "verified": float(report.ok),

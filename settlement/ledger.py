@@ -59,6 +59,7 @@ __all__ = [
     "POOL",
     "STAKE_ISSUER",
     "STAKE_SLASHED",
+    "STAKING_POOL",
     "UTILITY",
     "WATT_CODES",
     "WATT_ISSUER",
@@ -132,7 +133,11 @@ FIAT_WITHDRAWALS_PENDING = "fiat:withdrawals_pending"
 STAKE_ISSUER = "stake:issuer"
 """Where stake tokens are issued from (one per household)."""
 STAKE_SLASHED = "stake:slashed"
-"""Default destination of slashed stake tokens."""
+"""Where slashed stake tokens went before the staking pool (tokens out of circulation)."""
+STAKING_POOL = "staking:pool"
+"""The staking pool: coins funded from a share of the businesses' energy payments, paid
+as stakers' rewards, and slashed stake tokens, recycled to households (never a business's
+electricity credit)."""
 WATT_CODES = ("watt.", "market.")
 """Transfer codes that may move WATT: storage accounting and trades between holders."""
 WATT_ISSUER = "watt:battery"

@@ -48,6 +48,11 @@ const TEXTS = {
     refund_do: "Refund", refund_reason: "refund", bad_amount: "Amount: a number of coins, at most 6 decimals.",
     refund_done: "Refunded {amount} coin; balance now {balance}.",
     refund_replayed: "Already refunded under this reference ({amount} coin); nothing more was done.",
+    community: "Community", vote_title: "Household vote", mtf_title: "Energy access (World Bank MTF), today",
+    vote_none: "No vote this round.", vote_yours: "your vote", vote_for: "vote", vote_option: "option",
+    vote_votes: "votes", vote_round: "Round", vote_turnout: "turnout", vote_applied: "in force",
+    vote_no_applied: "none yet", need_login_mtf: "Sign in to see energy access.", mtf_tier: "MTF tier",
+    mtf_households: "households", mtf_note: "From the meters' readings of",
   },
   fr: {
     sign_in: "Connexion", sign_out: "Déconnexion", cancel: "Annuler", user: "Utilisateur",
@@ -99,6 +104,11 @@ const TEXTS = {
     bad_amount: "Montant : un nombre de coins, 6 décimales au plus.",
     refund_done: "Remboursé {amount} coin ; solde {balance}.",
     refund_replayed: "Déjà remboursé sous cette référence ({amount} coin) ; rien de plus n'a été fait.",
+    community: "Communauté", vote_title: "Vote des ménages", mtf_title: "Accès à l'énergie (MTF de la Banque mondiale), aujourd'hui",
+    vote_none: "Pas de vote ce tour.", vote_yours: "votre vote", vote_for: "voter", vote_option: "option",
+    vote_votes: "voix", vote_round: "Tour", vote_turnout: "participation", vote_applied: "en vigueur",
+    vote_no_applied: "aucune encore", need_login_mtf: "Connectez-vous pour voir l'accès à l'énergie.",
+    mtf_tier: "niveau MTF", mtf_households: "ménages", mtf_note: "D'après les relevés des compteurs du",
   },
 };
 

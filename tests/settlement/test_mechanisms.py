@@ -12,7 +12,6 @@ from microgrid.site import ConnectionKind
 from settlement import (
     AlarmKind,
     Asset,
-    BusinessOutcome,
     CreditPolicy,
     CreditState,
     CreditStatus,
@@ -22,20 +21,15 @@ from settlement import (
     LedgerError,
     NotOwnerError,
     SqliteLedgerStore,
-    StakingPolicy,
     WebhookRejectedError,
     confirm_withdrawal,
     credit_for_dispatch,
     credit_statuses,
     fund_meter,
     handle_webhook,
-    issue_tokens,
-    place_stake,
     read_credit,
     reserve_withdrawal,
-    settle_round,
     sign_webhook,
-    stake_totals,
     void_withdrawal,
     withdraw,
 )
@@ -44,7 +38,6 @@ from settlement.ledger import (
     FIAT_PROCESSOR,
     FIAT_RESERVE,
     FIAT_ROUNDING,
-    STAKE_SLASHED,
 )
 from settlement.prepaid import credit_status
 from tests.settlement.conftest import HOUR
@@ -206,27 +199,4 @@ def test_withdrawal_reserve_then_confirm_or_void(store):
 # --- staking ---------------------------------------------------------------------------------
 
 
-def test_staking_round(site, store):
-    issue_tokens(store, site)
-    issue_tokens(store, site)  # idempotent
-    good, bad = site.businesses[0].id, site.businesses[1].id
-    fund_store(store, "owner", 65_000)  # 100 coins
-    fund_meter(store, "owner", good, 50_000_000, "g")
-    assert place_stake(store, site, "H001", good, current_round=1) == 2
-    place_stake(store, site, "H002", good, current_round=1)
-    place_stake(store, site, "H003", bad, current_round=1)
-    place_stake(store, site, "H004", None, current_round=1)
-    assert stake_totals(store, site, 1)[good] == 0  # counts from the next round
-    assert stake_totals(store, site, 2)[good] == 2
-    outcomes = {good: BusinessOutcome(True, 4.0, 10_000_000), bad: BusinessOutcome(True, -3.0, 0)}
-    plan, _ = settle_round(store, site, 2, outcomes, StakingPolicy())
-    assert plan.rewards == {"H001": 500_000, "H002": 500_000}
-    assert plan.slashed == {"H003": 100_000}
-    assert store.balance(STAKE_SLASHED, Asset.STAKE) == 100_000
-    assert store.balance("meter:H001") == 500_000
-    replay, posted = settle_round(store, site, 2, outcomes)
-    assert posted.replayed
-    assert replay.rewards == plan.rewards
-    with pytest.raises(LedgerError, match="not a business"):
-        place_stake(store, site, "H001", "H002", 2)
-    assert store.verify().ok
+# The staking rules are tested in tests/settlement/test_staking.py.
