@@ -50,7 +50,7 @@ from dispatch.schedule import (
 )
 from dispatch.solve import INTERRUPT_GRACE_S, LexicographicSolver
 
-__all__ = ["FINISH_RESERVE_S", "POLISH_RESERVE_S", "solve_dispatch"]
+__all__ = ["FINISH_RESERVE_S", "MIN_TIME_LIMIT_S", "POLISH_RESERVE_S", "solve_dispatch"]
 
 FINISH_RESERVE_S = 0.5
 """Wall time kept before the deadline for reading the schedule or building the rule plan
@@ -59,6 +59,11 @@ measured while the shared 2-core machine was busy."""
 
 POLISH_RESERVE_S = 0.2
 """Wall time kept for the polishing LPs [s]; they take ≈ 0.05 s on the default site."""
+
+MIN_TIME_LIMIT_S = FINISH_RESERVE_S + INTERRUPT_GRACE_S + POLISH_RESERVE_S + 0.3
+"""Smallest ``time_limit_s`` a solve accepts [s]: the reserves above plus 0.3 s for the
+MILP. Below it every plan would silently be the rule plan (a 1 s planner limit did exactly
+that), so it is refused instead; a tight *deadline* still falls back, as it must live."""
 
 STAGE_SHARE = 2.0
 """A MILP stage may use ``STAGE_SHARE / (stages left + 1)`` of the time left (40 % with
@@ -112,6 +117,12 @@ def solve_dispatch(
     settings = settings or SolverSettings()
     check_problem(problem)
     check_settings(settings)
+    if settings.time_limit_s < MIN_TIME_LIMIT_S:
+        msg = (
+            f"must be at least {MIN_TIME_LIMIT_S:g} s (the deadline's reserves for stopping "
+            f"HiGHS, polishing and the rule plan), got {settings.time_limit_s:g}"
+        )
+        raise ProblemError(msg, unit="settings", field="time_limit_s")
     begin = time.monotonic()
     finish_by = begin + settings.time_limit_s
     if deadline is not None:

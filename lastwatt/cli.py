@@ -309,8 +309,13 @@ def _check_dispatch_args(site: Site, soc_kwh: float, time_limit_s: float) -> Non
             f"(the site's battery holds {capacity:g} kWh; give kWh, not %)"
         )
         raise UsageError(msg)
-    if not (math.isfinite(time_limit_s) and time_limit_s > 0):
-        msg = f"--time-limit must be a positive number of seconds, got {time_limit_s:g}"
+    from dispatch.dispatch import MIN_TIME_LIMIT_S
+
+    if not (math.isfinite(time_limit_s) and time_limit_s >= MIN_TIME_LIMIT_S):
+        msg = (
+            f"--time-limit must be at least {MIN_TIME_LIMIT_S:g} seconds (the solve keeps "
+            f"reserves to stop HiGHS and polish the plan), got {time_limit_s:g}"
+        )
         raise UsageError(msg)
 
 

@@ -25,6 +25,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dispatch.dispatch import MIN_TIME_LIMIT_S
 from microgrid.io import ConfigFileError, parse_toml, validation_problems
 from microgrid.site import Site
 
@@ -239,7 +240,8 @@ class Policy(_Frozen):
     dispatch : {"milp", "proportional", "oracle"}
         The tiered MILP, the seeds' proportional rule, or the MILP with perfect foresight.
     mip_rel_gap, time_limit_s : float
-        Planner settings of the MILP.
+        Planner settings of the MILP; the time limit is per plan, at least
+        :data:`dispatch.dispatch.MIN_TIME_LIMIT_S` (10 s, as the live service).
     fair_share_tolerance : float
         Width of the MILP's fine fair-share layers (see
         :class:`dispatch.problem.DispatchPolicy`); 0.1 plans a year in two thirds of
@@ -259,7 +261,7 @@ class Policy(_Frozen):
 
     dispatch: Literal["milp", "proportional", "oracle"] = "milp"
     mip_rel_gap: float = Field(default=1e-2, gt=0, lt=1)
-    time_limit_s: float = Field(default=1.0, gt=0)
+    time_limit_s: float = Field(default=10.0, ge=MIN_TIME_LIMIT_S)
     fair_share_tolerance: float = Field(default=0.1, gt=0, lt=0.5)
     oracle_every_days: int = Field(default=7, ge=0)
     reward_share_ppm: int = Field(default=100_000, ge=0, le=1_000_000)

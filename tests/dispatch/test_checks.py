@@ -115,6 +115,8 @@ def test_bad_input_is_refused_with_unit_and_field(case):
         (SolverSettings(time_limit_s=0.0), None, "settings.time_limit_s: must be a positive"),
         (SolverSettings(time_limit_s=float("nan")), None, "settings.time_limit_s"),
         (SolverSettings(threads=0), None, "settings.threads"),
+        # Below the deadline's reserves every plan would silently be the rule plan.
+        (SolverSettings(time_limit_s=1.0), None, "settings.time_limit_s: must be at least 2 s"),
         (
             SolverSettings(),
             dt.datetime(2026, 1, 1, 12),  # noqa: DTZ001  (naive on purpose)

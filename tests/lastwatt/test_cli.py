@@ -76,7 +76,8 @@ def test_bad_stakes_file_is_named(tmp_path, capsys, content, message):
         (["--soc-kwh", "500"], "--soc-kwh 500 is outside the battery's 0–60 kWh"),
         (["--soc-kwh", "-3"], "--soc-kwh -3 is outside the battery's 0–60 kWh"),
         (["--soc-kwh", "nan"], "--soc-kwh nan is outside"),
-        (["--time-limit", "0"], "--time-limit must be a positive number of seconds, got 0"),
+        (["--time-limit", "0"], "--time-limit must be at least 2 seconds"),
+        (["--time-limit", "1"], "--time-limit must be at least 2 seconds"),
     ],
 )
 def test_dispatch_options_are_checked_against_the_site(tmp_path, capsys, option, message):

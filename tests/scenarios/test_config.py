@@ -37,6 +37,13 @@ def test_with_parameter_validates_again():
         with_parameter(s, "equipment.wind_kw", 5)
 
 
+def test_a_time_limit_that_leaves_the_milp_no_time_is_refused():
+    # 1 s used to be the planners' default: every plan was silently the rule plan.
+    assert parse_scenario('name = "x"\n').policy.time_limit_s == 10.0
+    with pytest.raises(ScenarioFileError, match=r"policy\.time_limit_s"):
+        parse_scenario('name = "x"\n[policy]\ntime_limit_s = 1.0\n')
+
+
 def test_bundled_examples_load():
     names = set(bundled_scenarios())
     assert {"seeds_year", "rainy_season", "growth_100", "sizing_sweep"} <= names
