@@ -114,7 +114,7 @@ from settlement import (
     place_stake,
     stake_totals,
 )
-from settlement.anchor import verify_anchored
+from settlement.anchor import report_verification, verify_anchored
 from settlement.fiat import WebhookAuthError
 from settlement.ledger import (
     VerifiedPoint,
@@ -202,18 +202,24 @@ def _reading(r: MeterReading) -> ReadingRow:
     )
 
 
-def _verify_ledger(ledger: LedgerStore, since: VerifiedPoint | None) -> VerifyReport:
+def _verify_ledger(
+    ledger: LedgerStore, since: VerifiedPoint | None, at: dt.datetime
+) -> VerifyReport:
     """Verify the ledger (SQLite or PostgreSQL), against its checkpoints if it has an anchor.
 
     Runs in a worker thread, so on a connection of its own (``connect_again``): neither a
-    SQLite nor a psycopg connection may be shared with the event loop's thread.
+    SQLite nor a psycopg connection may be shared with the event loop's thread. A failure
+    raises the critical verify alarm (:func:`settlement.anchor.report_verification`).
     """
     store = ledger.connect_again()
     try:
         anchor = store.anchor
         if anchor is None:
-            return store.verify(since)
-        return verify_anchored(store, anchor.directory, anchor.key, since)
+            report = store.verify(since)
+        else:
+            report = verify_anchored(store, anchor.directory, anchor.key, since)
+        report_verification(store, report, at)
+        return report
     finally:
         store.close()
 
@@ -593,7 +599,9 @@ def create_app(
         """
         async with verifying:
             since = None if full else verified.get("point")
-            report = await asyncio.to_thread(_verify_ledger, service.store, since)
+            report = await asyncio.to_thread(
+                _verify_ledger, service.store, since, service.clock.now()
+            )
             if report.point is None:
                 verified.clear()
             else:

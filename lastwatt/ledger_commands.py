@@ -309,7 +309,7 @@ def _run_history(args: argparse.Namespace) -> int:
 def _run_verify(args: argparse.Namespace) -> int:
     from microgrid.units import WATT_SCALE
     from settlement import Asset
-    from settlement.anchor import verify_anchored
+    from settlement.anchor import report_verification, verify_anchored
     from settlement.ledger import WATT_ISSUER
 
     anchor = _anchor(args)
@@ -318,6 +318,8 @@ def _run_verify(args: argparse.Namespace) -> int:
             report = store.verify()
         else:
             report = verify_anchored(store, anchor.directory, anchor.key)
+        # A failure is a critical alarm the service's operator sees, not only this output.
+        report_verification(store, report, datetime.now(UTC))
         watt_outstanding = -store.balance(WATT_ISSUER, Asset.WATT)
     if report.ok:
         anchored = (
