@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import copy
 import dataclasses
 import datetime as dt
 import logging
 import threading
 import zoneinfo
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,7 @@ from forecasts.learned import DemandLearner
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import synthetic_weather
 from lastwatt.config import RetentionSettings, WeatherSettings
-from lastwatt.control_loop import ControlThread
+from lastwatt.control_loop import ControlProcess, ControlSnapshot, ControlThread
 from lastwatt.jobs import Job
 from lastwatt.relay_history import RelayHistory
 from lastwatt.state import ServiceState, StoredSchedule
@@ -310,6 +311,10 @@ class Service:
         # so a slow disk never holds up a cycle.
         self._control_io: ThreadPoolExecutor | None = None
         self._io_connections: tuple[LedgerStore, ServiceState] | None = None
+        # With a control process: the service's link to it, or (in the child) where each
+        # cycle's snapshot goes.
+        self._process: ControlProcess | None = None
+        self._report: Callable[[ControlSnapshot], None] | None = None
         self.started = False
         self.dispatch_relays_at_start: dict[str, RelayState] = {}
         self.setpoints: Setpoints | None = None  # in force: the plan's, or the safe ones
@@ -330,6 +335,74 @@ class Service:
             raise RuntimeError(msg)
         self._control = thread
         self._control_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lastwatt-ctl-io")
+
+    def use_control_process(self, process: ControlProcess) -> None:
+        """Let ``process`` run the control job (:class:`lastwatt.control_loop.ControlProcess`).
+
+        Call before :meth:`start`, and start ``process`` before :meth:`start` so that the
+        first plan starts from a measured state. Setpoints, holds and releases are then
+        sent to it; what it measures and decides arrives as snapshots
+        (:meth:`take_snapshot`); :meth:`shutdown` stops it (devices left safe).
+        """
+        if self.started:
+            msg = "choose the control process before the service starts"
+            raise RuntimeError(msg)
+        self._process = process
+
+    def take_snapshot(self, snapshot: ControlSnapshot) -> None:
+        """Take a control cycle's outcome from the control process (replaced whole)."""
+        self.last_cycle = snapshot.cycle
+        self.credit = snapshot.credit
+        if snapshot.soc_kwh is not None:
+            self._soc_kwh = snapshot.soc_kwh
+        self._relays = snapshot.relays
+        self._censored = {hour: set(ids) for hour, ids in snapshot.censored.items()}
+        self.alarms.extend(snapshot.cycle.alarms)
+
+    def control_process_died(self, exit_code: int | None) -> None:
+        """Raise the critical alarm of a control process that died (it is restarted)."""
+        how = "was killed" if exit_code is not None and exit_code < 0 else "exited"
+        message = (
+            f"the control process {how} (exit code {exit_code}); the service restarts it "
+            "and re-sends the plan — meanwhile the devices' own timers revert them to their "
+            "safe values. Check the service log for the cause"
+        )
+        self.store.add_alarms(
+            [Alarm(AlarmKind.CONTROL_RESTARTED, "control", self.clock.now(), message)]
+        )
+
+    def control_process_started(self) -> None:
+        """Hand a (re)started control process the plan in force."""
+        if self._process is not None and self.setpoints is not None:
+            self._process.send(("setpoints", self.setpoints))
+
+    def run_control_here(self, report: Callable[[ControlSnapshot], None]) -> None:
+        """Make this the control process's service: it runs only the control job.
+
+        Restores what the control job needs (holds, relay history, the last stored plan);
+        its SQLite work goes to a worker thread of its own (as on a control thread), and
+        after each cycle's record ``report`` gets a :class:`ControlSnapshot`.
+        """
+        self._control_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lastwatt-ctl-io")
+        self._report = report
+        self._restore_control()
+
+    async def leave_control(self) -> None:
+        """End the control process's service: devices to their safe state, stores closed."""
+        await self._leave_safe()
+        self._executor.shutdown(wait=True)
+        self.store.close()
+        self.state.close()
+
+    def _report_cycle(self, result: CycleResult, relays: RelayHistory) -> None:
+        """Hand the service the cycle just recorded (on the control job's worker)."""
+        if self._report is None:
+            return
+        try:
+            censored = {hour: frozenset(ids) for hour, ids in self._censored.items()}
+            self._report(ControlSnapshot(result, self.credit, self._soc_kwh, relays, censored))
+        except Exception:
+            log.exception("could not report the control cycle of %s", result.time.isoformat())
 
     def _io(self) -> tuple[LedgerStore, ServiceState]:
         """The calling thread's connections: the control job's worker has its own."""
@@ -392,6 +465,16 @@ class Service:
         issue_tokens(self.store, self.site, now)
         if self.state.get("staking_epoch") is None:
             self.state.set("staking_epoch", now.astimezone(self.tz).date().isoformat())
+        self._restore_control()
+        self.started = True
+        if self._process is None:  # a control process has measured already
+            await self._on_control_loop(self.control_job(now))
+        await self.weather_job(now)
+        await self.forecast_job(now)
+        await self.dispatch_job(now)
+
+    def _restore_control(self) -> None:
+        """Holds, relay history and the last stored plan, as the service stopped."""
         for cid, hold in self.state.holds().items():
             self.controller.operator_switch(cid, hold["closed"], reason=hold["reason"])
         # Time in state and shed hours continue from the persisted history; relay states
@@ -409,15 +492,13 @@ class Service:
                 )
             )
             log.info("restored the schedule issued %s", stored.issued_at.isoformat())
-        self.started = True
-        await self._on_control_loop(self.control_job(now))
-        await self.weather_job(now)
-        await self.forecast_job(now)
-        await self.dispatch_job(now)
 
     async def shutdown(self) -> None:
         """Leave the devices in their safe state, then close everything."""
-        await self._on_control_loop(self._leave_safe())
+        if self._process is not None:
+            await self._process.stop()  # the control process leaves them safe
+        else:
+            await self._on_control_loop(self._leave_safe())
         self._executor.shutdown(wait=True)
         self.store.close()
         self.state.close()
@@ -440,6 +521,9 @@ class Service:
     def apply(self, setpoints: Setpoints) -> None:
         """Hand setpoints to the controller on the loop that drives it; they are in force."""
         self.setpoints = setpoints
+        if self._process is not None:
+            self._process.send(("setpoints", setpoints))
+            return
         control = self._control
         if control is None or control.loop is None or _running_loop() is control.loop:
             self.controller.set_schedule(setpoints)
@@ -466,10 +550,14 @@ class Service:
         """Operator: hold a relay open or closed (persisted; survives restarts)."""
         self.controller.operator_switch(connection_id, closed, reason=reason)
         self.state.set_hold(connection_id, closed, reason, self.clock.now())
+        if self._process is not None:
+            self._process.send(("hold", connection_id, closed, reason))
 
     def release(self, connection_id: str) -> bool:
         """Operator: end a hold; whether there was one."""
         self.controller.operator_release(connection_id)
+        if self._process is not None:
+            self._process.send(("release", connection_id))
         return self.state.release_hold(connection_id)
 
     def open_credit(self, amounts_minor: Mapping[ConnectionKind, int]) -> int:
@@ -512,6 +600,8 @@ class Service:
             self._record_cycle(result)
         else:
             self._control_io.submit(self._record_cycle_logged, result)
+            if self._report is not None:  # after the record: with the credit it decided
+                self._control_io.submit(self._report_cycle, result, copy.deepcopy(self._relays))
 
     def _record_cycle_logged(self, result: CycleResult) -> None:
         try:

@@ -89,6 +89,8 @@ class AlarmKind(enum.StrEnum):
     """The plan in force carries violations of a constraint."""
     WEATHER_FALLBACK = "weather_fallback"
     """The weather forecast fell back to the last good one or to the climatology."""
+    CONTROL_RESTARTED = "control_restarted"
+    """The control loop's process died and was restarted by the service."""
 
 
 SEVERITY: dict[AlarmKind, Severity] = {
@@ -113,6 +115,7 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.PLAN_FALLBACK: Severity.WARNING,
     AlarmKind.PLAN_VIOLATIONS: Severity.WARNING,
     AlarmKind.WEATHER_FALLBACK: Severity.WARNING,
+    AlarmKind.CONTROL_RESTARTED: Severity.CRITICAL,
 }
 """The severity of each kind of alarm (the one place it is decided)."""
 
