@@ -1,0 +1,89 @@
+"""The control loop in its own process: restarted with an alarm when it dies, and the
+devices left safe when the service stops.
+
+The service runs here (accelerated clock, simulated container on its own thread); its
+control loop is a spawned child process that talks Modbus to the simulated gateways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+
+from lastwatt.auth import init_credentials, load_credentials
+from lastwatt.runtime import RunOptions, Runtime
+from microgrid.site import ConnectionKind
+from settlement import AlarmKind, Severity
+from tests.service.conftest import MORNING, config, service_site
+
+SPEED = 60.0  # a 10-s control cycle every 1/6 s of real time
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_killed_control_process_is_restarted_with_an_alarm(tmp_path):
+    site = service_site()
+    init_credentials(tmp_path)
+    options = RunOptions(
+        port=0,
+        simulate=True,
+        speed=SPEED,
+        start=MORNING.replace(hour=9),
+        opening_credit_minor=dict.fromkeys(ConnectionKind, 2_000_000),
+    )
+    runtime = Runtime(site, config(tmp_path, cycle_s=10.0), load_credentials(tmp_path), options)
+
+    async def scenario() -> dict:
+        await runtime.start()
+        try:
+            control = runtime.control_process
+            service = runtime.service
+            assert control is not None
+            assert service is not None
+            first = control.pid
+            assert first is not None
+            assert first != os.getpid()
+            seen = control.snapshots
+            await _until(lambda: control.snapshots >= seen + 3, 60, "control cycles")
+            os.kill(first, signal.SIGKILL)
+            await _until(lambda: control.restarts == 1, 60, "a restart")
+            assert control.pid != first
+            seen = control.snapshots
+            await _until(lambda: control.snapshots >= seen + 3, 60, "cycles after the restart")
+            return {
+                "alarms": service.store.alarm_records(standing_only=True),
+                "mode": service.last_cycle.mode.value if service.last_cycle else None,
+                "child": control.process,
+                "pv_limit_pct": runtime.sim.pv_limit_pct() if runtime.sim else None,
+            }
+        finally:
+            await runtime.stop()
+
+    out = asyncio.run(scenario())
+    restarted = [a for a in out["alarms"] if a.kind is AlarmKind.CONTROL_RESTARTED]
+    assert len(restarted) == 1, out["alarms"]
+    assert restarted[0].severity is Severity.CRITICAL
+    assert "was killed" in restarted[0].message
+    assert out["mode"] != "safe"  # the restarted child follows the plan again
+    # Stopped cleanly: the child is gone and left the devices safe (businesses off,
+    # priority users on).
+    assert not out["child"].is_alive()
+    assert out["child"].exitcode == 0
+    sim = runtime.sim
+    assert sim is not None
+    safe_pct = config(tmp_path).controller.failsafe.pv_safe_limit_pct
+    assert out["pv_limit_pct"] != pytest.approx(safe_pct)  # the plan's limit while it ran
+    assert sim.pv_limit_pct() == pytest.approx(safe_pct)
+    assert not any(sim.supply_closed(b.id) for b in site.businesses)
+    assert all(sim.supply_closed(p.id) for p in site.priority_users)
