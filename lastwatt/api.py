@@ -107,18 +107,16 @@ from settlement import (
     IdempotencyConflictError,
     InsufficientFundsError,
     LedgerError,
-    LedgerStore,
     Topup,
     fund_meter,
     handle_webhook,
     place_stake,
     stake_totals,
 )
-from settlement.anchor import report_verification, verify_anchored
+from settlement.anchor import verify_store
 from settlement.fiat import WebhookAuthError
 from settlement.ledger import (
     VerifiedPoint,
-    VerifyReport,
     meter_account,
     stake_account,
     user_account,
@@ -200,28 +198,6 @@ def _reading(r: MeterReading) -> ReadingRow:
         import_wh=r.import_wh,
         export_wh=r.export_wh,
     )
-
-
-def _verify_ledger(
-    ledger: LedgerStore, since: VerifiedPoint | None, at: dt.datetime
-) -> VerifyReport:
-    """Verify the ledger (SQLite or PostgreSQL), against its checkpoints if it has an anchor.
-
-    Runs in a worker thread, so on a connection of its own (``connect_again``): neither a
-    SQLite nor a psycopg connection may be shared with the event loop's thread. A failure
-    raises the critical verify alarm (:func:`settlement.anchor.report_verification`).
-    """
-    store = ledger.connect_again()
-    try:
-        anchor = store.anchor
-        if anchor is None:
-            report = store.verify(since)
-        else:
-            report = verify_anchored(store, anchor.directory, anchor.key, since)
-        report_verification(store, report, at)
-        return report
-    finally:
-        store.close()
 
 
 def _sees_connection(who: User | None, connection_id: str) -> bool:
@@ -600,7 +576,7 @@ def create_app(
         async with verifying:
             since = None if full else verified.get("point")
             report = await asyncio.to_thread(
-                _verify_ledger, service.store, since, service.clock.now()
+                verify_store, service.store, since, service.clock.now()
             )
             if report.point is None:
                 verified.clear()

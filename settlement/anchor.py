@@ -54,6 +54,7 @@ __all__ = [
     "read_checkpoints",
     "report_verification",
     "verify_anchored",
+    "verify_store",
     "write_checkpoint",
 ]
 
@@ -380,3 +381,32 @@ def report_verification(store: LedgerStore, report: VerifyReport, at: datetime) 
         _log.exception("could not record the ledger's verification as an alarm")
         return False
     return True
+
+
+def verify_store(ledger: LedgerStore, since: VerifiedPoint | None, at: datetime) -> VerifyReport:
+    """Verify ``ledger`` (against its anchor if it has one) and alarm on a failure.
+
+    Opens a connection of its own (``connect_again``), so it may run in a worker thread:
+    neither a SQLite nor a psycopg connection may be shared with another thread. The
+    outcome goes through :func:`report_verification`.
+
+    Parameters
+    ----------
+    ledger : LedgerStore
+        The ledger (SQLite or PostgreSQL).
+    since : VerifiedPoint or None
+        Where the last clean verification ended (None: from the first row).
+    at : datetime
+        When it runs, timezone-aware (the alarm's time).
+    """
+    store = ledger.connect_again()
+    try:
+        anchor = store.anchor
+        if anchor is None:
+            report = store.verify(since)
+        else:
+            report = verify_anchored(store, anchor.directory, anchor.key, since)
+        report_verification(store, report, at)
+        return report
+    finally:
+        store.close()
