@@ -8,6 +8,7 @@ control loop is a spawned child process that talks Modbus to the simulated gatew
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 import time
@@ -61,6 +62,14 @@ def test_a_killed_control_process_is_restarted_with_an_alarm(tmp_path):
             assert control.pid != first
             seen = control.snapshots
             await _until(lambda: control.snapshots >= seen + 3, 60, "cycles after the restart")
+            # The operator's simulated-clock step reaches the control process too.
+            before = service.last_cycle.time
+            runtime.clock.advance(3600.0)
+            await _until(
+                lambda: service.last_cycle.time >= before + dt.timedelta(hours=1),
+                30,
+                "a cycle an hour later",
+            )
             return {
                 "alarms": service.store.alarm_records(standing_only=True),
                 "mode": service.last_cycle.mode.value if service.last_cycle else None,
