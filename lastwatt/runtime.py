@@ -34,7 +34,12 @@ from controllers.simulator import (
 )
 from lastwatt.api import ApiSettings, create_app
 from lastwatt.auth import Credentials
-from lastwatt.control_loop import ControlProcess, ControlThread, LinkedClock
+from lastwatt.control_loop import (
+    CONTROL_SWITCH_INTERVAL_S,
+    ControlProcess,
+    ControlThread,
+    LinkedClock,
+)
 from lastwatt.jobs import LiveRunner, SimulatedRunner
 from lastwatt.service import Service, ServiceConfig
 from microgrid import Site
@@ -43,9 +48,6 @@ from microgrid.site import ConnectionKind
 __all__ = ["RunOptions", "Runtime"]
 
 log = logging.getLogger(__name__)
-
-CONTROL_SWITCH_INTERVAL_S = 0.0005
-"""The interpreter's thread switch interval while a control thread runs [s]."""
 
 
 @dataclass(frozen=True, slots=True)
