@@ -5,7 +5,9 @@ packages and writes the result —
 
 - ``control`` (every few seconds): :meth:`controllers.control.Controller.cycle`; meter
   readings go to the ledger at most once per reading slot (5 min by default); the
-  prepaid credit of every connection is re-decided from the balances;
+  prepaid credit of every connection is re-decided from the balances. Live, it runs in
+  a process of its own (:class:`lastwatt.control_loop.ControlProcess`,
+  :meth:`Service.use_control_process`, :meth:`Service.run_control_here`);
 - ``weather`` (hourly by default): fetch the forecast feed over HTTP into its cache
   (:mod:`forecasts.feed`), in a thread;
 - ``forecast`` (hourly): PV quantiles and demand for the next horizon from the best
@@ -19,7 +21,9 @@ packages and writes the result —
   leaving out connections that were switched off or limited during it;
 - ``staking`` (daily, local midnight): settles each ended round once;
 - ``retention`` (daily): old telemetry to hourly means, readings of old settled hours to
-  the first and last of each hour per meter (:class:`lastwatt.config.RetentionSettings`).
+  the first and last of each hour per meter (:class:`lastwatt.config.RetentionSettings`);
+- ``verify`` (every 6 h): the ledger's whole hash chain and checkpoints, in a thread; a
+  failure is the critical ``verify_failed`` alarm (:func:`settlement.anchor.verify_store`).
 
 State lives under a data directory: the ledger (``ledger.sqlite``: journal, balances,
 readings, stake choices) and the service's own state (``service.sqlite``: progress,
