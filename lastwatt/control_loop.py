@@ -332,10 +332,12 @@ class ControlProcess:
         self._started_at = time.monotonic()
         self._loop.add_reader(parent_end.fileno(), self._readable, parent_end)
         log.info("control process %d started", process.pid)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout_s)
-        if not self._ready.is_set():
-            log.error("the control process reported no cycle within %.0f s", timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while not self._ready.is_set() and process.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), 0.1)
+        if not self._ready.is_set():  # the supervisor restarts a child that died
+            log.error("the control process reported no cycle (alive: %s)", process.is_alive())
         self.on_start()
 
     def send(self, message: Message) -> None:

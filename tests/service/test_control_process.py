@@ -10,11 +10,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import tomli_w
 
 from lastwatt.auth import init_credentials, load_credentials
 from lastwatt.runtime import RunOptions, Runtime
@@ -96,3 +101,51 @@ def test_a_killed_control_process_is_restarted_with_an_alarm(tmp_path):
     assert sim.pv_limit_pct() == pytest.approx(safe_pct)
     assert not any(sim.supply_closed(b.id) for b in site.businesses)
     assert all(sim.supply_closed(p.id) for p in site.priority_users)
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie nobody reaped counts as ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+@pytest.mark.slow
+def test_the_control_process_ends_when_the_service_is_killed(tmp_path):
+    """SIGKILL of ``lastwatt serve``: its control process must not drive on alone (a
+    restarted service would start a second controller beside it)."""
+    site = service_site()
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(tomli_w.dumps(site.model_dump(mode="json", exclude_none=True)))
+    log = tmp_path / "serve.log"
+    command = [
+        sys.executable,
+        *("-m", "lastwatt.cli", "serve", "--simulate", "--speed", "60", "--port", "0"),
+        *("--site", str(site_file), "--data-dir", str(tmp_path / "data"), "--cycle-s", "10"),
+    ]
+    with log.open("w") as out:
+        service = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        child = None
+        while child is None or "dashboard http" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            assert service.poll() is None, log.read_text()
+            match = re.search(r"control process (\d+) started", log.read_text())
+            child = int(match.group(1)) if match else None
+            time.sleep(0.1)
+        assert not _gone(child)
+        service.kill()
+        service.wait(10)
+        deadline = time.monotonic() + 30
+        while not _gone(child):
+            assert time.monotonic() < deadline, "the control process outlived its service"
+            time.sleep(0.1)
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+        if child is not None and not _gone(child):
+            os.kill(child, signal.SIGKILL)
