@@ -1,32 +1,37 @@
 """A bounded load test of control-loop isolation (also run, shorter, as a slow test).
 
 The default site (400 meters on two simulated 9 600-baud RS-485 buses) runs in its own
-process (``lastwatt simulate-devices``); the service runs live in this process with
-its control loop on its own thread (lastwatt.control_loop) and the API on loopback.
-For ``--seconds`` seconds, ``--clients`` HTTP clients (their own thread and event loop)
-hammer reads, wrong passwords and the ledger verify (over ``--ledger-rows`` journal
-rows), while the devices' setpoints are watched through a separate Modbus client.
+process (``lastwatt simulate-devices``); the service runs live in this process with the
+API on loopback and its control loop in a process of its own (lastwatt.control_loop).
+For ``--seconds`` seconds, ``--clients`` HTTP clients (their own process) hammer reads,
+wrong passwords and the ledger verify (over ``--ledger-rows`` journal rows), while the
+devices' setpoints are watched through a separate Modbus client. The API's rate limits
+are lifted (``--rate-limited`` keeps the defaults), so that every request does its full
+work — scrypt for each wrong password, a verify for each call — the worst case for the
+control loop.
 
 Prints the fast path's median and p99, the control runs seen against those due, the
 longest gap between runs, the requests served, and whether any device fail-safe fired
 (the PV inverter's limit or the battery's control mode dropped).
 
 Run: python benchmarks/bench_isolation.py [--seconds 20] [--clients 50] [--ledger-rows 100000]
+     [--runs 3] [--rate-limited]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import json
+import os
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,7 +47,10 @@ from pymodbus.exceptions import ModbusException
 from controllers.control import ControllerSettings
 from controllers.failsafe import FailsafeSettings
 from controllers.registers import load_register_map
+from lastwatt.api import ApiSettings
 from lastwatt.auth import init_credentials, load_credentials
+from lastwatt.control_loop import ControlSnapshot
+from lastwatt.guard import ApiLimits
 from lastwatt.runtime import RunOptions, Runtime
 from lastwatt.service import ServiceConfig
 from microgrid import Site, load_site
@@ -50,6 +58,7 @@ from settlement import Asset, Batch, SqliteLedgerStore, Transfer
 from settlement.ledger import FIAT_BRIDGE
 
 CYCLE_S = 1.0
+SIMULATOR_NICE = -10
 DEVICE_TIMEOUT_S = 8.0  # a stall longer than this lets the devices' fail-safes fire
 
 
@@ -73,6 +82,9 @@ class LoadResult:
     control_starts: list[dt.datetime] = field(default_factory=list)
     window_s: float = 0.0
     watch_rtt_s: list[float] = field(default_factory=list)
+    control_pid: int | None = None
+    service_pid: int | None = None
+    restarts: int = 0
 
     @property
     def p99_s(self) -> float:
@@ -173,8 +185,17 @@ async def _watch_devices(site: Site, seconds: float, out: LoadResult) -> None:
         client.close()
 
 
+UNLIMITED = ApiLimits(
+    per_client="1000000/minute", per_user="1000000/minute", failed_logins="1000000/minute"
+)
+
+
 def run_load(
-    data_dir: Path, seconds: float = 20.0, clients: int = 50, ledger_rows: int = 20_000
+    data_dir: Path,
+    seconds: float = 20.0,
+    clients: int = 50,
+    ledger_rows: int = 20_000,
+    rate_limited: bool = False,
 ) -> LoadResult:
     """Run the service under load for ``seconds``; see the module docstring."""
     site = load_site()
@@ -194,6 +215,11 @@ def run_load(
     simulator = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
+    # The devices stand in for hardware with its own CPU: on this shared box they run at
+    # the control process's priority (nice −10, granted to root or CAP_SYS_NICE), so the
+    # fast path measures the controller, not the simulator starved by the API's threads.
+    with contextlib.suppress(PermissionError, OSError):
+        os.setpriority(os.PRIO_PROCESS, simulator.pid, SIMULATOR_NICE)
     out = LoadResult(seconds)
     try:
         assert simulator.stdout is not None
@@ -207,7 +233,9 @@ def run_load(
                 sweep_deadline_s=20.0,
             ),
         )
-        asyncio.run(_serve_under_load(site, config, data_dir, passwords, clients, out))
+        api = ApiSettings() if rate_limited else ApiSettings(limits=UNLIMITED)
+        options = RunOptions(port=0, api=api)
+        asyncio.run(_serve_under_load(site, config, data_dir, passwords, clients, options, out))
     finally:
         simulator.terminate()
         simulator.wait(timeout=10)
@@ -222,31 +250,34 @@ async def _serve_under_load(
     data_dir: Path,
     passwords: dict[str, str],
     clients: int,
+    options: RunOptions,
     out: LoadResult,
 ) -> None:
-    runtime = Runtime(site, config, load_credentials(data_dir), RunOptions(port=0))
+    runtime = Runtime(site, config, load_credentials(data_dir), options)
     await runtime.start()
     service = runtime.service
+    control = runtime.control_process
     assert service is not None
-    seen: set[dt.datetime] = set()
-    stop = threading.Event()
+    assert control is not None
+    out.control_pid, out.service_pid = control.pid, os.getpid()
+    fast = {d.name for d in service.controller._fast}
+    recording = False
+    take = control.on_snapshot
 
-    def sample() -> None:  # its own thread: the main loop is the one under load
-        fast = {d.name for d in service.controller._fast}
-        while not stop.is_set():
-            cycle = service.last_cycle
-            if cycle is not None and cycle.time not in seen:
-                seen.add(cycle.time)
-                out.cycle_times.append(cycle.time)
-                out.fast_path_s.append(cycle.fast_path_s)
-                out.fast_faults += sum(1 for f in cycle.faults if f.device in fast)
-                out.safe_cycles += cycle.mode.value == "safe"
-            time.sleep(0.02)
+    def record(snapshot: ControlSnapshot) -> None:
+        # Every cycle's own figures (measured in the control process), as they arrive.
+        cycle = snapshot.cycle
+        if recording:
+            out.cycle_times.append(cycle.time)
+            out.fast_path_s.append(cycle.fast_path_s)
+            out.fast_faults += sum(1 for f in cycle.faults if f.device in fast)
+            out.safe_cycles += cycle.mode.value == "safe"
+        take(snapshot)
 
+    control.on_snapshot = record
+    recording = True
     window_start = dt.datetime.now(dt.UTC)
     window = time.monotonic()
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     # The clients and the device watcher run in their own process, as they would.
     spec = {
         "url": runtime.url,
@@ -263,8 +294,8 @@ async def _serve_under_load(
     out.responses.update(report["responses"])
     out.failsafe_fired += report["failsafe_fired"]
     out.watch_rtt_s += report["watch_rtt_s"]
-    stop.set()
-    sampler.join()
+    recording = False
+    out.restarts = control.restarts
     out.control_starts = service.state.job_starts("control", window_start)
     out.window_s = time.monotonic() - window
     await runtime.stop()
@@ -299,37 +330,47 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--ledger-rows", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3, help="runs; medians are printed")
+    parser.add_argument(
+        "--rate-limited", action="store_true", help="keep the API's default rate limits"
+    )
     parser.add_argument("--load-spec", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load_spec is not None:
         _load_process(json.loads(args.load_spec))
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        result = run_load(Path(tmp), args.seconds, args.clients, args.ledger_rows)
-    due = int(result.window_s / CYCLE_S)
+    results = []
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            results.append(
+                run_load(Path(tmp), args.seconds, args.clients, args.ledger_rows, args.rate_limited)
+            )
     print(f"machine: {machine()} (shared: timings are noisy)")
+    limits = "default rate limits" if args.rate_limited else "rate limits lifted"
     print(
         f"{args.clients} clients for {args.seconds:.0f} s (reads, wrong passwords, verify of "
-        f"{args.ledger_rows} rows); control cycle {CYCLE_S:g} s; device timeout "
-        f"{DEVICE_TIMEOUT_S:g} s"
+        f"{args.ledger_rows} rows; {limits}); control cycle {CYCLE_S:g} s in its own process; "
+        f"device timeout {DEVICE_TIMEOUT_S:g} s; {args.runs} runs"
     )
+    for k, result in enumerate(results, 1):
+        due = int(result.window_s / CYCLE_S)
+        rtt = sorted(result.watch_rtt_s) or [float("nan")]
+        print(
+            f"run {k}: fast path median {statistics.median(result.fast_path_s) * 1000:6.1f} ms, "
+            f"p99 {result.p99_s * 1000:6.1f} ms; {len(result.control_starts)} runs of {due} "
+            f"due, longest gap {result.max_run_gap_s:.2f} s; fast-path faults "
+            f"{result.fast_faults}, safe cycles {result.safe_cycles}, restarts "
+            f"{result.restarts}; fail-safes {result.failsafe_fired or 'none'}; devices' answer "
+            f"median {statistics.median(rtt) * 1000:.1f} ms, max {rtt[-1] * 1000:.1f} ms; "
+            f"control pid {result.control_pid} (service {result.service_pid})"
+        )
+        print(f"       responses {dict(sorted(result.responses.items()))}")
+    p50 = statistics.median(statistics.median(r.fast_path_s) for r in results)
+    p99 = statistics.median(r.p99_s for r in results)
     print(
-        f"  fast path           median {statistics.median(result.fast_path_s) * 1000:6.1f} ms, "
-        f"p99 {result.p99_s * 1000:6.1f} ms  (target p99 ≤ 250 ms)"
+        f"median of {len(results)} runs: fast path p50 {p50 * 1000:.1f} ms, p99 "
+        f"{p99 * 1000:.1f} ms (target p99 ≤ 250 ms)"
     )
-    print(
-        f"  control runs        {len(result.control_starts)} run, {due} due in "
-        f"{result.window_s:.0f} s; longest gap "
-        f"between starts {result.max_run_gap_s:.2f} s"
-    )
-    print(f"  fast-path faults    {result.fast_faults}; safe-state cycles {result.safe_cycles}")
-    print(f"  device fail-safes   {result.failsafe_fired or 'none fired'}")
-    rtt = sorted(result.watch_rtt_s) or [float("nan")]
-    print(
-        f"  simulator's answer  to an outside client: median {statistics.median(rtt) * 1000:.1f}"
-        f" ms, max {rtt[-1] * 1000:.1f} ms (the devices' own latency under this load)"
-    )
-    print(f"  responses           {dict(sorted(result.responses.items()))}")
 
 
 if __name__ == "__main__":

@@ -108,18 +108,16 @@ from settlement import (
     IdempotencyConflictError,
     InsufficientFundsError,
     LedgerError,
-    LedgerStore,
     Topup,
     fund_meter,
     handle_webhook,
     place_stake,
     stake_totals,
 )
-from settlement.anchor import verify_anchored
+from settlement.anchor import verify_store
 from settlement.fiat import WebhookAuthError
 from settlement.ledger import (
     VerifiedPoint,
-    VerifyReport,
     meter_account,
     stake_account,
     user_account,
@@ -201,22 +199,6 @@ def _reading(r: MeterReading) -> ReadingRow:
         import_wh=r.import_wh,
         export_wh=r.export_wh,
     )
-
-
-def _verify_ledger(ledger: LedgerStore, since: VerifiedPoint | None) -> VerifyReport:
-    """Verify the ledger (SQLite or PostgreSQL), against its checkpoints if it has an anchor.
-
-    Runs in a worker thread, so on a connection of its own (``connect_again``): neither a
-    SQLite nor a psycopg connection may be shared with the event loop's thread.
-    """
-    store = ledger.connect_again()
-    try:
-        anchor = store.anchor
-        if anchor is None:
-            return store.verify(since)
-        return verify_anchored(store, anchor.directory, anchor.key, since)
-    finally:
-        store.close()
 
 
 def _sees_connection(who: User | None, connection_id: str) -> bool:
@@ -601,7 +583,9 @@ def create_app(
         """
         async with verifying:
             since = None if full else verified.get("point")
-            report = await asyncio.to_thread(_verify_ledger, service.store, since)
+            report = await asyncio.to_thread(
+                verify_store, service.store, since, service.clock.now()
+            )
             if report.point is None:
                 verified.clear()
             else:

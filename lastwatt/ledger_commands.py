@@ -324,7 +324,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     from microgrid import load_site
     from microgrid.units import WATT_SCALE
     from settlement import Asset
-    from settlement.anchor import verify_anchored
+    from settlement.anchor import report_verification, verify_anchored
     from settlement.ledger import WATT_ISSUER, meter_account
     from settlement.settle import reconciliation_tolerance_wh, storage_policy_for
     from settlement.storage import watt_invariant_problems
@@ -343,6 +343,8 @@ def _run_verify(args: argparse.Namespace) -> int:
             report = store.verify()
         else:
             report = verify_anchored(store, anchor.directory, anchor.key)
+        # A failure is a critical alarm the service's operator sees, not only this output.
+        report_verification(store, report, datetime.now(UTC))
         watt = {a: v for (a, _), v in store.balances(Asset.WATT).items()}
         watt_outstanding = -store.balance(WATT_ISSUER, Asset.WATT)
     watt_problems = watt_invariant_problems(

@@ -34,7 +34,12 @@ from controllers.simulator import (
 )
 from lastwatt.api import ApiSettings, create_app
 from lastwatt.auth import Credentials
-from lastwatt.control_loop import ControlThread
+from lastwatt.control_loop import (
+    CONTROL_SWITCH_INTERVAL_S,
+    ControlProcess,
+    ControlThread,
+    LinkedClock,
+)
 from lastwatt.jobs import LiveRunner, SimulatedRunner
 from lastwatt.service import Service, ServiceConfig
 from microgrid import Site
@@ -43,9 +48,6 @@ from microgrid.site import ConnectionKind
 __all__ = ["RunOptions", "Runtime"]
 
 log = logging.getLogger(__name__)
-
-CONTROL_SWITCH_INTERVAL_S = 0.0005
-"""The interpreter's thread switch interval while a control thread runs [s]."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +114,10 @@ class Runtime:
         self._socket: socket.socket | None = None  # the API's listening socket: ours to close
         self._live: LiveRunner | None = None
         self.runner: SimulatedRunner | None = None
-        self.control: ControlThread | None = None
-        self._control_stop: asyncio.Event | None = None
-        self._control_run: asyncio.Future[None] | None = None
+        self.control: ControlThread | None = None  # the simulated container's thread
+        self.control_process: ControlProcess | None = None
+        self._supervise_stop = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
 
     def _make_clock(self, service_state_anchor: dict[str, float | str] | None) -> Clock:
         o = self.options
@@ -145,13 +148,17 @@ class Runtime:
             anchor = probe.get("clock_anchor")
             probe.close()
         self.clock = self._make_clock(anchor)
-        if not isinstance(self.clock, ManualClock):
-            # Live and accelerated: the control loop (and the simulated devices it drives)
-            # get their own thread and event loop; no request can delay them.
+        # Live and accelerated: the control loop runs in its own process (no request can
+        # delay it, lastwatt.control_loop); fast-forward steps it here, deterministically.
+        own_process = not isinstance(self.clock, ManualClock)
+        if isinstance(self.clock, AcceleratedClock):
+            self.clock = LinkedClock(self.clock.start, self.clock.speed, self.clock.epoch_s)
+        if own_process and o.simulate:
+            # The simulated devices get their own thread and event loop here.
             self.control = ControlThread()
             self.control.start()
-            # Each time the control loop wakes for a Modbus reply it must win the GIL from
-            # whatever thread computes (the API): hand it over after 0.5 ms, not 5 ms.
+            # Each time the devices' loop wakes for a Modbus request it must win the GIL
+            # from whatever thread computes (the API): hand it over after 0.5 ms, not 5 ms.
             sys.setswitchinterval(min(sys.getswitchinterval(), CONTROL_SWITCH_INTERVAL_S))
         if o.simulate:
             self.sim = SimulatedContainer(
@@ -160,8 +167,6 @@ class Runtime:
             await self._on_control_loop(self.sim.start())
         service = Service(self.site, self.config, self.clock, self.credentials.webhook_secret)
         self.service = service
-        if self.control is not None:
-            service.use_control_loop(self.control)
         if isinstance(self.clock, AcceleratedClock) and anchor is None:
             service.state.set(
                 "clock_anchor",
@@ -175,6 +180,8 @@ class Runtime:
             credited = service.open_credit(o.opening_credit_minor)
             if credited:
                 log.info("opening credit for %d meters", credited)
+        if own_process:
+            await self._start_control_process(service)
         await service.start()
         sock = self._socket = _listen(o.host, o.port)
         port = sock.getsockname()[1]
@@ -188,12 +195,8 @@ class Runtime:
         if self._server_task.done():
             self._server_task.result()
         jobs = service.jobs()
-        if self.control is not None:
-            control = [j for j in jobs if j.id == "control"]
+        if own_process:
             jobs = [j for j in jobs if j.id != "control"]
-            speed = self.clock.speed if isinstance(self.clock, AcceleratedClock) else 1.0
-            runner = SimulatedRunner(control, self.clock, speed, record=service)
-            self._control_run = asyncio.wrap_future(self.control.submit(self._run_control(runner)))
         if isinstance(self.clock, SystemClock):
             self._live = LiveRunner(jobs, self.clock, service.state)
             self._live.start()
@@ -201,10 +204,22 @@ class Runtime:
             speed = self.clock.speed if isinstance(self.clock, AcceleratedClock) else 1.0
             self.runner = SimulatedRunner(jobs, self.clock, speed, service.state)
 
-    async def _run_control(self, runner: SimulatedRunner) -> None:
-        """The control job's runner, on the control loop until :meth:`stop`."""
-        self._control_stop = asyncio.Event()
-        await runner.run_until(None, self._control_stop)
+    async def _start_control_process(self, service: Service) -> None:
+        """Spawn the control process, wait for its first cycle, and supervise it."""
+        process = ControlProcess(
+            self.site,
+            self.config,
+            self.clock,
+            service.take_snapshot,
+            service.control_process_died,
+            service.control_process_started,
+        )
+        service.use_control_process(process)
+        if isinstance(self.clock, LinkedClock):  # the operator's clock steps reach it
+            self.clock.listeners.append(lambda seconds: process.send(("advance", seconds)))
+        self.control_process = process
+        await process.start()
+        self._supervisor = asyncio.create_task(process.supervise(self._supervise_stop))
 
     async def _on_control_loop(self, coroutine: Coroutine[Any, Any, None]) -> None:
         if self.control is None:
@@ -226,12 +241,10 @@ class Runtime:
         """Stop the jobs and the API, leave the devices safe, stop the simulator."""
         if self._live is not None:
             self._live.shutdown()
-        control = self.control
-        if control is not None and control.loop is not None and self._control_stop is not None:
-            control.loop.call_soon_threadsafe(self._control_stop.set)
-        if self._control_run is not None:
+        self._supervise_stop.set()  # no restart while stopping
+        if self._supervisor is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._control_run, timeout=30)
+                await asyncio.wait_for(self._supervisor, timeout=30)
         if self._server is not None:
             self._server.should_exit = True
         if self._server_task is not None:

@@ -5,7 +5,9 @@ packages and writes the result —
 
 - ``control`` (every few seconds): :meth:`controllers.control.Controller.cycle`; meter
   readings go to the ledger at most once per reading slot (5 min by default); the
-  prepaid credit of every connection is re-decided from the balances;
+  prepaid credit of every connection is re-decided from the balances. Live, it runs in
+  a process of its own (:class:`lastwatt.control_loop.ControlProcess`,
+  :meth:`Service.use_control_process`, :meth:`Service.run_control_here`);
 - ``weather`` (hourly by default): fetch the forecast feed over HTTP into its cache
   (:mod:`forecasts.feed`), in a thread;
 - ``forecast`` (hourly): PV quantiles and demand for the next horizon from the best
@@ -19,7 +21,9 @@ packages and writes the result —
   leaving out connections that were switched off or limited during it;
 - ``staking`` (daily, local midnight): settles each ended round once;
 - ``retention`` (daily): old telemetry to hourly means, readings of old settled hours to
-  the first and last of each hour per meter (:class:`lastwatt.config.RetentionSettings`).
+  the first and last of each hour per meter (:class:`lastwatt.config.RetentionSettings`);
+- ``verify`` (every 6 h): the ledger's whole hash chain and checkpoints, in a thread; a
+  failure is the critical ``verify_failed`` alarm (:func:`settlement.anchor.verify_store`).
 
 State lives under a data directory: the ledger (``ledger.sqlite``: journal, balances,
 readings, stake choices) and the service's own state (``service.sqlite``: progress,
@@ -32,12 +36,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import copy
 import dataclasses
 import datetime as dt
 import logging
 import threading
 import zoneinfo
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +80,7 @@ from forecasts.learned import DemandLearner
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import synthetic_weather
 from lastwatt.config import RetentionSettings, WeatherSettings
-from lastwatt.control_loop import ControlThread
+from lastwatt.control_loop import ControlProcess, ControlSnapshot, ControlThread
 from lastwatt.jobs import Job
 from lastwatt.relay_history import RelayHistory
 from lastwatt.state import ServiceState, StoredSchedule
@@ -107,7 +112,7 @@ from settlement import (
     stake_totals,
     storage_policy_for,
 )
-from settlement.anchor import Anchor, create_anchor_key, load_anchor_key
+from settlement.anchor import Anchor, create_anchor_key, load_anchor_key, verify_store
 from settlement.fiat import topup_batch
 from settlement.hourly import price_at
 from settlement.settle import reconcile_hour
@@ -121,6 +126,11 @@ T = TypeVar("T")
 _QUARTER = dt.timedelta(minutes=15)
 _HOUR = dt.timedelta(hours=1)
 _DAY = dt.timedelta(days=1)
+# The ledger's periodic check reads the whole chain (≈ 3.4 s per million rows, in a
+# thread; the control loop has its own process): an incremental check would skip an edit
+# of an old row that left its stored hash alone. A tampered ledger is an alarm within
+# hours, not when someone happens to run verify.
+_VERIFY_PERIOD = dt.timedelta(hours=6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +321,10 @@ class Service:
         # so a slow disk never holds up a cycle.
         self._control_io: ThreadPoolExecutor | None = None
         self._io_connections: tuple[LedgerStore, ServiceState] | None = None
+        # With a control process: the service's link to it, or (in the child) where each
+        # cycle's snapshot goes.
+        self._process: ControlProcess | None = None
+        self._report: Callable[[ControlSnapshot], None] | None = None
         self.started = False
         self.dispatch_relays_at_start: dict[str, RelayState] = {}
         self.setpoints: Setpoints | None = None  # in force: the plan's, or the safe ones
@@ -331,6 +345,74 @@ class Service:
             raise RuntimeError(msg)
         self._control = thread
         self._control_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lastwatt-ctl-io")
+
+    def use_control_process(self, process: ControlProcess) -> None:
+        """Let ``process`` run the control job (:class:`lastwatt.control_loop.ControlProcess`).
+
+        Call before :meth:`start`, and start ``process`` before :meth:`start` so that the
+        first plan starts from a measured state. Setpoints, holds and releases are then
+        sent to it; what it measures and decides arrives as snapshots
+        (:meth:`take_snapshot`); :meth:`shutdown` stops it (devices left safe).
+        """
+        if self.started:
+            msg = "choose the control process before the service starts"
+            raise RuntimeError(msg)
+        self._process = process
+
+    def take_snapshot(self, snapshot: ControlSnapshot) -> None:
+        """Take a control cycle's outcome from the control process (replaced whole)."""
+        self.last_cycle = snapshot.cycle
+        self.credit = snapshot.credit
+        if snapshot.soc_kwh is not None:
+            self._soc_kwh = snapshot.soc_kwh
+        self._relays = snapshot.relays
+        self._censored = {hour: set(ids) for hour, ids in snapshot.censored.items()}
+        self.alarms.extend(snapshot.cycle.alarms)
+
+    def control_process_died(self, exit_code: int | None) -> None:
+        """Raise the critical alarm of a control process that died (it is restarted)."""
+        how = "was killed" if exit_code is not None and exit_code < 0 else "exited"
+        message = (
+            f"the control process {how} (exit code {exit_code}); the service restarts it "
+            "and re-sends the plan — meanwhile the devices' own timers revert them to their "
+            "safe values. Check the service log for the cause"
+        )
+        self.store.add_alarms(
+            [Alarm(AlarmKind.CONTROL_RESTARTED, "control", self.clock.now(), message)]
+        )
+
+    def control_process_started(self) -> None:
+        """Hand a (re)started control process the plan in force."""
+        if self._process is not None and self.setpoints is not None:
+            self._process.send(("setpoints", self.setpoints))
+
+    def run_control_here(self, report: Callable[[ControlSnapshot], None]) -> None:
+        """Make this the control process's service: it runs only the control job.
+
+        Restores what the control job needs (holds, relay history, the last stored plan);
+        its SQLite work goes to a worker thread of its own (as on a control thread), and
+        after each cycle's record ``report`` gets a :class:`ControlSnapshot`.
+        """
+        self._control_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lastwatt-ctl-io")
+        self._report = report
+        self._restore_control()
+
+    async def leave_control(self) -> None:
+        """End the control process's service: devices to their safe state, stores closed."""
+        await self._leave_safe()
+        self._executor.shutdown(wait=True)
+        self.store.close()
+        self.state.close()
+
+    def _report_cycle(self, result: CycleResult, relays: RelayHistory) -> None:
+        """Hand the service the cycle just recorded (on the control job's worker)."""
+        if self._report is None:
+            return
+        try:
+            censored = {hour: frozenset(ids) for hour, ids in self._censored.items()}
+            self._report(ControlSnapshot(result, self.credit, self._soc_kwh, relays, censored))
+        except Exception:
+            log.exception("could not report the control cycle of %s", result.time.isoformat())
 
     def _io(self) -> tuple[LedgerStore, ServiceState]:
         """The calling thread's connections: the control job's worker has its own."""
@@ -382,6 +464,7 @@ class Service:
             Job("settle", _HOUR, dt.timedelta(minutes=2), self.settle_job, grace=_HOUR),
             Job("staking", _DAY, local_midnight, self.staking_job, grace=_DAY),
             Job("retention", _DAY, dt.timedelta(hours=1, minutes=30), self.retention_job, _DAY),
+            Job("verify", _VERIFY_PERIOD, dt.timedelta(minutes=40), self.verify_job, _DAY),
         ]
 
     def _utc_offset(self) -> dt.timedelta:
@@ -393,6 +476,16 @@ class Service:
         issue_tokens(self.store, self.site, now)
         if self.state.get("staking_epoch") is None:
             self.state.set("staking_epoch", now.astimezone(self.tz).date().isoformat())
+        self._restore_control()
+        self.started = True
+        if self._process is None:  # a control process has measured already
+            await self._on_control_loop(self.control_job(now))
+        await self.weather_job(now)
+        await self.forecast_job(now)
+        await self.dispatch_job(now)
+
+    def _restore_control(self) -> None:
+        """Holds, relay history and the last stored plan, as the service stopped."""
         for cid, hold in self.state.holds().items():
             self.controller.operator_switch(cid, hold["closed"], reason=hold["reason"])
         # Time in state and shed hours continue from the persisted history; relay states
@@ -407,15 +500,13 @@ class Service:
             if stored.setpoints is not None:
                 self.apply(stored.setpoints)
                 log.info("restored the schedule issued %s", stored.issued_at.isoformat())
-        self.started = True
-        await self._on_control_loop(self.control_job(now))
-        await self.weather_job(now)
-        await self.forecast_job(now)
-        await self.dispatch_job(now)
 
     async def shutdown(self) -> None:
         """Leave the devices in their safe state, then close everything."""
-        await self._on_control_loop(self._leave_safe())
+        if self._process is not None:
+            await self._process.stop()  # the control process leaves them safe
+        else:
+            await self._on_control_loop(self._leave_safe())
         self._executor.shutdown(wait=True)
         self.store.close()
         self.state.close()
@@ -438,6 +529,9 @@ class Service:
     def apply(self, setpoints: Setpoints) -> None:
         """Hand setpoints to the controller on the loop that drives it; they are in force."""
         self.setpoints = setpoints
+        if self._process is not None:
+            self._process.send(("setpoints", setpoints))
+            return
         control = self._control
         if control is None or control.loop is None or _running_loop() is control.loop:
             self.controller.set_schedule(setpoints)
@@ -464,10 +558,14 @@ class Service:
         """Operator: hold a relay open or closed (persisted; survives restarts)."""
         self.controller.operator_switch(connection_id, closed, reason=reason)
         self.state.set_hold(connection_id, closed, reason, self.clock.now())
+        if self._process is not None:
+            self._process.send(("hold", connection_id, closed, reason))
 
     def release(self, connection_id: str) -> bool:
         """Operator: end a hold; whether there was one."""
         self.controller.operator_release(connection_id)
+        if self._process is not None:
+            self._process.send(("release", connection_id))
         return self.state.release_hold(connection_id)
 
     def open_credit(self, amounts_minor: Mapping[ConnectionKind, int]) -> int:
@@ -510,6 +608,8 @@ class Service:
             self._record_cycle(result)
         else:
             self._control_io.submit(self._record_cycle_logged, result)
+            if self._report is not None:  # after the record: with the credit it decided
+                self._control_io.submit(self._report_cycle, result, copy.deepcopy(self._relays))
 
     def _record_cycle_logged(self, result: CycleResult) -> None:
         try:
@@ -859,6 +959,19 @@ class Service:
             dropped,
             thinned,
         )
+
+    # --- tamper evidence --------------------------------------------------------------------
+    async def verify_job(self, due: dt.datetime) -> None:
+        """Verify the ledger in a thread; a failure is the critical ``verify_failed`` alarm."""
+        report = await asyncio.to_thread(verify_store, self.store, None, self.clock.now())
+        if report.ok:
+            log.info("ledger verified: %d journal rows", report.rows)
+        else:
+            log.error(
+                "the ledger failed verification (first bad row %s): %s",
+                report.first_bad_seq,
+                report.problems[0].message,
+            )
 
     # --- staking ----------------------------------------------------------------------------
     def round_outcomes(self, round_number: int) -> dict[str, BusinessOutcome]:

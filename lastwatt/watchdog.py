@@ -6,7 +6,11 @@ restarted (``Restart=``). A process that is alive but whose control loop has sta
 no better than a dead one for the devices (their fail-safes drop the setpoints), so the
 ping is sent only while control cycles keep completing: :class:`Watchdog` watches the
 service's ``last_cycle`` and stops pinging once none has completed for ``stall_s``
-seconds of wall time. Without ``NOTIFY_SOCKET`` (not under systemd) everything here is a
+seconds of wall time. With the control loop in its own process, ``last_cycle`` is the
+latest snapshot it sent; the service restarts a dead control process itself
+(:class:`lastwatt.control_loop.ControlProcess`), and a child that cannot stay up long
+enough to report cycles ends the pings, so systemd restarts the whole service. Without
+``NOTIFY_SOCKET`` (not under systemd) everything here is a
 no-op. The protocol is a datagram on a Unix socket (``sd_notify(3)``), a few lines, so no
 library is needed.
 """

@@ -91,6 +91,8 @@ class AlarmKind(enum.StrEnum):
     """The weather forecast fell back to the last good one or to the climatology."""
     WATT_MISMATCH = "watt_mismatch"
     """The WATT outstanding did not reconcile with the battery's measured energy."""
+    CONTROL_RESTARTED = "control_restarted"
+    """The control loop's process died and was restarted by the service."""
 
 
 SEVERITY: dict[AlarmKind, Severity] = {
@@ -116,6 +118,7 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.PLAN_VIOLATIONS: Severity.WARNING,
     AlarmKind.WEATHER_FALLBACK: Severity.WARNING,
     AlarmKind.WATT_MISMATCH: Severity.WARNING,
+    AlarmKind.CONTROL_RESTARTED: Severity.CRITICAL,
 }
 """The severity of each kind of alarm (the one place it is decided)."""
 

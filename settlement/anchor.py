@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import logging
 import os
 import secrets
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from settlement.alarms import Alarm, AlarmKind
 from settlement.ledger import GENESIS_HASH, JournalRow, Problem, VerifiedPoint, VerifyReport
 
 if TYPE_CHECKING:
@@ -50,12 +52,17 @@ __all__ = [
     "create_anchor_key",
     "load_anchor_key",
     "read_checkpoints",
+    "report_verification",
     "verify_anchored",
+    "verify_store",
     "write_checkpoint",
 ]
 
 CHECKPOINTS_FILE = "checkpoints.jsonl"
+VERIFY_SUBJECT = "ledger"
+"""The subject of the ledger's verify-failure alarm (one standing condition)."""
 _MIN_KEY_BYTES = 32
+_log = logging.getLogger(__name__)
 
 
 class AnchorError(ValueError):
@@ -329,3 +336,77 @@ def verify_anchored(
     problems = tuple(sorted((*report.problems, *bad_lines, *found), key=lambda p: p.seq == 0))
     point = report.point if not problems else None
     return VerifyReport(report.rows, report.batches, report.head_hash, problems, point)
+
+
+def report_verification(store: LedgerStore, report: VerifyReport, at: datetime) -> bool:
+    """Raise the critical verify-failure alarm for a failed ``report``; clear it on a pass.
+
+    Every verification — ``lastwatt ledger verify``, ``GET /api/ledger/verify``, the
+    service's periodic check — goes through here, so a tampered ledger is an alarm the
+    operator sees (``GET /api/alarms``, ``lastwatt alarms``, the dashboard), not only a
+    line of output nobody reads. A failure stays one standing condition
+    (``verify_failed`` on subject ``ledger``) however often it is found again.
+
+    Parameters
+    ----------
+    store : LedgerStore
+        Where the alarm goes (the verified ledger: its alarm table is not part of the
+        hash chain, so writing it changes nothing that was verified).
+    report : VerifyReport
+        The verification's outcome.
+    at : datetime
+        When it ran, timezone-aware.
+
+    Returns
+    -------
+    bool
+        Whether the alarm could be written (a store too damaged to write to is logged
+        by the caller's report; the verification's own answer never depends on this).
+    """
+    try:
+        if report.ok:
+            store.clear_alarm(AlarmKind.VERIFY_FAILED, VERIFY_SUBJECT, at)
+            return True
+        first = report.first_bad_seq
+        where = f"first bad row {first}" if first else "no single row to blame"
+        shown = "; ".join(p.message for p in report.problems[:3])
+        more = f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""
+        message = (
+            f"the ledger failed verification ({where}): {shown}{more} — stop trusting "
+            "balances, restore from a verified backup or investigate with "
+            "'lastwatt ledger verify'"
+        )
+        store.add_alarms([Alarm(AlarmKind.VERIFY_FAILED, VERIFY_SUBJECT, at, message)])
+    except Exception:  # a broken database must not hide the report itself
+        _log.exception("could not record the ledger's verification as an alarm")
+        return False
+    return True
+
+
+def verify_store(ledger: LedgerStore, since: VerifiedPoint | None, at: datetime) -> VerifyReport:
+    """Verify ``ledger`` (against its anchor if it has one) and alarm on a failure.
+
+    Opens a connection of its own (``connect_again``), so it may run in a worker thread:
+    neither a SQLite nor a psycopg connection may be shared with another thread. The
+    outcome goes through :func:`report_verification`.
+
+    Parameters
+    ----------
+    ledger : LedgerStore
+        The ledger (SQLite or PostgreSQL).
+    since : VerifiedPoint or None
+        Where the last clean verification ended (None: from the first row).
+    at : datetime
+        When it runs, timezone-aware (the alarm's time).
+    """
+    store = ledger.connect_again()
+    try:
+        anchor = store.anchor
+        if anchor is None:
+            report = store.verify(since)
+        else:
+            report = verify_anchored(store, anchor.directory, anchor.key, since)
+        report_verification(store, report, at)
+        return report
+    finally:
+        store.close()

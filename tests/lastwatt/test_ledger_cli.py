@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from lastwatt.cli import main
+from settlement import SqliteLedgerStore
 from settlement.ledger import chain_hash
 
 CSV = """meter_id,read_at,import_wh,export_wh
@@ -47,6 +48,11 @@ def test_import_settle_inspect_verify(tmp_path, capsys):
         raw.execute("UPDATE journal SET amount = 1 WHERE seq = 2")
     assert main(["ledger", "verify", "--db", str(db)]) == 1
     assert "first bad row 2" in capsys.readouterr().out
+    with SqliteLedgerStore(db) as store:  # the operator sees it as a critical alarm
+        standing = store.alarm_records(standing_only=True)
+    assert [(a.subject, a.severity.value) for a in standing if a.kind == "verify_failed"] == [
+        ("ledger", "critical")
+    ]
 
 
 def test_friendly_errors(tmp_path, capsys):

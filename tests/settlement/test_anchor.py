@@ -289,3 +289,30 @@ def test_resumed_verification_still_catches_edits_after_the_point_and_rewrites_b
     with SqliteLedgerStore(path, synchronous="NORMAL") as store:
         resumed = verify_anchored(store, anchor.directory, anchor.key, point)
     assert any("rewritten" in p.message for p in resumed.problems)
+
+
+def test_a_failed_verification_is_one_critical_alarm_cleared_by_a_pass(ledger):
+    from settlement import AlarmKind, Severity
+    from settlement.anchor import report_verification
+
+    path, anchor = ledger
+    with raw(path) as db:  # a row edited in the real SQLite file
+        db.execute("UPDATE journal SET amount = amount + 1 WHERE seq = 3")
+    with SqliteLedgerStore(path, synchronous="NORMAL") as store:
+        for k in range(2):  # found twice: one standing condition, seen twice
+            report = verify_anchored(store, anchor.directory, anchor.key)
+            assert not report.ok
+            assert report_verification(store, report, HOUR + timedelta(minutes=k))
+        (alarm,) = store.alarm_records(standing_only=True)
+        assert alarm.kind is AlarmKind.VERIFY_FAILED
+        assert alarm.severity is Severity.CRITICAL
+        assert alarm.subject == "ledger"
+        assert alarm.count == 2
+        assert "first bad row 3" in alarm.message
+    with raw(path) as db:  # put back: the next verification passes and clears it
+        db.execute("UPDATE journal SET amount = amount - 1 WHERE seq = 3")
+    with SqliteLedgerStore(path, synchronous="NORMAL") as store:
+        report = verify_anchored(store, anchor.directory, anchor.key)
+        assert report.ok
+        report_verification(store, report, HOUR + timedelta(minutes=5))
+        assert store.alarm_records(standing_only=True) == []
