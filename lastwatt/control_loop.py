@@ -1,23 +1,11 @@
-"""The control loop's own thread and event loop, where no request can delay it.
+"""The control loop's own OS process, where no request can delay it.
 
-The HTTP API, dispatch, settlement and whatever else the service runs share one event
-loop; a slow handler (a ledger verify, a password hash, a large query) stalls every
-coroutine on it. Measured: four verify calls left the control loop idle for 149 s and
-the devices' own fail-safes dropped the inverter's limit and the battery's control mode.
-So the control job runs on a dedicated thread with its own event loop: the Modbus
-clients live there, it has its own SQLite connections (the ledger in WAL mode lets it
-write while the API reads), and it exchanges state with the rest of the service only
-through the store and a few atomically replaced attributes (see
-:meth:`lastwatt.service.Service.use_control_loop`).
-
-The thread holds the GIL only while it computes (a few milliseconds a cycle); Python
-switches threads every 5 ms, so CPU-bound work elsewhere delays a cycle by at most a few
-switch intervals, not by the length of the work — provided the OS runs the thread: it
-asks for a higher scheduling priority (nice −10 by default; granted to root or with
-CAP_SYS_NICE, e.g. systemd's ``Nice=``/``AmbientCapabilities=``), because the API's
-threads (password hashing above all) can keep every core busy.
-
-A thread still shares the interpreter's lock with the API: measured under 50 clients, the
+The HTTP API, dispatch, settlement and whatever else the service runs share one event loop;
+a slow handler (a ledger verify, a password hash, a large query) stalls every coroutine on
+it. Measured: four verify calls left the control loop idle for 149 s and the devices' own
+fail-safes dropped the inverter's limit and the battery's control mode. A dedicated thread
+with its own event loop (:class:`ControlThread`, still what the simulated container runs on)
+helped but still shares the interpreter's lock with the API: measured under 50 clients, the
 fast path's p99 was 0.47–1.1 s. So the live service runs the control job in **its own OS
 process** (:class:`ControlProcess`, ``multiprocessing`` with *spawn*): the child opens its
 own store connections, drives the devices, writes readings, alarms, credit and telemetry
@@ -26,10 +14,10 @@ sends the service a :class:`ControlSnapshot` after every cycle. The service send
 typed :class:`~dispatch.setpoints.Setpoints` of every plan, the operator's holds and clock
 steps. Both directions go through a pipe; each side writes from a sender thread
 (:class:`_Outbox`), so a slow or stalled peer never blocks the loop that sends. The child
-ends itself, leaving the devices in their safe state, when asked, on SIGTERM/SIGINT, or
-when the service's end of the pipe closes (the service died: no second controller may
-ever drive the devices beside a restarted one). The service restarts a child that died,
-with a critical alarm (:meth:`ControlProcess.supervise`).
+ends itself, leaving the devices in their safe state, when asked, on SIGTERM/SIGINT, or when
+the service's end of the pipe closes (the service died: no second controller may ever drive
+the devices beside a restarted one). The service restarts a child that died, with a critical
+alarm (:meth:`ControlProcess.supervise`).
 """
 
 from __future__ import annotations

@@ -42,11 +42,11 @@ import datetime as dt
 import logging
 import threading
 import zoneinfo
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,7 +80,7 @@ from forecasts.learned import DemandLearner
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import synthetic_weather
 from lastwatt.config import RetentionSettings, WeatherSettings
-from lastwatt.control_loop import ControlProcess, ControlSnapshot, ControlThread
+from lastwatt.control_loop import ControlProcess, ControlSnapshot
 from lastwatt.jobs import Job
 from lastwatt.relay_history import RelayHistory
 from lastwatt.state import ServiceState, StoredSchedule
@@ -120,8 +120,6 @@ from settlement.settle import reconcile_hour
 __all__ = ["Service", "ServiceConfig", "open_ledger"]
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 _QUARTER = dt.timedelta(minutes=15)
 _HOUR = dt.timedelta(hours=1)
@@ -231,13 +229,6 @@ def open_ledger(config: ServiceConfig) -> LedgerStore:
     return PostgresLedgerStore(config.ledger_url, config.ledger_site, anchor=_anchor(config))
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 def _floor(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
     epoch = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
     return epoch + ((moment - epoch) // step) * step
@@ -315,8 +306,7 @@ class Service:
         self._soc_kwh: float | None = None
         self._relays = RelayHistory()
         self._owner = threading.get_ident()
-        self._control: ControlThread | None = None
-        # With a control thread, the control job's SQLite work (readings, alarms, credit,
+        # In the control process, the control job's SQLite work (readings, alarms, credit,
         # job log; each commit an fsync) runs on this one worker, owning its connections,
         # so a slow disk never holds up a cycle.
         self._control_io: ThreadPoolExecutor | None = None
@@ -333,19 +323,6 @@ class Service:
         self._switchable = (*self._household_groups, *(b.id for b in site.businesses))
 
     # --- where the control loop runs -------------------------------------------------------
-    def use_control_loop(self, thread: ControlThread) -> None:
-        """Run every control cycle on ``thread``'s event loop (:mod:`lastwatt.control_loop`).
-
-        Call before :meth:`start`. The control job then uses its own SQLite connections,
-        schedules reach the controller through that loop, and what the API reads
-        (``last_cycle``, ``credit``) is replaced whole, never mutated in place.
-        """
-        if self.started:
-            msg = "choose the control loop before the service starts"
-            raise RuntimeError(msg)
-        self._control = thread
-        self._control_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lastwatt-ctl-io")
-
     def use_control_process(self, process: ControlProcess) -> None:
         """Let ``process`` run the control job (:class:`lastwatt.control_loop.ControlProcess`).
 
@@ -429,11 +406,6 @@ class Service:
                 connection.close()
             self._io_connections = None
 
-    async def _on_control_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        if self._control is None:
-            return await coroutine
-        return await self._control.run(coroutine)
-
     def log_job(
         self,
         job_id: str,
@@ -479,7 +451,7 @@ class Service:
         self._restore_control()
         self.started = True
         if self._process is None:  # a control process has measured already
-            await self._on_control_loop(self.control_job(now))
+            await self.control_job(now)
         await self.weather_job(now)
         await self.forecast_job(now)
         await self.dispatch_job(now)
@@ -506,7 +478,7 @@ class Service:
         if self._process is not None:
             await self._process.stop()  # the control process leaves them safe
         else:
-            await self._on_control_loop(self._leave_safe())
+            await self._leave_safe()
         self._executor.shutdown(wait=True)
         self.store.close()
         self.state.close()
@@ -532,11 +504,7 @@ class Service:
         if self._process is not None:
             self._process.send(("setpoints", setpoints))
             return
-        control = self._control
-        if control is None or control.loop is None or _running_loop() is control.loop:
-            self.controller.set_schedule(setpoints)
-        else:
-            control.loop.call_soon_threadsafe(self.controller.set_schedule, setpoints)
+        self.controller.set_schedule(setpoints)
 
     # --- inputs shared by jobs and the API ---------------------------------------------
     def current_round(self, now: dt.datetime | None = None) -> int:
@@ -591,7 +559,7 @@ class Service:
     async def control_job(self, due: dt.datetime) -> None:
         """One control cycle; readings to the ledger once per slot; credit re-decided.
 
-        Runs on the control loop when there is one (:meth:`use_control_loop`); its
+        Runs in the control process when there is one (:meth:`run_control_here`); its
         SQLite work then goes to the control job's own worker thread, in order, and the
         credit it decides reaches the controller for the next cycle.
         """
