@@ -153,6 +153,52 @@ bands = [
 
 RELAY_BOARD_UNIT_ID = 10
 
+# Service plans (issue: community allocation). Assumptions, stated here in one place:
+# - A household's lifeline is what the World Bank Multi-Tier Framework calls tier 2
+#   (ESMAP 008/15, table 1.1): ≥ 50 W of capacity, ≥ 200 Wh a day, ≥ 2 evening hours —
+#   lights, a phone, a radio or a small TV. 320 × 200 Wh = 64 kWh/day at most; the
+#   households' capped demand uses ≈ 0.17 kWh/day each on the seeds' profile, so the
+#   lifeline takes about half the yield of an average day and leaves businesses the rest
+#   (DESIGN.md §2: 80–120 kWh/day of PV, ≈ 36 kWh/day of priority load).
+# - The evening the MTF counts is 18:00–22:00 local time: the guaranteed window.
+# - "basic" (tier 1+, 30 W/120 Wh) and "standard" (tier 3 capacity, 100 W/400 Wh) are the
+#   other options an operator may offer; the community's vote chooses among them.
+# - Household use beyond the plan is served last, from what would be curtailed.
+# - Businesses are chosen by community value (Σ R_i(E_i), seed 001), their weight half
+#   value score, half stake share. The default plan was NOT yet chosen from a sweep over
+#   the bundled year (lifeline size × business share); that sweep is open work.
+SERVICE_PLANS = {
+    "basic": (30, 120),
+    "lifeline": (50, 200),
+    "standard": (100, 400),
+}
+DEFAULT_HOUSEHOLD_PLAN = "lifeline"
+EVENING_HOURS = (18, 22)
+POLICY = """
+# The community's allocation policy: tiers highest first, and how businesses are chosen.
+[policy]
+tier_order = ["soc_window", "priority", "household", "reserve", "business", "beyond_plan"]
+business_objective = "community_value"
+stake_weight = 0.5
+"""
+
+
+def service_plans() -> str:
+    """The plan classes, the households' default and the policy, as TOML."""
+    out = [
+        "# Service plans: what a meter holds its connection to (power limit, daily budget,",
+        "# guaranteed evening window in local hours). Households take the default unless",
+        "# a connection names its own plan.",
+    ]
+    for name, (watts, wh) in SERVICE_PLANS.items():
+        out.append(
+            f"[service_plans.{name}]\npower_limit_w = {watts}\ndaily_energy_wh = {wh}\n"
+            f"evening_start_hour = {EVENING_HOURS[0]}\nevening_end_hour = {EVENING_HOURS[1]}\n"
+        )
+    out.append(f'[service_plan_defaults]\nhousehold = "{DEFAULT_HOUSEHOLD_PLAN}"')
+    out.append(POLICY)
+    return "\n".join(out)
+
 
 def _format_value(value: object) -> str:
     if isinstance(value, bool):
@@ -248,7 +294,7 @@ def render() -> str:
     rng = np.random.default_rng(SEED)
     business_count = sum(kind.count for kind in BUSINESS_TYPES)
     plan = village_positions(HOUSEHOLDS, business_count, len(PRIORITY_USERS))
-    out = [HEADER, CONTAINER]
+    out = [HEADER, CONTAINER, service_plans()]
     groups = HOUSEHOLDS // HOUSEHOLDS_PER_RELAY_GROUP
     out.append("# Feeder relays on the container's relay board: households are shed by group.")
     for g in range(groups):
