@@ -45,6 +45,9 @@ household use beyond the plan. A site states its own order (``[policy]``)."""
 BUSINESS_OBJECTIVES = ("stake_fairness", "community_value")
 """How the business tier shares its energy (:class:`DispatchPolicy`)."""
 
+BEYOND_NOISE_KW = 1e-9
+"""Demand beyond plan below this is float rounding of the budget arithmetic [kW]."""
+
 STAKE_LIMIT = 10**12
 """Largest stake a business may carry; keeps every stake sum far inside int64."""
 
@@ -193,7 +196,9 @@ class HouseholdGroupLoad:
     @property
     def beyond_plan_kw(self) -> np.ndarray:
         """Demand beyond the plans [kW] (0 without plans)."""
-        return np.clip(np.clip(self.demand_kw, 0.0, None) - self.within_plan_kw, 0.0, None)
+        beyond = np.clip(np.clip(self.demand_kw, 0.0, None) - self.within_plan_kw, 0.0, None)
+        # Rounding in the budget arithmetic (1e-17 kW) is not use beyond plan.
+        return np.where(beyond > BEYOND_NOISE_KW, beyond, 0.0)
 
 
 @dataclass(frozen=True)
@@ -334,6 +339,8 @@ class DispatchProblem:
         Forecast export of the prosumers' own PV at their connections [kW], summed:
         supply, never negative demand (their demand is what their meters import).
         None: no prosumers.
+    timezone : str
+        The site's IANA timezone: budget periods (local days) and evening windows.
     """
 
     grid: TimeGrid
@@ -345,6 +352,7 @@ class DispatchProblem:
     businesses: tuple[BusinessLoad, ...]
     policy: DispatchPolicy = field(default_factory=DispatchPolicy)
     prosumer_export_kw: np.ndarray | None = None
+    timezone: str = "UTC"
 
     @property
     def periods(self) -> int:
@@ -615,6 +623,7 @@ def problem_from_site(
         businesses=businesses,
         policy=policy or DispatchPolicy.from_site(site),
         prosumer_export_kw=supply,
+        timezone=site.location.timezone,
     )
 
 

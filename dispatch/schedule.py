@@ -408,7 +408,7 @@ def extract_schedule(
         violations_kwh=violations_kwh(problem, plan, soc),
         household_groups=tuple(g.id for g in problem.households),
         solver=solver,
-        household_free=free if limits is not None else None,
+        household_free=free if any(g.lifeline_kw is not None for g in problem.households) else None,
         meter_limit_kw=limits,
         energy_budget_wh=budgets,
         business_choice=business_selection(problem, allotment),
@@ -429,7 +429,7 @@ def household_meters(
     budgets: dict[str, int] = {}
     step = problem.step_hours
     index = problem.grid.index
-    days = np.asarray(index.normalize().asi8) if len(index) else np.zeros(0)
+    days = np.asarray(index.tz_convert(problem.timezone).normalize().asi8)
     first_day = days == days[0] if len(index) else np.zeros(0, dtype=bool)
     for group in problem.households:
         if not group.member_plans or group.member_demand_kw is None:
@@ -446,7 +446,8 @@ def household_meters(
             limits[member] = np.where(is_free, np.inf, held)
             extra = group.member_demand_kw[i] - (lifeline[i] if lifeline is not None else 0.0)
             extra_wh = float((np.clip(extra, 0.0, None) * is_free * first_day).sum() * step * 1000)
-            budgets[member] = int(min(budget_wh + np.ceil(extra_wh), 2**32 - 1))
+            # Whole Wh, rounded up past float noise (1 µWh) so the meter never stops short.
+            budgets[member] = int(min(budget_wh + np.ceil(extra_wh - 1e-6), 2**32 - 1))
     if not limits:
         return None, {}
     return pd.DataFrame(limits, index=index), budgets
@@ -502,7 +503,7 @@ def business_selection(problem: DispatchProblem, allotment: pd.DataFrame) -> pd.
 def household_access(
     schedule: Schedule,
     problem: DispatchProblem,
-    timezone: str,
+    timezone: str | None = None,
     thresholds: MtfThresholds = MTF_THRESHOLDS,
 ) -> pd.DataFrame:
     """The planned MTF attributes and tier of every planned household per local day.
@@ -537,7 +538,10 @@ def household_access(
     if not supply:
         return pd.DataFrame()
     return mtf_daily(
-        pd.DataFrame(supply, index=index), pd.DataFrame(energy, index=index), timezone, thresholds
+        pd.DataFrame(supply, index=index),
+        pd.DataFrame(energy, index=index),
+        timezone or problem.timezone,
+        thresholds,
     )
 
 
