@@ -725,6 +725,28 @@ class Site(_Frozen):
         name = c.service_plan or self.service_plan_defaults.get(c.kind)
         return None if name is None else self.service_plans.get(name)
 
+    def with_service_plan(self, connection_id: str, plan: str | None) -> Site:
+        """This site with one connection held to another plan class (None: its default).
+
+        Raises
+        ------
+        KeyError
+            If the site has no such connection.
+        ValueError
+            If the plan class is unknown, or the connection is a priority user.
+        """
+        target = self.connection(connection_id)
+        if plan is not None and plan not in self.service_plans:
+            defined = ", ".join(sorted(self.service_plans)) or "none"
+            msg = f"unknown service plan {plan!r}; defined: {defined}"
+            raise ValueError(msg)
+        if plan is not None and target.kind is ConnectionKind.PRIORITY:
+            msg = f"{connection_id} is a priority user: never limited, it takes no plan"
+            raise ValueError(msg)
+        changed = target.model_copy(update={"service_plan": plan})
+        connections = tuple(changed if c.id == connection_id else c for c in self.connections)
+        return self.model_copy(update={"connections": connections})
+
     def charger(self, charger_id: str) -> Charger | None:
         """The charger with that id, or None."""
         return next((c for c in self.chargers if c.id == charger_id), None)
