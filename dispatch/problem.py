@@ -25,8 +25,8 @@ __all__ = [
     "ProblemError",
     "RelayState",
     "SolverSettings",
-    "check_problem",
     "business_weights",
+    "check_problem",
     "check_settings",
     "default_stakes",
     "household_lifeline",
@@ -189,9 +189,11 @@ class HouseholdGroupLoad:
     @property
     def within_plan_kw(self) -> np.ndarray:
         """Lifeline demand [kW]: within the plans, or all demand without plans."""
+        demand: np.ndarray = np.clip(np.asarray(self.demand_kw, dtype=float), 0.0, None)
         if self.lifeline_kw is None:
-            return np.clip(np.asarray(self.demand_kw, dtype=float), 0.0, None)
-        return np.minimum(np.clip(self.lifeline_kw, 0.0, None), np.clip(self.demand_kw, 0.0, None))
+            return demand
+        within: np.ndarray = np.minimum(np.clip(self.lifeline_kw, 0.0, None), demand)
+        return within
 
     @property
     def beyond_plan_kw(self) -> np.ndarray:
@@ -411,20 +413,21 @@ def largest_remainder(weights: Mapping[str, float], total: int) -> dict[str, int
 
 
 def business_weights(businesses: tuple[BusinessLoad, ...], stake_weight: float) -> np.ndarray:
-    """Community value per kWh of each business, R_b(E) = w_b·E, scaled so the largest is 1.
+    r"""Community value per kWh of each business, R_b(E) = w_b·E, scaled so the largest is 1.
 
-    .. math:: w_b = (1 - \\alpha)\\,\\max(v_b, 0)/10 + \\alpha\\, s_b / \\sum s
+    .. math:: w_b = (1 - \alpha)\,\max(v_b, 0)/10 + \alpha\, s_b / \max_c s_c
 
-    with :math:`v_b` the value score, :math:`s_b` the stake and :math:`\\alpha` the stake
+    with :math:`v_b` the value score, :math:`s_b` the stake and :math:`\alpha` the stake
     weight: the seeds' "maximize total R for given E" (seed 001), R from the community's
-    judgement and its stakes. Zero everywhere when no business has value or stake.
+    judgement and its stakes (the largest stake counts like a score of 10). Zero
+    everywhere when no business has value or stake.
     """
     scores = np.array([max(b.value_score, 0.0) / VALUE_SCORE_LIMIT for b in businesses])
     stakes = np.array([float(b.stake) for b in businesses])
     stake_share = stakes / stakes.sum() if stakes.sum() > 0 else np.zeros(len(businesses))
     if stake_share.size and stake_share.max() > 0:
         stake_share = stake_share / stake_share.max()  # the biggest stake counts as score 10
-    weights = (1.0 - stake_weight) * scores + stake_weight * stake_share
+    weights: np.ndarray = (1.0 - stake_weight) * scores + stake_weight * stake_share
     top = float(weights.max()) if weights.size else 0.0
     return weights / top if top > 0 else weights
 
@@ -456,7 +459,7 @@ def household_lifeline(
     [0.05, 0.0, 0.1]
     """
     capped = np.minimum(np.clip(demand_kw, 0.0, None), plan.power_limit_kw)
-    out = np.zeros_like(capped)
+    out: np.ndarray = np.zeros(capped.shape, dtype=float)
     evening = plan.evening_mask(local_hours)
     first = True
     for day in dict.fromkeys(local_days.tolist()):

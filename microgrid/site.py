@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "CONTAINER_DEVICES",
+    "TIER_NAMES",
     "Battery",
     "Business",
     "Charger",
@@ -47,7 +48,6 @@ __all__ = [
     "SitePolicy",
     "Tariff",
     "TariffBand",
-    "TIER_NAMES",
 ]
 
 UnitId = Annotated[int, Field(ge=1, le=247, description="Modbus unit (device) id on its bus")]
@@ -714,7 +714,9 @@ class Site(_Frozen):
                 continue
             where = f"connections[{i}] (id {c.id!r}).service_plan"
             if c.service_plan not in self.service_plans:
-                problems.append(f"{where}: unknown service plan {c.service_plan!r}; defined: {defined}")
+                problems.append(
+                    f"{where}: unknown service plan {c.service_plan!r}; defined: {defined}"
+                )
             if c.kind is ConnectionKind.PRIORITY:
                 problems.append(f"{where}: priority users are never limited; remove it")
         return problems
@@ -726,7 +728,7 @@ class Site(_Frozen):
         return None if name is None else self.service_plans.get(name)
 
     def with_service_plan(self, connection_id: str, plan: str | None) -> Site:
-        """This site with one connection held to another plan class (None: its default).
+        """The site with one connection held to another plan class (None: its default).
 
         Raises
         ------

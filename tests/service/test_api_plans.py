@@ -11,7 +11,6 @@ from microgrid import Site
 from microgrid.site import ConnectionKind, ServicePlan
 from tests.service.conftest import Rig, service_site
 
-
 OPENING = {ConnectionKind.HOUSEHOLD: 2_000_000, ConnectionKind.BUSINESS: 5_000_000}
 
 
@@ -23,7 +22,9 @@ def planned_site() -> Site:
             "service_plans": {
                 "small": ServicePlan(power_limit_w=50, daily_energy_wh=200),
                 "large": ServicePlan(
-                    power_limit_w=300, daily_energy_wh=900, evening_start_hour=18,
+                    power_limit_w=300,
+                    daily_energy_wh=900,
+                    evening_start_hour=18,
                     evening_end_hour=22,
                 ),
             },
