@@ -39,6 +39,7 @@ __all__ = [
     "UnitTiers",
     "community_value",
     "deliver_block",
+    "held_limits_kw",
     "roll",
     "shed_hours",
     "track_relays",
@@ -370,12 +371,7 @@ def roll(
         planned_on = np.ones((count, len(units)), dtype=bool)  # priority: always on
         planned_on[:, len(tiers["priority"]) :] = plan.relays[switchable].to_numpy(bool)[:count]
         allotment = plan.allotment_kw.reindex(columns=units, fill_value=0.0).to_numpy(float)
-        groups = list(tiers["household"])
-        held = None
-        if plan.household_free is not None:
-            free = plan.household_free.reindex(columns=groups, fill_value=True).to_numpy(bool)
-            lifeline = allotment[:count, positions.household]
-            held = np.where(free[:count], np.inf, lifeline)
+        held = held_limits_kw(plan, tiers["household"], allotment[:count, positions.household])
         block = deliver_block(
             planned_on,
             allotment[:count],
@@ -418,6 +414,36 @@ def roll(
         shed_hours=pd.Series(shed, index=list(tiers["household"]), name="shed_hours"),
         plans=plans,
     )
+
+
+def held_limits_kw(
+    plan: Schedule, groups: list[str] | tuple[str, ...], allotment_kw: FloatArray
+) -> FloatArray | None:
+    """What each household group's meters let through per period, for :func:`deliver_block`.
+
+    Held to their service plans, a group's households draw at most their planned lifeline
+    (their meters' limits and budgets, summed); free, or without plans, ``inf``.
+
+    Parameters
+    ----------
+    plan : Schedule
+        The plan being delivered.
+    groups : sequence of str
+        Household group ids, in the column order of ``allotment_kw``.
+    allotment_kw : numpy.ndarray
+        The plan's allotment to those groups, periods × groups [kW].
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Periods × groups [kW]; None when the plan holds no household to a plan.
+    """
+    if plan.household_free is None:
+        return None
+    rows = allotment_kw.shape[0]
+    free = plan.household_free.reindex(columns=list(groups), fill_value=True).to_numpy(bool)
+    limits: FloatArray = np.where(free[:rows], np.inf, allotment_kw)
+    return limits
 
 
 def _count_budgets(

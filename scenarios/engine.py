@@ -48,6 +48,7 @@ from dispatch.rolling import (
     TierValues,
     UnitTiers,
     deliver_block,
+    held_limits_kw,
     shed_hours,
     track_relays,
 )
@@ -259,7 +260,10 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
     settings = SolverSettings(
         time_limit_s=policy.time_limit_s, mip_rel_gap=policy.mip_rel_gap, threads=1
     )
-    dispatch_policy = DispatchPolicy(fair_share_tolerance=policy.fair_share_tolerance)
+    # The site's stated policy (tier order, business objective), at the planners' tolerance.
+    dispatch_policy = DispatchPolicy.from_site(
+        site0, fair_share_tolerance=policy.fair_share_tolerance
+    )
     fallbacks: list[int] = []
     planner = _planner(policy.dispatch, settings, fallbacks)
     oracle_planner = _planner("milp", settings, fallbacks)
@@ -543,7 +547,9 @@ def _deliver(
     state: ContainerState | None = None,
 ) -> BlockDelivery:
     relays, allotment = _plan_arrays(plan, units, len(pv))
-    return deliver_block(relays, allotment, pv, demand, battery, step, units.tiers, state)
+    groups = [units.ids[k] for k in units.tiers.household]
+    held = held_limits_kw(plan, groups, allotment[:, units.tiers.household])
+    return deliver_block(relays, allotment, pv, demand, battery, step, units.tiers, state, held)
 
 
 def _track(

@@ -11,7 +11,7 @@ import pytest
 from controllers.failsafe import Mode
 from controllers.simulator import SimulatorSettings
 from dispatch import problem_from_site, solve_dispatch
-from dispatch.rolling import UnitTiers, deliver_block
+from dispatch.rolling import UnitTiers, deliver_block, held_limits_kw
 from dispatch.setpoints import Setpoints
 from forecasts.forecast import forecast_site
 from forecasts.weather import synthetic_weather
@@ -138,9 +138,13 @@ def _planners_delivery(site, grid, schedule, pv, demand) -> dict[str, float]:
     tiers = UnitTiers.of(len(actual.priority), len(actual.households), len(actual.businesses))
     relays = schedule.relays.reindex(columns=units, fill_value=True).to_numpy(bool)
     allotment = schedule.allotment_kw.reindex(columns=units, fill_value=0.0).to_numpy(float)
+    # Households held to their service plans draw what their meters let through.
+    groups = [g.id for g in actual.households]
+    held = held_limits_kw(schedule, groups, allotment[:, tiers.household])
     block = deliver_block(
-        relays, allotment, pv.to_numpy(), wanted, actual.battery, grid.step_hours, tiers
-    )
+        relays, allotment, pv.to_numpy(), wanted, actual.battery, grid.step_hours, tiers,
+        household_limit_kw=held,
+    )  # fmt: skip
     energy = block.served_kw.sum(axis=0) * grid.step_hours
     return {
         "priority": float(energy[tiers.priority].sum()),
