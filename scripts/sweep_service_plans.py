@@ -71,6 +71,9 @@ def run_point(site: Site, start: dt.date, days: int) -> pd.DataFrame:
             "[policy]",
             'dispatch = "milp"',
             "oracle_every_days = 3",
+            # The scenario default (1 s) is below dispatch's own reserves (0.5 s to read the
+            # plan + 1 s interrupt grace): every plan would be the rule's fallback.
+            "time_limit_s = 20.0",
         ]
     )
     scenario = parse_scenario(text)
