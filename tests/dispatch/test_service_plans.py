@@ -225,3 +225,29 @@ def test_household_access_reports_mtf_tiers_per_household():
     assert day["capacity_w"] == pytest.approx(100.0)
     assert day["daily_energy_wh"] == pytest.approx(400.0)
     assert day["evening_hours"] == pytest.approx(4.0)
+
+
+def test_plans_in_the_site_file_are_checked_with_clear_messages():
+    from microgrid import load_site
+
+    site = load_site()
+    data = site.model_dump()
+    household = data["connections"][20]
+    assert household["kind"] == "household"
+    household["service_plan"] = "gold"
+    data["service_plan_defaults"] = {"priority": "basic", "household": "silver"}
+    with pytest.raises(ValueError, match="unknown service plan 'gold'; defined: basic") as err:
+        type(site).model_validate(data)
+    text = str(err.value)
+    assert "service_plan_defaults.household: unknown service plan 'silver'" in text
+    assert "service_plan_defaults.priority: priority users are never limited" in text
+    with pytest.raises(ValueError, match=r"evening_end_hour .* must be after"):
+        ServicePlan(power_limit_w=50, daily_energy_wh=200, evening_start_hour=22,
+                    evening_end_hour=18)  # fmt: skip
+    with pytest.raises(ValueError, match="give both evening_start_hour and evening_end_hour"):
+        ServicePlan(power_limit_w=50, daily_energy_wh=200, evening_start_hour=18)
+    with pytest.raises(ValueError, match="tier_order"):
+        type(site.policy)(tier_order=("priority", "household"))
+    # The default site: households on the sweep's plan, priority users on none.
+    assert site.service_plan_of(site.households[0].id) == site.service_plans["basic"]
+    assert site.service_plan_of(site.priority_users[0].id) is None
