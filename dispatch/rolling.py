@@ -40,6 +40,7 @@ __all__ = [
     "community_value",
     "deliver_block",
     "held_limits_kw",
+    "lifeline_wanted_kw",
     "roll",
     "shed_hours",
     "track_relays",
@@ -403,7 +404,8 @@ def roll(
         # The measured state the next plan starts from: relays with time in state, and
         # the hours each household group was dark while it had demand.
         track_relays(planned_on, switchable, len(tiers["priority"]), step, relays)
-        shed += shed_hours(block.served_kw, demand_actual[rows], positions, step)
+        wanted = lifeline_wanted_kw(problem, demand_actual[rows], positions)
+        shed += shed_hours(block.served_kw, wanted, positions, step)
     index = grid.index
     names = ("pv_kw", "pv_used_kw", "curtailed_kw", "battery_kw", "soc_kwh", "short_kw")
     return Delivery(
@@ -414,6 +416,23 @@ def roll(
         shed_hours=pd.Series(shed, index=list(tiers["household"]), name="shed_hours"),
         plans=plans,
     )
+
+
+def lifeline_wanted_kw(
+    problem: DispatchProblem, demand_kw: FloatArray, tiers: UnitTiers
+) -> FloatArray:
+    """Demand that counts for shed hours: a held group's planned lifeline, not its demand.
+
+    A group whose households have used their budgets is dark by their plans, not shed
+    for shortage; counting those hours would make rotation favour it for the wrong
+    reason. Groups without plans count their demand, as before.
+    """
+    rows = demand_kw.shape[0]
+    wanted: FloatArray = np.array(demand_kw, dtype=float, copy=True)
+    for g, group in enumerate(problem.households):
+        if group.lifeline_kw is not None:
+            wanted[:, tiers.household[g]] = group.within_plan_kw[:rows]
+    return wanted
 
 
 def held_limits_kw(

@@ -49,6 +49,7 @@ from dispatch.rolling import (
     UnitTiers,
     deliver_block,
     held_limits_kw,
+    lifeline_wanted_kw,
     shed_hours,
     track_relays,
 )
@@ -376,7 +377,8 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                 ]
             )
             soc = float(delivered.soc_kwh[-1])
-            _track(plan, units, delivered.served_kw, unit_demand[block], step, relays, shed)
+            wanted = lifeline_wanted_kw(problem, unit_demand[block], units.tiers)
+            _track(plan, units, delivered.served_kw, wanted, step, relays, shed)
             t0 = tick("delivery", t0)
         value = _community_value(served_day, units, realised_value, business_col, step, values)
         oracle_value = np.nan
