@@ -10,7 +10,7 @@ endpoint                                       who
 A plan class is data in the site file (:class:`microgrid.site.ServicePlan`); the
 operator moves a connection to another class (or back to its kind's default with
 ``"plan": null``). The choice is kept in the service's state store, so a restart keeps it,
-and the service's site is replaced at once, so the next plan dispatch makes uses it.
+and the service's site is replaced at once: the next plan holds the connection to it.
 """
 
 # No `from __future__ import annotations`: FastAPI evaluates the Depends() annotations,
