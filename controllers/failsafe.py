@@ -152,9 +152,9 @@ class Targets:
     units_on : dict of str to bool
         Switchable units (household relay groups and businesses) → closed.
     power_limit_kw : dict of str to float
-        Limited unit (business) → its meter's power limit [kW]: the plan's in schedule
-        mode, the fallback share otherwise (a relay the rules close must never let a
-        business draw its full demand).
+        Limited unit (business, or household held to its service plan) → its meter's
+        power limit [kW]: the plan's in schedule mode, the fallback share otherwise (a
+        relay the rules close must never let a business draw its full demand).
     energy_budget_wh : dict of str to int
         Schedule mode: connection → its meter's daily budget [Wh].
     """
@@ -220,7 +220,8 @@ def targets(
             _pct(period.discharge_limit_kw, battery_rating_kw) + settings.discharge_headroom_pct,
         )
         on = {u: period.relays.get(u, False) for u in units}
-        limits = {b: period.power_limit_kw[b] for b in businesses if b in period.power_limit_kw}
+        # Businesses' allotments and households' service-plan limits (their own meters).
+        limits = {u: v for u, v in period.power_limit_kw.items() if u not in household_groups}
         return Targets(
             mode,
             _pct(period.pv_limit_kw, pv_rating_kw),

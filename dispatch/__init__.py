@@ -14,7 +14,7 @@ from dispatch.problem import (
     default_stakes,
     problem_from_site,
 )
-from dispatch.schedule import DispatchStatus, Reason, Schedule
+from dispatch.schedule import DispatchStatus, Reason, Schedule, household_access
 
 __all__ = [
     "BatteryState",
@@ -29,6 +29,7 @@ __all__ = [
     "Schedule",
     "SolverSettings",
     "default_stakes",
+    "household_access",
     "oracle_problem",
     "problem_from_site",
     "proportional_rule",

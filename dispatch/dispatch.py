@@ -30,6 +30,7 @@ from dispatch.model import (
     CONSERVATION,
     ModelData,
     build_model,
+    community_value,
     tier_binaries,
     tier_tolerance,
 )
@@ -194,7 +195,8 @@ def _solve(
                 stages.append(replace(level, name=tier, value=incumbent, bound=incumbent))
                 continue
             ratio = max(level_kwh, 1e-3) / data.business_level_kwh
-            if not 1 / RELEVEL_RATIO <= ratio <= RELEVEL_RATIO:
+            # Community value has no fair-share layers to centre: nothing to rebuild.
+            if not community_value(problem) and not 1 / RELEVEL_RATIO <= ratio <= RELEVEL_RATIO:
                 built = time.monotonic()
                 model, data, solver = _relevel(problem, settings, solver, level_kwh, mip_by)
                 build_s += time.monotonic() - built - solver.compile_s

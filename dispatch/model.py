@@ -19,7 +19,7 @@ import pyomo.environ as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from dispatch.fair_share import FairShareLayers, fair_share_layers
-from dispatch.problem import TIER_ORDER, BusinessLoad, DispatchProblem
+from dispatch.problem import TIER_ORDER, BusinessLoad, DispatchProblem, business_weights
 from dispatch.reserve import reserve_requirement_kwh
 
 __all__ = [
@@ -68,6 +68,13 @@ WEAR_COST = 0.001
 the surplus-only cost, so they only break ties (no simultaneous charge and discharge,
 no relay chatter between equal plans)."""
 
+EVENING_WEIGHT = 10.0
+"""A lifeline kWh shed inside the households' guaranteed evening window costs this many
+daytime lifeline kWh: the evening is shed last. 10 puts one evening hour of a group above
+any daytime block of the same group (a group's daytime lifeline is at most ≈ 6× its
+evening hour's on the default site's profiles), without coefficients so wide (≥ 1e3)
+that the household tier's 0.1 kWh tolerance would blur daytime shedding."""
+
 TIME_PREFERENCE = 0.05
 """Household shedding costs up to 5 % more now than at the horizon's end: a kWh served now
 beats one promised later, because forecasts worsen with lead time and the plan is redone
@@ -99,6 +106,8 @@ def tier_binaries(model: pyo.ConcreteModel, problem: DispatchProblem, tier: str)
     """
     if tier == "household":
         return list(model.household_on.values())
+    if tier == "beyond_plan":
+        return list(model.household_free.values())
     if tier in ("business", CONSERVATION):
         wanted = tier == CONSERVATION
         return [
@@ -130,7 +139,7 @@ def tier_tolerance(tier: str, data: ModelData) -> float:
         # tier's energy lies: 0.1 kWh there. (1 Wh at the flattest slope, ≈ 2e-6 of
         # the steepest, sat below HiGHS's tolerances and was never proven in 2.8 s.)
         return BLOCK_TOLERANCE_KWH
-    if tier in ("household", "reserve"):
+    if tier in ("household", "reserve", "beyond_plan"):
         return BLOCK_TOLERANCE_KWH
     return TIER_TOLERANCE_KWH
 
@@ -149,6 +158,27 @@ def linear(
         linear_coefs=[float(c) for c in coefs],
         linear_vars=list(variables),
     )
+
+
+def valued_businesses(problem: DispatchProblem) -> list[int]:
+    """Businesses the business tier serves (not surplus-only; staked, or valued by score)."""
+    if community_value(problem):
+        weights = business_weights(problem.businesses, problem.policy.stake_weight)
+        return [
+            b
+            for b, business in enumerate(problem.businesses)
+            if weights[b] > 0 and not surplus_only(business, problem)
+        ]
+    return [
+        b
+        for b, business in enumerate(problem.businesses)
+        if business.stake > 0 and not surplus_only(business, problem)
+    ]
+
+
+def community_value(problem: DispatchProblem) -> bool:
+    """Whether the business tier maximises community value (else stake-weighted fairness)."""
+    return problem.policy.business_objective == "community_value"
 
 
 def surplus_only(business: BusinessLoad, problem: DispatchProblem) -> bool:
@@ -358,28 +388,50 @@ def priority_demand_kw(problem: DispatchProblem) -> np.ndarray:
 
 
 def add_households(model: pyo.ConcreteModel, problem: DispatchProblem, data: ModelData) -> None:
-    r"""Household relay groups: on and served to demand, or shed as a whole.
+    r"""Household relay groups: lifeline on or shed as a whole; beyond their plans or not.
 
     Notes
     -----
-    .. math:: p^{hh}_{g,t} = d_{g,t}\, x_{g,h(t)}, \qquad x_{g,h} \in \{0, 1\}
+    .. math:: p^{hh}_{g,t} = \ell_{g,t}\, x_{g,h(t)} + \beta_{g,t}\, f_{g,h(t)}, \qquad
+              f_{g,h} \le x_{g,h}, \qquad x, f \in \{0, 1\}
 
-    The served power is not a variable: the energy balance multiplies the binaries by
-    the demand. A group with no demand in a block is left on (nothing to gain by
-    shedding it).
+    with :math:`\ell` the group's demand within its households' service plans (each
+    household capped at its plan's power limit until its daily budget is used: what its
+    meter lets through) and :math:`\beta` the rest. :math:`x` is the feeder relay (the
+    lifeline tier decides it); :math:`f` lifts the members' meter limits (the
+    beyond-plan tier decides it). Per group, not per household, so the MILP stays as
+    small as before plus one binary per group and block. Without plans :math:`\beta = 0`
+    and :math:`f` is fixed at 0. A group with no demand in a block is left on.
     """
     demand = household_demand_kw(problem)
+    beyond = household_beyond_kw(problem)
     k = data.periods_per_block
     model.household_on = pyo.Var(model.G, model.H, domain=pyo.Binary)
+    model.household_free = pyo.Var(model.G, model.H, domain=pyo.Binary)
     for g in model.G:
         for h in model.H:
-            if demand[g, h * k : (h + 1) * k].sum() <= 0.0:
+            if demand[g, h * k : (h + 1) * k].sum() + beyond[g, h * k : (h + 1) * k].sum() <= 0.0:
                 model.household_on[g, h].fix(1)
+            if beyond[g, h * k : (h + 1) * k].sum() <= 0.0:
+                model.household_free[g, h].fix(0)
+
+    @model.Constraint(model.G, model.H)
+    def household_free_upper(m: pyo.ConcreteModel, g: int, h: int) -> object:
+        if m.household_free[g, h].fixed:
+            return pyo.Constraint.Skip
+        return m.household_free[g, h] - m.household_on[g, h] <= 0.0
+
+
+def household_beyond_kw(problem: DispatchProblem) -> np.ndarray:
+    """Demand beyond the plans of each household group per period, (groups, periods) [kW]."""
+    return np.array([g.beyond_plan_kw for g in problem.households]).reshape(
+        len(problem.households), problem.periods
+    )
 
 
 def household_demand_kw(problem: DispatchProblem) -> np.ndarray:
-    """Demand of each household group per period, (groups, periods) [kW]."""
-    return np.array([np.clip(g.demand_kw, 0.0, None) for g in problem.households]).reshape(
+    """Lifeline demand of each household group per period, (groups, periods) [kW]."""
+    return np.array([g.within_plan_kw for g in problem.households]).reshape(
         len(problem.households), problem.periods
     )
 
@@ -538,6 +590,7 @@ def add_energy_balance(model: pyo.ConcreteModel, problem: DispatchProblem, data:
         return linear(coefs, variables) == 0.0
 
     household = household_demand_kw(problem)
+    beyond = household_beyond_kw(problem)
     # Prosumers' export is supply at their connections, up to its forecast; the grid-
     # forming inverter can curtail it (frequency shift), like the container's own PV.
     export = problem.prosumer_export_kw
@@ -557,8 +610,13 @@ def add_energy_balance(model: pyo.ConcreteModel, problem: DispatchProblem, data:
             m.business_total[h],
         )
         groups = [m.household_on[g, h] for g in m.G]
-        coefs = [1.0, 1.0, 1.0, -1.0, -1.0, -1.0, *(-household[:, t])]
-        return linear(coefs, (*supply_and_tiers, *groups)) == 0.0
+        free = [m.household_free[g, h] for g in m.G if beyond[g, t] > 0.0]
+        coefs = [
+            1.0, 1.0, 1.0, -1.0, -1.0, -1.0,
+            *(-household[:, t]),
+            *(-beyond[g, t] for g in range(beyond.shape[0]) if beyond[g, t] > 0.0),
+        ]  # fmt: skip
+        return linear(coefs, (*supply_and_tiers, *groups, *free)) == 0.0
 
 
 def add_reserve(model: pyo.ConcreteModel, problem: DispatchProblem, data: ModelData) -> None:
@@ -605,6 +663,9 @@ def add_fair_share(model: pyo.ConcreteModel, problem: DispatchProblem, data: Mod
         for b, business in enumerate(problem.businesses)
         if business.stake > 0 and not surplus_only(business, problem)
     ]
+    if community_value(problem):
+        # Σ R_b(E_b) is linear in each E_b: no layers (objective_business reads the power).
+        staked = []
     total = sum(problem.businesses[b].stake for b in staked)
     widths = data.layers.widths_kwh
     step = problem.step_hours
@@ -622,6 +683,7 @@ def add_fair_share(model: pyo.ConcreteModel, problem: DispatchProblem, data: Mod
         for b in staked
     }
     index = [(b, k) for b in staked for k in range(max(reach[b], 1))]
+    model.BusinessStaked = pyo.Set(initialize=staked, ordered=True)
     model.FairShareIndex = pyo.Set(initialize=index, dimen=2, ordered=True)
     model.business_layer = pyo.Var(
         model.FairShareIndex, bounds=lambda m, b, k: (0.0, share[b] * float(widths[k]))
@@ -695,15 +757,32 @@ def add_objectives(model: pyo.ConcreteModel, problem: DispatchProblem, data: Mod
     coefs: list[float] = []
     variables: list[object] = []
     constant = 0.0
-    for g in model.G:
+    for g, group in enumerate(problem.households):
+        lifeline = group.within_plan_kw
+        evening = np.zeros(problem.periods) if group.evening is None else group.evening
+        weighted = lifeline * (1.0 + (EVENING_WEIGHT - 1.0) * evening)
         for h in model.H:
-            e = float(problem.households[g].demand_kw[h * k : (h + 1) * k].sum() * step)
+            e = float(weighted[h * k : (h + 1) * k].sum() * step)
             if e > 0.0:
                 price = float(factor[g]) * e * (1.0 + TIME_PREFERENCE * (1.0 - h / blocks))
                 constant += price
                 coefs.append(-price)
                 variables.append(model.household_on[g, h])
     objective("household", coefs, variables, constant)
+
+    # Use beyond the plans: kWh not served, earlier hours first, no rotation (it is the
+    # surplus's to give, and a group off its lifeline cannot take it anyway).
+    coefs, variables, constant = [], [], 0.0
+    beyond = household_beyond_kw(problem)
+    for g in model.G:
+        for h in model.H:
+            e = float(beyond[g, h * k : (h + 1) * k].sum() * step)
+            if e > 0.0:
+                price = e * (1.0 + TIME_PREFERENCE * (1.0 - h / blocks))
+                constant += price
+                coefs.append(-price)
+                variables.append(model.household_free[g, h])
+    objective("beyond_plan", coefs, variables, constant)
 
     # Reserve shortfall in kWh·h (per period × its length), so that its tolerance means
     # the same on any grid; the end-of-horizon wish counts as one hour short.
@@ -713,16 +792,31 @@ def add_objectives(model: pyo.ConcreteModel, problem: DispatchProblem, data: Mod
     # Business value in kWh at the expected level: the slope of the layer holding it is
     # 1, so the tier's tolerance is in kWh there and its row sits well inside HiGHS's
     # tolerances (unscaled, that slope was ≈ 0.03 and 1e-7 of slack leaked 3 Wh).
-    unit = level_slope(data)
-    layers = list(model.FairShareIndex)
-    objective(
-        "business",
-        [-float(data.layers.slopes[kk]) / unit for _, kk in layers],
-        [model.business_layer[b, kk] for b, kk in layers],
-        0.0,
-    )
+    valued = valued_businesses(problem)
+    if community_value(problem):
+        # Σ R_b(E_b) = Σ w_b E_b [kWh of the most valuable business]: its tolerance is
+        # 0.1 kWh of that business; I of N by value wherever minimum powers bind.
+        weights = business_weights(problem.businesses, problem.policy.stake_weight)
+        coefs, variables = [], []
+        for b in valued:
+            for h in model.H:
+                c, v = business_power_terms(
+                    model, data, b, h, scale=-block_hours * float(weights[b])
+                )
+                coefs += c
+                variables += v
+        objective("business", coefs, variables, 0.0)
+    else:
+        unit = level_slope(data)
+        layers = list(model.FairShareIndex)
+        objective(
+            "business",
+            [-float(data.layers.slopes[kk]) / unit for _, kk in layers],
+            [model.business_layer[b, kk] for b, kk in layers],
+            0.0,
+        )
     coefs, variables = [], []
-    for b in model.business_layers_sum.index_set():
+    for b in valued:
         for h in model.H:
             c, v = business_power_terms(model, data, b, h, scale=-block_hours)
             coefs += c

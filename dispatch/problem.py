@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from microgrid.site import Battery, ConnectionKind, Site
+from microgrid.site import TIER_NAMES, Battery, ConnectionKind, ServicePlan, Site
 from microgrid.timegrid import TimeGrid
 
 __all__ = [
@@ -25,18 +25,28 @@ __all__ = [
     "ProblemError",
     "RelayState",
     "SolverSettings",
+    "business_weights",
     "check_problem",
     "check_settings",
     "default_stakes",
+    "household_lifeline",
     "problem_from_site",
 ]
 
 VALUE_SCORE_LIMIT = 10.0
 """Community value scores lie in [−10, +10] (seed 001)."""
 
-TIER_ORDER = ("soc_window", "priority", "household", "reserve", "business")
-"""The tiers in the order the community's rules rank them (DESIGN.md §5): the battery's
-SoC window, priority users, households, the priority reserve, businesses."""
+TIER_ORDER = TIER_NAMES
+"""The tiers in the order the community's rules rank them by default (DESIGN.md §5): the
+battery's SoC window, priority users, the household lifeline (demand within the service
+plan; all demand for households without a plan), the priority reserve, businesses,
+household use beyond the plan. A site states its own order (``[policy]``)."""
+
+BUSINESS_OBJECTIVES = ("stake_fairness", "community_value")
+"""How the business tier shares its energy (:class:`DispatchPolicy`)."""
+
+BEYOND_NOISE_KW = 1e-9
+"""Demand beyond plan below this is float rounding of the budget arithmetic [kW]."""
 
 STAKE_LIMIT = 10**12
 """Largest stake a business may carry; keeps every stake sum far inside int64."""
@@ -149,6 +159,19 @@ class HouseholdGroupLoad:
         Hours this group has been shed so far (rolling history), for rotation [h].
     relay : RelayState
         Measured state of the feeder relay.
+    lifeline_kw : numpy.ndarray or None
+        The group's demand within its households' service plans [kW]: each household's
+        demand capped at its plan's power limit, until its daily budget is used up (what
+        its meter lets through while the group is held to its plans). None: no plans,
+        all demand is lifeline.
+    evening : numpy.ndarray of bool or None
+        Periods inside the households' guaranteed evening window.
+    member_plans : tuple of (float, int)
+        Per member with credit: its plan's power limit [kW] and daily budget [Wh]; empty
+        without plans.
+    member_lifeline_kw, member_demand_kw : numpy.ndarray or None
+        Per member (rows, in ``members`` order) and period: lifeline and demand [kW], for
+        the meters' budgets and the households' MTF tiers.
     """
 
     id: str
@@ -157,6 +180,27 @@ class HouseholdGroupLoad:
     no_credit: tuple[str, ...] = ()
     shed_hours: float = 0.0
     relay: RelayState = field(default_factory=RelayState)
+    lifeline_kw: np.ndarray | None = None
+    evening: np.ndarray | None = None
+    member_plans: tuple[tuple[float, int], ...] = ()
+    member_lifeline_kw: np.ndarray | None = None
+    member_demand_kw: np.ndarray | None = None
+
+    @property
+    def within_plan_kw(self) -> np.ndarray:
+        """Lifeline demand [kW]: within the plans, or all demand without plans."""
+        demand: np.ndarray = np.clip(np.asarray(self.demand_kw, dtype=float), 0.0, None)
+        if self.lifeline_kw is None:
+            return demand
+        within: np.ndarray = np.minimum(np.clip(self.lifeline_kw, 0.0, None), demand)
+        return within
+
+    @property
+    def beyond_plan_kw(self) -> np.ndarray:
+        """Demand beyond the plans [kW] (0 without plans)."""
+        beyond = np.clip(np.clip(self.demand_kw, 0.0, None) - self.within_plan_kw, 0.0, None)
+        # Rounding in the budget arithmetic (1e-17 kW) is not use beyond plan.
+        return np.where(beyond > BEYOND_NOISE_KW, beyond, 0.0)
 
 
 @dataclass(frozen=True)
@@ -218,6 +262,13 @@ class DispatchPolicy:
     tier_order : tuple of str
         The tiers, highest first, solved lexicographically: each tier's optimum is
         fixed before the next is solved. Every name of :data:`TIER_ORDER` exactly once.
+    business_objective : {"stake_fairness", "community_value"}
+        ``stake_fairness``: maximise Σ s_b log E_b (piecewise linear, shares follow
+        stakes); ``community_value``: maximise Σ R_b(E_b) = Σ w_b E_b, with w_b from the
+        value score and the stake share (:func:`business_weights`), I of N by value.
+    stake_weight : float
+        ``community_value``: share of w_b from the stake share, the rest from the value
+        score, in [0, 1].
     """
 
     relay_step_hours: float = 1.0
@@ -229,6 +280,18 @@ class DispatchPolicy:
     reserve: bool = True
     fair_share_tolerance: float = 0.03
     tier_order: tuple[str, ...] = TIER_ORDER
+    business_objective: str = "stake_fairness"
+    stake_weight: float = 0.5
+
+    @classmethod
+    def from_site(cls, site: Site, **overrides: object) -> DispatchPolicy:
+        """The site's stated policy (``[policy]``: tier order, business objective)."""
+        stated: dict[str, object] = {
+            "tier_order": tuple(site.policy.tier_order),
+            "business_objective": site.policy.business_objective,
+            "stake_weight": site.policy.stake_weight,
+        }
+        return cls(**(stated | overrides))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -278,6 +341,8 @@ class DispatchProblem:
         Forecast export of the prosumers' own PV at their connections [kW], summed:
         supply, never negative demand (their demand is what their meters import).
         None: no prosumers.
+    timezone : str
+        The site's IANA timezone: budget periods (local days) and evening windows.
     """
 
     grid: TimeGrid
@@ -289,6 +354,7 @@ class DispatchProblem:
     businesses: tuple[BusinessLoad, ...]
     policy: DispatchPolicy = field(default_factory=DispatchPolicy)
     prosumer_export_kw: np.ndarray | None = None
+    timezone: str = "UTC"
 
     @property
     def periods(self) -> int:
@@ -346,6 +412,69 @@ def largest_remainder(weights: Mapping[str, float], total: int) -> dict[str, int
     return shares
 
 
+def business_weights(businesses: tuple[BusinessLoad, ...], stake_weight: float) -> np.ndarray:
+    r"""Community value per kWh of each business, R_b(E) = w_b·E, scaled so the largest is 1.
+
+    .. math:: w_b = (1 - \alpha)\,\max(v_b, 0)/10 + \alpha\, s_b / \max_c s_c
+
+    with :math:`v_b` the value score, :math:`s_b` the stake and :math:`\alpha` the stake
+    weight: the seeds' "maximize total R for given E" (seed 001), R from the community's
+    judgement and its stakes (the largest stake counts like a score of 10). Zero
+    everywhere when no business has value or stake.
+    """
+    scores = np.array([max(b.value_score, 0.0) / VALUE_SCORE_LIMIT for b in businesses])
+    stakes = np.array([float(b.stake) for b in businesses])
+    stake_share = stakes / stakes.sum() if stakes.sum() > 0 else np.zeros(len(businesses))
+    if stake_share.size and stake_share.max() > 0:
+        stake_share = stake_share / stake_share.max()  # the biggest stake counts as score 10
+    weights: np.ndarray = (1.0 - stake_weight) * scores + stake_weight * stake_share
+    top = float(weights.max()) if weights.size else 0.0
+    return weights / top if top > 0 else weights
+
+
+def household_lifeline(
+    demand_kw: np.ndarray,
+    plan: ServicePlan,
+    local_hours: np.ndarray,
+    local_days: np.ndarray,
+    step_hours: float,
+    used_wh: float = 0.0,
+) -> np.ndarray:
+    """One household's demand within its plan [kW]: the evening first, then the day.
+
+    Demand capped at the plan's power limit. Per local day the budget goes first to the
+    evening window's demand, then to the rest of the day in time order; it is full again
+    at each local midnight. ``used_wh`` is what the meter has already counted in the
+    first local day (the current budget period). The meter carries this out: held to its
+    plan, the household's limit is the plan's power while its day share lasts and 0
+    once it is used (:func:`dispatch.schedule.household_meters`), so the day cannot
+    spend the evening's share; the budget caps the whole day.
+
+    Examples
+    --------
+    >>> plan = ServicePlan(power_limit_w=100, daily_energy_wh=150,
+    ...                    evening_start_hour=18, evening_end_hour=22)
+    >>> household_lifeline(np.array([0.2, 0.2, 0.1]), plan, np.array([16, 17, 18]),
+    ...                    np.array([0, 0, 0]), 1.0).round(3).tolist()
+    [0.05, 0.0, 0.1]
+    """
+    capped = np.minimum(np.clip(demand_kw, 0.0, None), plan.power_limit_kw)
+    out: np.ndarray = np.zeros(capped.shape, dtype=float)
+    evening = plan.evening_mask(local_hours)
+    first = True
+    for day in dict.fromkeys(local_days.tolist()):
+        in_day = local_days == day
+        room_kwh = plan.daily_energy_wh / 1000.0
+        if first:
+            room_kwh = max(plan.daily_energy_wh - used_wh, 0.0) / 1000.0
+            first = False
+        for part in (in_day & evening, in_day & ~evening):
+            for t in np.flatnonzero(part):
+                out[t] = min(capped[t], room_kwh / step_hours)
+                room_kwh = max(room_kwh - out[t] * step_hours, 0.0)
+    return out
+
+
 def problem_from_site(
     site: Site,
     grid: TimeGrid,
@@ -359,6 +488,7 @@ def problem_from_site(
     shed_hours: Mapping[str, float] | None = None,
     policy: DispatchPolicy | None = None,
     export_kw: Mapping[str, np.ndarray] | None = None,
+    budget_used_wh: Mapping[str, float] | None = None,
 ) -> DispatchProblem:
     """Assemble a dispatch problem for a site from forecasts and measured state.
 
@@ -384,7 +514,11 @@ def problem_from_site(
     shed_hours : mapping of str to float, optional
         Past shed hours per relay group.
     policy : DispatchPolicy, optional
-        Sharing rules.
+        Sharing rules; the site's stated policy (:meth:`DispatchPolicy.from_site`) if
+        omitted.
+    budget_used_wh : mapping of str to float, optional
+        Energy each household's meter has counted in the current budget period (local
+        day) [Wh]; 0 if omitted.
     export_kw : mapping of str to numpy.ndarray, optional
         Forecast export of each prosumer at its connection [kW], ≥ 0
         (:meth:`forecasts.Forecast.prosumer_export_kw`); pass their import as demand.
@@ -422,11 +556,41 @@ def problem_from_site(
         if c.relay_group is not None:
             members_of[c.relay_group].append(c.id)
     groups = []
+    local = grid.index.tz_convert(site.location.timezone)
+    local_hours = np.asarray(local.hour)
+    local_days = np.asarray(local.normalize().asi8)
+    used = budget_used_wh or {}
     for group in site.relay_groups:
         members = members_of[group.id]
         powered = tuple(m for m in members if credit.get(m, True))
         cut = tuple(m for m in members if not credit.get(m, True))
-        load = sum((demand(m) for m in powered), start=np.zeros(grid.periods))
+        demands = [np.clip(demand(m), 0.0, None) for m in powered]
+        load = sum(demands, start=np.zeros(grid.periods))
+        plans = [site.service_plan_of(m) for m in powered]
+        planned: dict[str, object] = {}
+        if powered and all(p is not None for p in plans):
+            lifelines = np.array(
+                [
+                    household_lifeline(
+                        d, p, local_hours, local_days, grid.step_hours, used.get(m, 0.0)
+                    )
+                    for m, d, p in zip(powered, demands, plans, strict=True)
+                    if p is not None
+                ]
+            )
+            evening = np.zeros(grid.periods, dtype=bool)
+            for p in plans:
+                if p is not None:
+                    evening |= p.evening_mask(local_hours)
+            planned = {
+                "lifeline_kw": lifelines.sum(axis=0),
+                "evening": evening,
+                "member_plans": tuple(
+                    (p.power_limit_kw, p.daily_energy_wh) for p in plans if p is not None
+                ),
+                "member_lifeline_kw": lifelines,
+                "member_demand_kw": np.array(demands),
+            }
         groups.append(
             HouseholdGroupLoad(
                 id=group.id,
@@ -435,6 +599,7 @@ def problem_from_site(
                 no_credit=cut,
                 shed_hours=float(shed_hours.get(group.id, 0.0)),
                 relay=relays.get(group.id, RelayState()),
+                **planned,  # type: ignore[arg-type]
             )
         )
     businesses = tuple(
@@ -459,8 +624,9 @@ def problem_from_site(
         priority=priority,
         households=tuple(groups),
         businesses=businesses,
-        policy=policy or DispatchPolicy(),
+        policy=policy or DispatchPolicy.from_site(site),
         prosumer_export_kw=supply,
+        timezone=site.location.timezone,
     )
 
 
@@ -603,6 +769,12 @@ def _check_policy(problem: DispatchProblem) -> None:
     if sorted(policy.tier_order) != sorted(TIER_ORDER):
         msg = f"{policy.tier_order} must name each of {TIER_ORDER} exactly once"
         raise ProblemError(msg, unit="policy", field="tier_order")
+    if policy.business_objective not in BUSINESS_OBJECTIVES:
+        msg = f"{policy.business_objective!r} must be one of {', '.join(BUSINESS_OBJECTIVES)}"
+        raise ProblemError(msg, unit="policy", field="business_objective")
+    if not 0.0 <= policy.stake_weight <= 1.0:
+        msg = f"must lie in [0, 1], got {policy.stake_weight}"
+        raise ProblemError(msg, unit="policy", field="stake_weight")
     if not 0.0 < policy.fair_share_tolerance < FAIR_SHARE_TOLERANCE_MAX:
         msg = f"must lie in (0, {FAIR_SHARE_TOLERANCE_MAX}), got {policy.fair_share_tolerance}"
         raise ProblemError(msg, unit="policy", field="fair_share_tolerance")

@@ -39,6 +39,8 @@ __all__ = [
     "UnitTiers",
     "community_value",
     "deliver_block",
+    "held_limits_kw",
+    "lifeline_wanted_kw",
     "roll",
     "shed_hours",
     "track_relays",
@@ -164,6 +166,7 @@ def deliver_block(
     step_hours: float,
     tiers: UnitTiers,
     state: ContainerState | None = None,
+    household_limit_kw: FloatArray | None = None,
 ) -> BlockDelivery:
     """Deliver consecutive periods of a plan on actual PV and demand, by the one physics.
 
@@ -195,6 +198,12 @@ def deliver_block(
     state : ContainerState, optional
         The physics' state from the previous block (its SoC wins over ``battery``'s);
         a container at rest at ``battery.soc_kwh`` if omitted.
+    household_limit_kw : numpy.ndarray, optional
+        Periods × household groups: the power the group's meters let through while the
+        plan holds it to its service plans (its lifeline allotment), ``inf`` while free
+        or without plans [kW]. The group stands for its households' meters: each
+        limited to its plan's power until its budget is used, which is what the
+        allotment sums. None: no limits (switch-only groups draw their demand).
     """
     rows, n_units = demand_kw.shape
     limits = BatteryLimits(
@@ -211,6 +220,8 @@ def deliver_block(
     closed[:, tiers.priority] = True
     power_limit = np.full((rows, n_units), np.inf)
     power_limit[:, tiers.business] = allotment_kw[:, tiers.business]
+    if household_limit_kw is not None:
+        power_limit[:, tiers.household] = household_limit_kw
     served = np.zeros((rows, n_units))
     flows = np.zeros((6, rows))
     for t in range(rows):
@@ -333,6 +344,9 @@ def roll(
     plans: list[Schedule] = []
     previous: Schedule | None = None
     physics: ContainerState | None = None
+    # What each household's meter has counted this budget period (local day) [Wh].
+    budget_used: dict[str, float] = {}
+    day = grid.index[0].tz_convert(site.location.timezone).date() if n else None
     for t in range(0, n, replan_every):
         window = TimeGrid(start=grid.index[t], periods=horizon_periods, step=grid.step)
         horizon = slice(t, t + horizon_periods)
@@ -347,6 +361,7 @@ def roll(
             relays=relays,
             shed_hours=dict(zip(tiers["household"], shed.tolist(), strict=True)),
             policy=policy,
+            budget_used_wh=budget_used,
         )
         plan = planner(problem, previous)
         previous = plan
@@ -357,6 +372,7 @@ def roll(
         planned_on = np.ones((count, len(units)), dtype=bool)  # priority: always on
         planned_on[:, len(tiers["priority"]) :] = plan.relays[switchable].to_numpy(bool)[:count]
         allotment = plan.allotment_kw.reindex(columns=units, fill_value=0.0).to_numpy(float)
+        held = held_limits_kw(plan, tiers["household"], allotment[:count, positions.household])
         block = deliver_block(
             planned_on,
             allotment[:count],
@@ -366,7 +382,14 @@ def roll(
             step,
             positions,
             physics,
+            household_limit_kw=held,
         )
+        if plan.household_free is not None:
+            _count_budgets(problem, plan, block.served_kw, positions, step, count, budget_used)
+            local_day = grid.index[min(rows.stop, n - 1)].tz_convert(site.location.timezone).date()
+            if rows.stop < n and local_day != day:
+                day = local_day
+                budget_used.clear()
         physics = block.state
         served[rows] = block.served_kw
         flows[:, rows] = (
@@ -381,7 +404,8 @@ def roll(
         # The measured state the next plan starts from: relays with time in state, and
         # the hours each household group was dark while it had demand.
         track_relays(planned_on, switchable, len(tiers["priority"]), step, relays)
-        shed += shed_hours(block.served_kw, demand_actual[rows], positions, step)
+        wanted = lifeline_wanted_kw(problem, demand_actual[rows], positions)
+        shed += shed_hours(block.served_kw, wanted, positions, step)
     index = grid.index
     names = ("pv_kw", "pv_used_kw", "curtailed_kw", "battery_kw", "soc_kwh", "short_kw")
     return Delivery(
@@ -392,6 +416,87 @@ def roll(
         shed_hours=pd.Series(shed, index=list(tiers["household"]), name="shed_hours"),
         plans=plans,
     )
+
+
+def lifeline_wanted_kw(
+    problem: DispatchProblem, demand_kw: FloatArray, tiers: UnitTiers
+) -> FloatArray:
+    """Demand that counts for shed hours: a held group's planned lifeline, not its demand.
+
+    A group whose households have used their budgets is dark by their plans, not shed
+    for shortage; counting those hours would make rotation favour it for the wrong
+    reason. Groups without plans count their demand, as before.
+    """
+    rows = demand_kw.shape[0]
+    wanted: FloatArray = np.array(demand_kw, dtype=float, copy=True)
+    for g, group in enumerate(problem.households):
+        if group.lifeline_kw is not None:
+            wanted[:, tiers.household[g]] = group.within_plan_kw[:rows]
+    return wanted
+
+
+def held_limits_kw(
+    plan: Schedule, groups: list[str] | tuple[str, ...], allotment_kw: FloatArray
+) -> FloatArray | None:
+    """What each household group's meters let through per period, for :func:`deliver_block`.
+
+    Held to their service plans, a group's households draw at most their planned lifeline
+    (their meters' limits and budgets, summed); free, or without plans, ``inf``.
+
+    Parameters
+    ----------
+    plan : Schedule
+        The plan being delivered.
+    groups : sequence of str
+        Household group ids, in the column order of ``allotment_kw``.
+    allotment_kw : numpy.ndarray
+        The plan's allotment to those groups, periods × groups [kW].
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Periods × groups [kW]; None when the plan holds no household to a plan.
+    """
+    if plan.household_free is None:
+        return None
+    rows = allotment_kw.shape[0]
+    free = plan.household_free.reindex(columns=list(groups), fill_value=True).to_numpy(bool)
+    limits: FloatArray = np.where(free[:rows], np.inf, allotment_kw)
+    return limits
+
+
+def _count_budgets(
+    problem: DispatchProblem,
+    plan: Schedule,
+    served_kw: FloatArray,
+    positions: UnitTiers,
+    step_hours: float,
+    count: int,
+    used: dict[str, float],
+) -> None:
+    """Add a delivered block's energy to each planned household's budget count [Wh].
+
+    The group's delivered energy is split over its members as the plan split it (each
+    member's lifeline plus its use beyond plan while free), since the one physics steps
+    a group as one load.
+    """
+    free = plan.household_free
+    if free is None:
+        return
+    for g, group in enumerate(problem.households):
+        if group.member_lifeline_kw is None or group.member_demand_kw is None:
+            continue
+        is_free = free[group.id].to_numpy(bool)[:count] if group.id in free else np.zeros(count)
+        lifeline = group.member_lifeline_kw[:, :count]
+        planned = np.where(is_free, group.member_demand_kw[:, :count], lifeline)
+        planned_total = planned.sum(axis=0)
+        delivered = served_kw[:, positions.household[g]]
+        ratio = np.divide(
+            delivered, planned_total, out=np.zeros(count), where=planned_total > 1e-12
+        )
+        member_wh = (planned * ratio).sum(axis=1) * step_hours * 1000.0
+        for member, wh in zip(group.members, member_wh.tolist(), strict=True):
+            used[member] = used.get(member, 0.0) + wh
 
 
 def track_relays(

@@ -9,14 +9,21 @@ switched-off unit, the binding limits, and every priced violation by name.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from dispatch.model import ModelData, held_periods, priority_demand_kw, surplus_only
-from dispatch.problem import DispatchProblem
+from dispatch.model import (
+    ModelData,
+    community_value,
+    held_periods,
+    priority_demand_kw,
+    surplus_only,
+)
+from dispatch.problem import DispatchProblem, business_weights
+from microgrid.access import MTF_THRESHOLDS, MtfThresholds, mtf_daily
 from microgrid.timegrid import TimeGrid
 
 __all__ = [
@@ -26,7 +33,10 @@ __all__ = [
     "SolverReport",
     "SolverStatus",
     "StageReport",
+    "business_selection",
     "extract_schedule",
+    "household_access",
+    "household_meters",
     "plan_table",
     "violations_kwh",
 ]
@@ -170,6 +180,12 @@ class Reason(enum.StrEnum):
     HELD_OFF = "held_off"  # measured relay held open: minimum off time after a recent switch
     PARTIAL = "partial"  # on, but given less than its demand
     PRIORITY_SHORT = "priority_short"  # priority user: supply physically short
+    HELD_TO_PLAN = "held_to_plan"  # household group: its meters hold it to its plans
+    BUDGET_USED = "budget_used"  # household group: its members' daily budgets are used up
+    CHOSEN = "chosen"  # business: served in the horizon
+    LOWER_VALUE = "lower_value"  # business: its minimum power did not fit; others worth more
+    NO_VALUE = "no_value"  # business: neither value score nor stake gives it a weight
+    NO_DEMAND = "no_demand"  # business: closed, or nothing to draw in the horizon
 
 
 @dataclass(frozen=True)
@@ -202,6 +218,20 @@ class Schedule:
         Which relay columns are household groups.
     solver : SolverReport or None
         How the plan was computed; None for a baseline rule run on purpose.
+    household_free : pandas.DataFrame or None
+        Per period and household group: True when its members' meters let them use
+        beyond their service plans (no power limit); False when held to their plans.
+        None without service plans.
+    meter_limit_kw : pandas.DataFrame or None
+        Per period and planned household: its meter's power limit [kW] (``inf`` while
+        free). None without service plans.
+    energy_budget_wh : dict of str to int
+        Per planned household: its meter's budget for the local day of the first period
+        [Wh]: its plan's budget plus the use beyond plan this schedule grants it that day.
+    business_choice : pandas.DataFrame or None
+        One row per business: ``weight`` (community value per kWh), ``stake``,
+        ``value_score``, ``energy_kwh``, ``chosen`` and ``reason`` (:class:`Reason`):
+        which of the N were chosen, and why the others were not.
     """
 
     status: DispatchStatus
@@ -213,6 +243,10 @@ class Schedule:
     violations_kwh: dict[str, float]
     household_groups: tuple[str, ...] = ()
     solver: SolverReport | None = None
+    household_free: pd.DataFrame | None = None
+    meter_limit_kw: pd.DataFrame | None = None
+    energy_budget_wh: dict[str, int] = field(default_factory=dict)
+    business_choice: pd.DataFrame | None = None
 
     def tier_energy_kwh(self) -> pd.DataFrame:
         """Demand, served and unserved energy per tier over the horizon [kWh]."""
@@ -329,8 +363,22 @@ def extract_schedule(
     ).clip(0.0, 1.0)
     for p in problem.priority:
         columns[p.id] = p.demand_kw * fraction
+    household_free = np.array(
+        [[round(model.household_free[g, h].value or 0.0) for h in model.H] for g in model.G],
+        dtype=bool,
+    ).reshape(len(problem.households), n_blocks)
+    household_free &= household_on
+    relay_on = household_on.copy()
     for g, group in enumerate(problem.households):
-        columns[group.id] = group.demand_kw * household_on[g, blocks]
+        lifeline = group.within_plan_kw
+        beyond = group.beyond_plan_kw
+        columns[group.id] = lifeline * household_on[g, blocks] + beyond * household_free[g, blocks]
+        # A group held to its plans with every budget used up draws nothing: its relay
+        # opens, so no meter with budget to spare lets a household in (physics = plan).
+        for h in range(n_blocks):
+            rows = slice(h * k, (h + 1) * k)
+            if lifeline[rows].sum() <= 0.0 < beyond[rows].sum() and not household_free[g, h]:
+                relay_on[g, h] = False
     business_block_kw = data.business_floor_kw * business_on + np.array(
         [[model.business_extra[b, h].value or 0.0 for h in model.H] for b in model.B]
     ).reshape(len(problem.businesses), n_blocks)
@@ -340,21 +388,160 @@ def extract_schedule(
     # Solver noise (1e-15 kW) is not an allotment; a real 1e-6 kW demand served is.
     allotment = allotment.where(allotment > NOISE_KW, 0.0)
     relays = pd.DataFrame(
-        {g.id: household_on[i, blocks] for i, g in enumerate(problem.households)}
+        {g.id: relay_on[i, blocks] for i, g in enumerate(problem.households)}
         | {b.id: business_on[i, blocks] for i, b in enumerate(problem.businesses)},
         index=problem.grid.index,
     )
     plan = plan_table(problem, pv, charge, discharge, soc, allotment, data.reserve_kwh)
+    free = pd.DataFrame(
+        {g.id: household_free[i, blocks] for i, g in enumerate(problem.households)},
+        index=problem.grid.index,
+    )
+    limits, budgets = household_meters(problem, free)
     return Schedule(
         status=status,
         grid=problem.grid,
         plan=plan,
         relays=relays,
         allotment_kw=allotment,
-        reasons=explain(problem, relays, allotment),
+        reasons=explain(problem, relays, allotment, free),
         violations_kwh=violations_kwh(problem, plan, soc),
         household_groups=tuple(g.id for g in problem.households),
         solver=solver,
+        household_free=free if any(g.lifeline_kw is not None for g in problem.households) else None,
+        meter_limit_kw=limits,
+        energy_budget_wh=budgets,
+        business_choice=business_selection(problem, allotment),
+    )
+
+
+def household_meters(
+    problem: DispatchProblem, free: pd.DataFrame
+) -> tuple[pd.DataFrame | None, dict[str, int]]:
+    """Each planned household's meter limit per period [kW] and its day's budget [Wh].
+
+    Held to its plan, a household's meter limits it to the plan's power; free (its group
+    granted use beyond plans), the limit is lifted (``inf``). The budget is the plan's
+    daily budget plus the use beyond plan granted in the first local day: the meter counts
+    every Wh, so without that addition a midday surplus would eat the evening's lifeline.
+    """
+    limits: dict[str, np.ndarray] = {}
+    budgets: dict[str, int] = {}
+    step = problem.step_hours
+    index = problem.grid.index
+    days = np.asarray(index.tz_convert(problem.timezone).normalize().asi8)
+    first_day = days == days[0] if len(index) else np.zeros(0, dtype=bool)
+    for group in problem.households:
+        if not group.member_plans or group.member_demand_kw is None:
+            continue
+        lifeline = group.member_lifeline_kw
+        is_free = free[group.id].to_numpy(bool)
+        for i, member in enumerate(group.members):
+            power_kw, budget_wh = group.member_plans[i]
+            capped = np.minimum(group.member_demand_kw[i], power_kw)
+            within = lifeline[i] if lifeline is not None else capped
+            # Held: the plan's power while the day's share lasts, then what is left of it
+            # (0 once used: the evening's share is not the day's to spend).
+            held = np.where(within >= capped - 1e-9, power_kw, within)
+            limits[member] = np.where(is_free, np.inf, held)
+            extra = group.member_demand_kw[i] - (lifeline[i] if lifeline is not None else 0.0)
+            extra_wh = float((np.clip(extra, 0.0, None) * is_free * first_day).sum() * step * 1000)
+            # Whole Wh, rounded up past float noise (1 µWh) so the meter never stops short.
+            budgets[member] = int(min(budget_wh + np.ceil(extra_wh - 1e-6), 2**32 - 1))
+    if not limits:
+        return None, {}
+    return pd.DataFrame(limits, index=index), budgets
+
+
+def business_selection(problem: DispatchProblem, allotment: pd.DataFrame) -> pd.DataFrame:
+    """Which of the N businesses were chosen over the horizon, and why the others were not.
+
+    A business that wanted energy, could be served and got none was not chosen: its
+    minimum power did not fit in what the higher tiers left, and the businesses chosen
+    were worth more per kWh (``lower_value``), or it gets only surplus (``surplus_only``).
+    """
+    step = problem.step_hours
+    weights = (
+        business_weights(problem.businesses, problem.policy.stake_weight)
+        if community_value(problem)
+        else np.array([float(b.stake) for b in problem.businesses])
+    )
+    rows = []
+    for b, business in enumerate(problem.businesses):
+        energy = float(allotment[business.id].sum() * step) if business.id in allotment else 0.0
+        wants = float(np.minimum(business.demand_kw, business.power_kw_max).sum() * step)
+        if energy > TOLERANCE_KW:
+            reason = Reason.CHOSEN
+        elif not business.has_credit:
+            reason = Reason.NO_CREDIT
+        elif wants <= TOLERANCE_KW:
+            reason = Reason.NO_DEMAND
+        elif surplus_only(business, problem):
+            reason = Reason.SURPLUS_ONLY
+        elif weights[b] <= 0:
+            reason = Reason.NO_VALUE
+        else:
+            reason = Reason.LOWER_VALUE
+        rows.append(
+            {
+                "business": business.id,
+                "weight": float(weights[b]),
+                "stake": business.stake,
+                "value_score": business.value_score,
+                "energy_kwh": energy,
+                "chosen": reason is Reason.CHOSEN,
+                "reason": str(reason),
+            }
+        )
+    frame = pd.DataFrame(
+        rows,
+        columns=["business", "weight", "stake", "value_score", "energy_kwh", "chosen", "reason"],
+    )
+    return frame.set_index("business")
+
+
+def household_access(
+    schedule: Schedule,
+    problem: DispatchProblem,
+    timezone: str | None = None,
+    thresholds: MtfThresholds = MTF_THRESHOLDS,
+) -> pd.DataFrame:
+    """The planned MTF attributes and tier of every planned household per local day.
+
+    A household can draw (MTF "supply") while its group's relay is closed and its meter
+    lets power through: up to its plan's limit while held to it and its budget lasts, its
+    demand (at least the plan's limit) while free. Uses :func:`microgrid.access.mtf_daily`.
+    """
+    supply: dict[str, np.ndarray] = {}
+    energy: dict[str, np.ndarray] = {}
+    step = problem.step_hours
+    free = schedule.household_free
+    limits = schedule.meter_limit_kw
+    for group in problem.households:
+        if not group.member_plans or group.member_demand_kw is None or free is None:
+            continue
+        if limits is None:
+            continue
+        on = schedule.relays[group.id].to_numpy(bool)
+        is_free = free[group.id].to_numpy(bool) & on
+        lifeline = group.member_lifeline_kw
+        for i, member in enumerate(group.members):
+            power_kw, _ = group.member_plans[i]
+            demand = group.member_demand_kw[i]
+            within = lifeline[i] if lifeline is not None else demand
+            limit = limits[member].to_numpy(float)
+            could = np.where(np.isinf(limit), np.maximum(demand, power_kw), limit)
+            supply[member] = np.where(on, could, 0.0) * 1000.0
+            served = np.where(is_free, demand, np.where(on, within, 0.0))
+            energy[member] = served * step * 1000.0
+    index = problem.grid.index
+    if not supply:
+        return pd.DataFrame()
+    return mtf_daily(
+        pd.DataFrame(supply, index=index),
+        pd.DataFrame(energy, index=index),
+        timezone or problem.timezone,
+        thresholds,
     )
 
 
@@ -402,6 +589,7 @@ def explain(
     problem: DispatchProblem,
     relays: pd.DataFrame,
     allotment: pd.DataFrame,
+    free: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """A reason code for every unit that is off or short in a period."""
     rows: list[tuple[pd.Timestamp, str, str, str]] = []
@@ -410,8 +598,17 @@ def explain(
         short = p.demand_kw - allotment[p.id].to_numpy() > TOLERANCE_KW
         rows += [(index[t], p.id, "priority", Reason.PRIORITY_SHORT) for t in np.flatnonzero(short)]
     for g in problem.households:
-        off = ~relays[g.id].to_numpy() & (g.demand_kw > TOLERANCE_KW)
+        lifeline = g.within_plan_kw
+        on = relays[g.id].to_numpy()
+        off = ~on & (lifeline > TOLERANCE_KW)
         rows += [(index[t], g.id, "household", Reason.SHED_SHORTAGE) for t in np.flatnonzero(off)]
+        spent = ~on & (lifeline <= TOLERANCE_KW) & (g.beyond_plan_kw > TOLERANCE_KW)
+        rows += [(index[t], g.id, "household", Reason.BUDGET_USED) for t in np.flatnonzero(spent)]
+        if free is not None and g.id in free:
+            held = on & ~free[g.id].to_numpy(bool) & (g.beyond_plan_kw > TOLERANCE_KW)
+            rows += [
+                (index[t], g.id, "household", Reason.HELD_TO_PLAN) for t in np.flatnonzero(held)
+            ]
         for member in g.no_credit:
             rows += [(time, member, "household", Reason.NO_CREDIT) for time in index]
     for b in problem.businesses:

@@ -149,12 +149,15 @@ class Setpoints:
         allotment_kw: pd.DataFrame,
         household_groups: tuple[str, ...],
         energy_budget_wh: Mapping[str, int] | None = None,
+        meter_limit_kw: pd.DataFrame | None = None,
     ) -> Setpoints:
         """The setpoints that carry out a plan (the frames of a :class:`Schedule`).
 
         PV is limited to what the plan uses where it curtails; the discharge limit is
         the planned discharge; switch-only units follow their relays; every other
-        switchable unit is limited at its meter to its allotment.
+        switchable unit is limited at its meter to its allotment; households behind a
+        switch-only group relay are limited at their own meters by ``meter_limit_kw``
+        (their service plans' power, ``inf`` while free), with ``energy_budget_wh``.
 
         Raises
         ------
@@ -178,6 +181,9 @@ class Setpoints:
         )
         limited = [u for u in relays.columns if u not in household_groups]
         limits = allotment_kw.reindex(index=plan.index, columns=limited, fill_value=0.0)
+        if meter_limit_kw is not None and not meter_limit_kw.empty:
+            households = meter_limit_kw.reindex(index=plan.index).ffill().astype(float)
+            limits = pd.concat([limits, households], axis=1)
         return cls(
             inverters=inverters,
             relays=relays.reindex(index=plan.index, fill_value=False).astype(bool),
@@ -190,7 +196,12 @@ class Setpoints:
     def from_schedule(cls, schedule: Schedule) -> Setpoints:
         """The setpoints of a dispatch :class:`~dispatch.schedule.Schedule`."""
         return cls.from_plan(
-            schedule.plan, schedule.relays, schedule.allotment_kw, schedule.household_groups
+            schedule.plan,
+            schedule.relays,
+            schedule.allotment_kw,
+            schedule.household_groups,
+            energy_budget_wh=schedule.energy_budget_wh,
+            meter_limit_kw=schedule.meter_limit_kw,
         )
 
     # --- reading --------------------------------------------------------------------

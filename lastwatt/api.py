@@ -59,6 +59,7 @@ from lastwatt import (
     api_contracts,
     api_market,
     api_metrics,
+    api_plans,
     api_setpoints,
     api_settlement,
 )
@@ -734,4 +735,5 @@ def create_app(
     app.include_router(api_market.router(service, auth))
     app.include_router(api_metrics.router(service))
     app.include_router(api_setpoints.router(service, auth.operator))
+    app.include_router(api_plans.router(service, auth.operator))
     return app

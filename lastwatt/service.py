@@ -766,7 +766,7 @@ class Service:
                 credit=credit,
                 relays=relays,
                 shed_hours=self._relays.shed_hours,
-                policy=DispatchPolicy(reserve=self.reserve_enabled),
+                policy=DispatchPolicy.from_site(self.site, reserve=self.reserve_enabled),
                 export_kw=export,
             )
             settings = SolverSettings(time_limit_s=self.config.solver_time_limit_s)

@@ -20,10 +20,12 @@ import zoneinfo
 from collections import Counter
 from typing import Annotated, Literal, Self
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "CONTAINER_DEVICES",
+    "TIER_NAMES",
     "Battery",
     "Business",
     "Charger",
@@ -41,7 +43,9 @@ __all__ = [
     "RelayAddress",
     "RelayGroup",
     "RooftopPv",
+    "ServicePlan",
     "Site",
+    "SitePolicy",
     "Tariff",
     "TariffBand",
 ]
@@ -397,6 +401,96 @@ class Position(_Frozen):
     north_m: float = Field(ge=-20_000, le=20_000, allow_inf_nan=False)
 
 
+class ServicePlan(_Frozen):
+    """What a connection is entitled to, enforced by its meter (issue 11's limit and budget).
+
+    Plans are *classes* named in the site's ``[service_plans.<name>]`` tables and assigned
+    per connection (``service_plan = "<name>"``) or per kind
+    (``[service_plan_defaults] household = "<name>"``), so 320 households do not repeat
+    them.
+
+    Attributes
+    ----------
+    power_limit_w : int
+        The meter's power limit while the connection is held to its plan [W].
+    daily_energy_wh : int
+        The meter's energy budget per local day [Wh].
+    evening_start_hour, evening_end_hour : int or None
+        Households: the guaranteed evening window, local hours ``[start, end)``; shedding
+        in it costs :data:`dispatch.model.EVENING_WEIGHT` times a daytime shed. None: no
+        window.
+    """
+
+    power_limit_w: int = Field(ge=1, le=100_000)
+    daily_energy_wh: int = Field(ge=1, le=1_000_000)
+    evening_start_hour: int | None = Field(default=None, ge=0, le=23)
+    evening_end_hour: int | None = Field(default=None, ge=1, le=24)
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        if (self.evening_start_hour is None) != (self.evening_end_hour is None):
+            msg = "give both evening_start_hour and evening_end_hour, or neither"
+            raise ValueError(msg)
+        if (
+            self.evening_start_hour is not None
+            and self.evening_end_hour is not None
+            and self.evening_end_hour <= self.evening_start_hour
+        ):
+            msg = (
+                f"evening_end_hour ({self.evening_end_hour}) must be after "
+                f"evening_start_hour ({self.evening_start_hour}), e.g. 18 and 22"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def power_limit_kw(self) -> float:
+        """The power limit [kW]."""
+        return self.power_limit_w / 1000.0
+
+    def evening_mask(self, local_hours: np.ndarray) -> np.ndarray:
+        """Which of the given local hours (integers 0–23) lie in the evening window."""
+        hours = np.asarray(local_hours)
+        if self.evening_start_hour is None or self.evening_end_hour is None:
+            return np.zeros(hours.shape, dtype=bool)
+        return (hours >= self.evening_start_hour) & (hours < self.evening_end_hour)
+
+
+TIER_NAMES = ("soc_window", "priority", "household", "reserve", "business", "beyond_plan")
+"""Every dispatch tier: the battery's SoC window, priority users, the household lifeline
+(demand within the service plan), the priority reserve, businesses, household use beyond
+the plan."""
+
+
+class SitePolicy(_Frozen):
+    """The community's allocation policy, stated in the site file (``[policy]``).
+
+    Attributes
+    ----------
+    tier_order : tuple of str
+        The tiers, highest first (each name of :data:`TIER_NAMES` once).
+    business_objective : {"community_value", "stake_fairness"}
+        ``community_value``: maximise Σ R_i(E_i), R_i linear in energy with a weight from
+        the business's value score and the community's stakes (seed 001);
+        ``stake_fairness``: stake-weighted proportional fairness (Σ s_i log E_i).
+    stake_weight : float
+        Share of a business's weight from its stake share, the rest from its value score,
+        in [0, 1] (``community_value`` only).
+    """
+
+    tier_order: tuple[str, ...] = TIER_NAMES
+    business_objective: Literal["community_value", "stake_fairness"] = "community_value"
+    stake_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    @field_validator("tier_order")
+    @classmethod
+    def _each_tier_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if sorted(value) != sorted(TIER_NAMES):
+            msg = f"tier_order {list(value)} must name each of {list(TIER_NAMES)} exactly once"
+            raise ValueError(msg)
+        return value
+
+
 class Connection(_Frozen):
     """One metered connection of the community.
 
@@ -423,6 +517,9 @@ class Connection(_Frozen):
     pv : RooftopPv or None
         The connection's own panels, if it is a prosumer: its meter's export register
         counts what it feeds into the grid, settled as production [002].
+    service_plan : str or None
+        Name of its plan class in the site's ``service_plans``; None takes its kind's
+        default (``service_plan_defaults``), if any.
     """
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -435,6 +532,7 @@ class Connection(_Frozen):
     priority: PriorityUser | None = None
     position: Position | None = None
     pv: RooftopPv | None = None
+    service_plan: str | None = None
 
     @property
     def is_prosumer(self) -> bool:
@@ -531,6 +629,12 @@ class Site(_Frozen):
     connections: tuple[Connection, ...] = Field(min_length=1)
     chargers: tuple[Charger, ...] = ()
     electric_vehicles: tuple[ElectricVehicle, ...] = ()
+    service_plans: dict[str, ServicePlan] = Field(default_factory=dict)
+    """Service plan classes by name."""
+    service_plan_defaults: dict[ConnectionKind, str] = Field(default_factory=dict)
+    """The plan class of each kind's connections that name none."""
+    policy: SitePolicy = Field(default_factory=SitePolicy)
+    """The community's allocation policy (tier order, business objective)."""
     producer_meters: tuple[str, ...] | None = None
     """Meters whose readings settlement must have before it pays producers: container
     devices (``pv_inverter``, ``battery_inverter``) and connection ids; None leaves it to
@@ -562,6 +666,7 @@ class Site(_Frozen):
                     "remove it or assign connections to it"
                 )
         problems += self._check_charging()
+        problems += self._check_service_plans()
         if self.producer_meters is not None:
             known = {c.id for c in self.connections} | set(CONTAINER_DEVICES)
             for name in self.producer_meters:
@@ -589,6 +694,60 @@ class Site(_Frozen):
                     f"{charger.tariff!r}; defined: {', '.join(sorted(self.tariffs)) or 'none'}"
                 )
         return problems
+
+    def _check_service_plans(self) -> list[str]:
+        """Every plan named exists; no priority user is held to a plan (never limited)."""
+        problems: list[str] = []
+        defined = ", ".join(sorted(self.service_plans)) or "none"
+        for kind, name in self.service_plan_defaults.items():
+            if name not in self.service_plans:
+                problems.append(
+                    f"service_plan_defaults.{kind.value}: unknown service plan {name!r}; "
+                    f"defined: {defined}"
+                )
+        if ConnectionKind.PRIORITY in self.service_plan_defaults:
+            problems.append(
+                "service_plan_defaults.priority: priority users are never limited; remove it"
+            )
+        for i, c in enumerate(self.connections):
+            if c.service_plan is None:
+                continue
+            where = f"connections[{i}] (id {c.id!r}).service_plan"
+            if c.service_plan not in self.service_plans:
+                problems.append(
+                    f"{where}: unknown service plan {c.service_plan!r}; defined: {defined}"
+                )
+            if c.kind is ConnectionKind.PRIORITY:
+                problems.append(f"{where}: priority users are never limited; remove it")
+        return problems
+
+    def service_plan_of(self, connection_id: str) -> ServicePlan | None:
+        """The service plan a connection is held to: its own, its kind's default, or None."""
+        c = self.connection(connection_id)
+        name = c.service_plan or self.service_plan_defaults.get(c.kind)
+        return None if name is None else self.service_plans.get(name)
+
+    def with_service_plan(self, connection_id: str, plan: str | None) -> Site:
+        """The site with one connection held to another plan class (None: its default).
+
+        Raises
+        ------
+        KeyError
+            If the site has no such connection.
+        ValueError
+            If the plan class is unknown, or the connection is a priority user.
+        """
+        target = self.connection(connection_id)
+        if plan is not None and plan not in self.service_plans:
+            defined = ", ".join(sorted(self.service_plans)) or "none"
+            msg = f"unknown service plan {plan!r}; defined: {defined}"
+            raise ValueError(msg)
+        if plan is not None and target.kind is ConnectionKind.PRIORITY:
+            msg = f"{connection_id} is a priority user: never limited, it takes no plan"
+            raise ValueError(msg)
+        changed = target.model_copy(update={"service_plan": plan})
+        connections = tuple(changed if c.id == connection_id else c for c in self.connections)
+        return self.model_copy(update={"connections": connections})
 
     def charger(self, charger_id: str) -> Charger | None:
         """The charger with that id, or None."""

@@ -48,6 +48,8 @@ from dispatch.rolling import (
     TierValues,
     UnitTiers,
     deliver_block,
+    held_limits_kw,
+    lifeline_wanted_kw,
     shed_hours,
     track_relays,
 )
@@ -259,7 +261,10 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
     settings = SolverSettings(
         time_limit_s=policy.time_limit_s, mip_rel_gap=policy.mip_rel_gap, threads=1
     )
-    dispatch_policy = DispatchPolicy(fair_share_tolerance=policy.fair_share_tolerance)
+    # The site's stated policy (tier order, business objective), at the planners' tolerance.
+    dispatch_policy = DispatchPolicy.from_site(
+        site0, fair_share_tolerance=policy.fair_share_tolerance
+    )
     fallbacks: list[int] = []
     planner = _planner(policy.dispatch, settings, fallbacks)
     oracle_planner = _planner("milp", settings, fallbacks)
@@ -372,7 +377,8 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                 ]
             )
             soc = float(delivered.soc_kwh[-1])
-            _track(plan, units, delivered.served_kw, unit_demand[block], step, relays, shed)
+            wanted = lifeline_wanted_kw(problem, unit_demand[block], units.tiers)
+            _track(plan, units, delivered.served_kw, wanted, step, relays, shed)
             t0 = tick("delivery", t0)
         value = _community_value(served_day, units, realised_value, business_col, step, values)
         oracle_value = np.nan
@@ -545,7 +551,9 @@ def _deliver(
     state: ContainerState | None = None,
 ) -> BlockDelivery:
     relays, allotment = _plan_arrays(plan, units, len(pv))
-    return deliver_block(relays, allotment, pv, demand, battery, step, units.tiers, state)
+    groups = [units.ids[k] for k in units.tiers.household]
+    held = held_limits_kw(plan, groups, allotment[:, units.tiers.household])
+    return deliver_block(relays, allotment, pv, demand, battery, step, units.tiers, state, held)
 
 
 def _track(

@@ -153,6 +153,60 @@ bands = [
 
 RELAY_BOARD_UNIT_ID = 10
 
+# Service plans. Assumptions, stated here in one place:
+# - Plan classes the operator offers, after the World Bank Multi-Tier Framework (ESMAP
+#   008/15, table 1.1): "basic" 30 W / 120 Wh (tier 1: ≥ 3 W, ≥ 12 Wh, ≥ 1 evening hour —
+#   lights and a phone), "lifeline" 50 W / 200 Wh (tier 2: ≥ 50 W, ≥ 200 Wh, ≥ 2 evening
+#   hours — adds a radio or a small TV), "standard" 100 W / 400 Wh.
+# - The guaranteed evening window is 18:00–22:00 local time, the evening the MTF counts.
+# - Household use beyond the plan is served last, after businesses.
+# - Businesses are chosen by community value (Σ R_i(E_i), seed 001), each one's weight half
+#   its value score, half its stake share.
+# - The default plan is "basic", chosen by a planner sweep (scripts/sweep_service_plans.py)
+#   on a stated subset of the bundled year — three weeks from 10 Jan, 10 Apr and 10 Aug,
+#   21 days, the seeds' community, daily plans with forecast error — because a full year
+#   per point takes ≈ 3 h of MILP on the shared 2-core machine. Per day (mean):
+#       policy               business days  business kWh  household kWh  unserved priority kWh  η
+#       strict tiers (old)      0 %            0.0           46.1            3.58              0.922
+#       basic 30 W/120 Wh      67 %            6.9           31.1            2.01              0.910
+#       lifeline 50 W/200 Wh   43 %            4.0           36.4            4.22              0.922
+#       80 W/300 Wh            33 %            1.7           39.1            4.59              0.917
+#   "basic" gives businesses energy on two days in three and is the only plan with less
+#   unserved priority energy than the strict tiers (the lifeline ranks above the reserve,
+#   so a larger lifeline draws the battery below what the clinic needs at night); its
+#   cost is a lower MTF tier (1, not 2) and ≈ 15 kWh/day less household energy.
+SERVICE_PLANS = {
+    "basic": (30, 120),
+    "lifeline": (50, 200),
+    "standard": (100, 400),
+}
+DEFAULT_HOUSEHOLD_PLAN = "basic"
+EVENING_HOURS = (18, 22)
+POLICY = """
+# The community's allocation policy: tiers highest first, and how businesses are chosen.
+[policy]
+tier_order = ["soc_window", "priority", "household", "reserve", "business", "beyond_plan"]
+business_objective = "community_value"
+stake_weight = 0.5
+"""
+
+
+def service_plans() -> str:
+    """The plan classes, the households' default and the policy, as TOML."""
+    out = [
+        "# Service plans: what a meter holds its connection to (power limit, daily budget,",
+        "# guaranteed evening window in local hours). Households take the default unless",
+        "# a connection names its own plan.",
+    ]
+    for name, (watts, wh) in SERVICE_PLANS.items():
+        out.append(
+            f"[service_plans.{name}]\npower_limit_w = {watts}\ndaily_energy_wh = {wh}\n"
+            f"evening_start_hour = {EVENING_HOURS[0]}\nevening_end_hour = {EVENING_HOURS[1]}\n"
+        )
+    out.append(f'[service_plan_defaults]\nhousehold = "{DEFAULT_HOUSEHOLD_PLAN}"')
+    out.append(POLICY)
+    return "\n".join(out)
+
 
 def _format_value(value: object) -> str:
     if isinstance(value, bool):
@@ -248,7 +302,7 @@ def render() -> str:
     rng = np.random.default_rng(SEED)
     business_count = sum(kind.count for kind in BUSINESS_TYPES)
     plan = village_positions(HOUSEHOLDS, business_count, len(PRIORITY_USERS))
-    out = [HEADER, CONTAINER]
+    out = [HEADER, CONTAINER, service_plans()]
     groups = HOUSEHOLDS // HOUSEHOLDS_PER_RELAY_GROUP
     out.append("# Feeder relays on the container's relay board: households are shed by group.")
     for g in range(groups):

@@ -232,7 +232,7 @@ def test_priority_is_never_traded_for_a_whole_household_block(priority_first):
     # With the order switched (households first) the clinic does get 0.3 kW.
     order = TIER_ORDER
     if not priority_first:
-        order = ("soc_window", "household", "priority", "reserve", "business")
+        order = ("soc_window", "household", "priority", "reserve", "business", "beyond_plan")
     group = HouseholdGroupLoad("HG1", np.full(1, 0.7))
     p = problem(
         pv=1.0,
