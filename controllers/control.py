@@ -66,7 +66,7 @@ from controllers.devices import (
     storage_profile,
     storage_state,
 )
-from controllers.events import DeviceEvents
+from controllers.events import OFF_LIMIT_W, DeviceEvents
 from controllers.failsafe import FailsafeSettings, Mode, Targets, decide_mode, targets
 from controllers.modbus import ExceptionResponse, GatewayClient, ModbusSettings, TransportError
 from controllers.registers import load_register_map
@@ -1035,10 +1035,10 @@ class Controller:
         cid = device.connection_id
         wanted: dict[str, float] = {}
         if cid in target.power_limit_kw and cid not in self.priority_ids:
-            # 0 in the register means "no limit" (inf here); an allotment of 0 is at least
-            # 1 W (the relay is open then anyway).
+            # 0 in the register means "no limit" (inf here); an allotment of 0 is written
+            # as OFF_LIMIT_W, which keeps the load off.
             limit_kw = target.power_limit_kw[cid]
-            limit_w = 0 if math.isinf(limit_kw) else max(round(limit_kw * 1000), 1)
+            limit_w = 0 if math.isinf(limit_kw) else max(round(limit_kw * 1000), OFF_LIMIT_W)
             if limit_w != state.power_limit_w:
                 wanted["power_limit_w"] = limit_w
         if (

@@ -15,6 +15,10 @@ Examples
 []
 >>> [a.kind.value for a in events.meter("B01", trips=5, budgets=1, power_limit_w=800, at=t)]
 ['connection_trip', 'budget_exhausted']
+>>> events.meter("B01", trips=6, budgets=1, power_limit_w=OFF_LIMIT_W, at=t)  # kept off
+[]
+>>> events.counts["connection_trip"]
+2
 """
 
 from __future__ import annotations
@@ -24,9 +28,14 @@ from dataclasses import dataclass, field
 
 from settlement.alarms import Alarm, AlarmKind
 
-__all__ = ["DeviceEvents"]
+__all__ = ["OFF_LIMIT_W", "DeviceEvents"]
 
 _COUNTER_MODULUS = 1 << 16  # the meters' event counters are 16-bit
+
+OFF_LIMIT_W = 1
+"""The power limit written for an allotment of 0 [W] (0 in the register means "no limit").
+A trip at this limit is the meter keeping a load off as planned (a household whose day's
+share of its plan is used, until its evening window): counted, but no alarm."""
 
 
 @dataclass
@@ -58,6 +67,7 @@ class DeviceEvents:
         new_trips = (trips - before[0]) % _COUNTER_MODULUS
         if new_trips:
             self._raise(AlarmKind.CONNECTION_TRIP, new_trips)
+        if new_trips and power_limit_w > OFF_LIMIT_W:
             alarms.append(
                 Alarm(
                     AlarmKind.CONNECTION_TRIP,
