@@ -29,7 +29,6 @@ dark). Only households are rated.
 # No `from __future__ import annotations`: FastAPI evaluates the Depends() annotations.
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
@@ -41,7 +40,7 @@ from lastwatt.auth import Role, User
 from lastwatt.customers import CustomerRegistry
 from microgrid.access import mtf_daily, mtf_tier_counts
 from microgrid.readings import MeterReading
-from settlement import LedgerError, SqliteLedgerStore
+from settlement import LedgerError
 from settlement.staking import place_stake
 from settlement.votes import VoteBook, VoteError, VoteOption, VoteResult, applied_option
 
@@ -212,11 +211,7 @@ def router(
     site = service.site
     households = [c.id for c in site.households]
     household_set = set(households)
-    # Ballots live in the ledger's own SQLite file; beside the service's data on PostgreSQL.
-    if isinstance(service.store, SqliteLedgerStore):
-        book = VoteBook(service.store.path)
-    else:
-        book = VoteBook(Path(service.config.data_dir) / "votes.sqlite")
+    book = VoteBook(service.vote_book_path())
 
     def option_out(option: VoteOption, result: VoteResult | None) -> OptionOut:
         votes = result.counts.get(option.name, 0) if result is not None else 0

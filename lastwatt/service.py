@@ -116,6 +116,7 @@ from settlement.anchor import Anchor, create_anchor_key, load_anchor_key, verify
 from settlement.fiat import topup_batch
 from settlement.hourly import price_at
 from settlement.settle import reconcile_hour
+from settlement.votes import VoteBook, VoteError, applied_option, site_under_vote
 
 __all__ = ["Service", "ServiceConfig", "open_ledger"]
 
@@ -507,6 +508,22 @@ class Service:
         self.controller.set_schedule(setpoints)
 
     # --- inputs shared by jobs and the API ---------------------------------------------
+    def vote_book_path(self) -> Path:
+        """Where the household vote's ballots are (beside the data on PostgreSQL)."""
+        if isinstance(self.store, SqliteLedgerStore):
+            return Path(self.store.path)
+        return Path(self.config.data_dir) / "votes.sqlite"
+
+    def site_for_dispatch(self, now: dt.datetime) -> Site:
+        """The site as the community's vote in force has set it (:func:`site_under_vote`)."""
+        with VoteBook(self.vote_book_path()) as book:
+            option = applied_option(book, self.site, self.current_round(now))
+        try:
+            return site_under_vote(self.site, option)
+        except VoteError as error:  # checked when offered; a changed site may still refuse
+            log.warning("dispatch: the vote in force does not apply (%s); site plans kept", error)
+            return self.site
+
     def current_round(self, now: dt.datetime | None = None) -> int:
         """The staking round in force: local days since the service first started, from 1."""
         epoch = dt.date.fromisoformat(self.state.get("staking_epoch"))
@@ -755,8 +772,9 @@ class Service:
             relays = self._relays.relay_states(now, self._switchable)
             if self.schedule is None:
                 self.dispatch_relays_at_start = relays  # for the operator and the tests
+            site = self.site_for_dispatch(now)
             problem = problem_from_site(
-                self.site,
+                site,
                 grid,
                 pv["p50"].to_numpy(),
                 pv["p10"].to_numpy(),
@@ -766,7 +784,7 @@ class Service:
                 credit=credit,
                 relays=relays,
                 shed_hours=self._relays.shed_hours,
-                policy=DispatchPolicy.from_site(self.site, reserve=self.reserve_enabled),
+                policy=DispatchPolicy.from_site(site, reserve=self.reserve_enabled),
                 export_kw=export,
             )
             settings = SolverSettings(time_limit_s=self.config.solver_time_limit_s)

@@ -5,15 +5,18 @@ Seed 000: "the community has the knowledge to decide".
 Rules
 -----
 - Per round the operator offers **options**: each a name, a label and a named set of
-  policy values (e.g. ``lifeline_wh_per_day`` and ``business_share``); options may be
-  replaced only while nobody has voted in that round.
+  policy values (:data:`VOTE_POLICY`: the households' lifeline, ``lifeline_w`` and
+  ``lifeline_wh_per_day``; what the lifeline leaves goes to the businesses); options may
+  be replaced only while nobody has voted in that round.
 - A household casts **one vote per round**; casting again changes it (the last counts).
 - The **result** of a round: votes per option, turnout (voters ÷ households) and the
   winner — the most votes; a tie goes to the option offered first (the operator lists the
   status quo first). A round without votes has no winner.
 - The winner of round ``r`` **applies from round r + 1** and stands until a later round
   has a winner (:func:`applied_option`), as a stake placed in round ``r`` counts from
-  ``r + 1``.
+  ``r + 1``: dispatch plans on :func:`site_under_vote`, the site with the households'
+  default service plan set by the option in force (a household the operator put on a
+  plan of its own keeps it).
 
 Ballots are kept next to the ledger, in its own SQLite file (like the band contracts'
 registry), so a backup of the ledger carries them too; a PostgreSQL ledger keeps them in
@@ -32,16 +35,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from microgrid.site import Site
+from pydantic import ValidationError
+
+from microgrid.site import ConnectionKind, ServicePlan, Site
 
 __all__ = [
+    "VOTE_POLICY",
     "VoteBook",
     "VoteError",
     "VoteOption",
     "VoteResult",
     "applied_option",
+    "site_under_vote",
     "tally",
 ]
+
+VOTE_POLICY = {"lifeline_w": "power_limit_w", "lifeline_wh_per_day": "daily_energy_wh"}
+"""What an option may set, by name → the field of the households' default
+:class:`~microgrid.site.ServicePlan` it sets ([W] and [Wh per local day])."""
+
+VOTE_PLAN = "community_vote"
+"""The plan class :func:`site_under_vote` adds for the option in force."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_OPTIONS = 10
@@ -106,6 +120,13 @@ class VoteOption:
                 raise VoteError(msg)
             if not math.isfinite(value):
                 msg = f"option {self.name!r}: {key} must be a finite number, got {value!r}"
+                raise VoteError(msg)
+            if key not in VOTE_POLICY:
+                known = ", ".join(sorted(VOTE_POLICY))
+                msg = f"option {self.name!r}: unknown policy name {key!r}; known: {known}"
+                raise VoteError(msg)
+            if value != int(value) or value < 1:
+                msg = f"option {self.name!r}: {key} must be a whole number ≥ 1, got {value!r}"
                 raise VoteError(msg)
 
 
@@ -348,3 +369,38 @@ def _applied(book: VoteBook, site: Site, round_number: int) -> VoteOption | None
     if decided is None:
         return None
     return book.result(site, decided).winner
+
+
+def site_under_vote(site: Site, option: VoteOption | None) -> Site:
+    """The site as dispatch plans it while ``option`` is in force.
+
+    The households' default service plan takes the option's values (:data:`VOTE_POLICY`)
+    as a plan class of its own (:data:`VOTE_PLAN`); households the operator put on a
+    plan by name keep theirs.
+
+    Raises
+    ------
+    VoteError
+        If the site has no default household plan to change, or the values make no
+        valid plan (e.g. a power limit above 100 kW).
+    """
+    if option is None or not option.policy:
+        return site
+    base_name = site.service_plan_defaults.get(ConnectionKind.HOUSEHOLD)
+    if base_name is None:
+        msg = "the site has no default household service plan for a vote to change"
+        raise VoteError(msg)
+    values = {VOTE_POLICY[key]: int(value) for key, value in option.policy.items()}
+    try:
+        plan = ServicePlan.model_validate(site.service_plans[base_name].model_dump() | values)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        msg = f"option {option.name!r}: {problem['loc'][0]}: {problem['msg']}"
+        raise VoteError(msg) from None
+    defaults = dict(site.service_plan_defaults) | {ConnectionKind.HOUSEHOLD: VOTE_PLAN}
+    return site.model_copy(
+        update={
+            "service_plans": dict(site.service_plans) | {VOTE_PLAN: plan},
+            "service_plan_defaults": defaults,
+        }
+    )

@@ -6,8 +6,8 @@ from tests.service.conftest import run_api
 
 OPTIONS = {
     "options": [
-        {"name": "lifeline", "label": "Bigger lifeline", "policy": {"lifeline_wh_per_day": 300.0}},
-        {"name": "business", "label": "More for businesses", "policy": {"business_share": 0.4}},
+        {"name": "lifeline", "label": "Bigger lifeline", "policy": {"lifeline_wh_per_day": 300}},
+        {"name": "business", "label": "More for businesses", "policy": {"lifeline_wh_per_day": 80}},
     ]
 }
 
@@ -66,8 +66,11 @@ def test_vote_round_trip_and_roles(tmp_path):
         out["result"] = await c.get("/api/community/vote")
         out["own"] = await c.get("/api/community/vote", auth=amina)
         # the next round: the winner is in force
+        h = rig.site.households[0].id
+        out["plan_before"] = rig.service.site_for_dispatch(rig.clock.now()).service_plan_of(h)
         rig.clock.advance(86_400.0)
         out["next"] = await c.get("/api/community/vote")
+        out["plan_after"] = rig.service.site_for_dispatch(rig.clock.now()).service_plan_of(h)
         out["split"] = await c.put(
             f"/api/community/stakes/{h1}",
             json={
@@ -108,7 +111,10 @@ def test_vote_round_trip_and_roles(tmp_path):
     nxt = out["next"].json()
     assert nxt["current_round"] == round_now + 1
     assert nxt["applied"]["name"] == "business"
-    assert nxt["applied"]["policy"] == {"business_share": 0.4}
+    assert nxt["applied"]["policy"] == {"lifeline_wh_per_day": 80}
+    # Dispatch plans the households on the winner's lifeline from that round on.
+    assert out["plan_before"].daily_energy_wh == rig.site.service_plans["basic"].daily_energy_wh
+    assert out["plan_after"].daily_energy_wh == 80
     assert out["split"].status_code == 200
     assert out["bad_split"].status_code == 400
     assert "add up to" in out["bad_split"].json()["detail"]

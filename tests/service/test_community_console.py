@@ -18,8 +18,8 @@ from tests.service.test_dashboard import (
 
 OPTIONS = {
     "options": [
-        {"name": "lifeline", "label": "Bigger lifeline", "policy": {"lifeline_wh_per_day": 300.0}},
-        {"name": "business", "label": "More for businesses", "policy": {"business_share": 0.4}},
+        {"name": "lifeline", "label": "Bigger lifeline", "policy": {"lifeline_wh_per_day": 300}},
+        {"name": "business", "label": "More for businesses", "policy": {"lifeline_wh_per_day": 80}},
     ]
 }
 

@@ -7,10 +7,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from settlement import SqliteLedgerStore
-from settlement.votes import VoteBook, VoteError, VoteOption, applied_option, tally
+from settlement.votes import (
+    VoteBook,
+    VoteError,
+    VoteOption,
+    applied_option,
+    site_under_vote,
+    tally,
+)
 
-LIFELINE = VoteOption("lifeline", "200 Wh lifeline", {"lifeline_wh_per_day": 200.0})
-BUSINESS = VoteOption("business", "more for businesses", {"business_share": 0.4})
+LIFELINE = VoteOption("lifeline", "200 Wh lifeline", {"lifeline_wh_per_day": 200})
+BUSINESS = VoteOption("business", "more for businesses", {"lifeline_wh_per_day": 80})
 
 
 @pytest.fixture
@@ -103,3 +110,25 @@ def test_one_vote_per_household_whatever_the_sequence(site, casts):
         assert result.counts[option] == sum(1 for v in last.values() if v == option)
     if last:
         assert result.counts[result.winner.name] == max(result.counts.values())
+
+
+def test_an_option_may_set_only_the_households_lifeline():
+    with pytest.raises(VoteError, match="unknown policy name 'business_share'; known: lifeline_w"):
+        VoteOption("b", "b", {"business_share": 0.4})
+    with pytest.raises(VoteError, match="whole number"):
+        VoteOption("b", "b", {"lifeline_w": 20.5})
+
+
+def test_dispatch_plans_on_the_households_plan_the_vote_set(site):
+    # The default site's households are on 'basic' (30 W / 120 Wh); the winning option
+    # gives them 20 W and 80 Wh a day, what they leave goes to the businesses.
+    option = VoteOption("small", "smaller lifeline", {"lifeline_w": 20, "lifeline_wh_per_day": 80})
+    voted = site_under_vote(site, option)
+    household = site.households[0].id
+    assert site.service_plan_of(household).daily_energy_wh == 120
+    plan = voted.service_plan_of(household)
+    assert (plan.power_limit_w, plan.daily_energy_wh) == (20, 80)
+    assert plan.evening_start_hour == site.service_plan_of(household).evening_start_hour
+    assert site_under_vote(site, None) is site
+    with pytest.raises(VoteError, match="power_limit_w: Input should be less than"):
+        site_under_vote(site, VoteOption("big", "x", {"lifeline_w": 10**6}))
