@@ -372,6 +372,7 @@ class Controller:
         self.household_groups = tuple(g.id for g in site.relay_groups)
         self.businesses = tuple(c.id for c in site.businesses)
         self.priority_ids = frozenset(c.id for c in site.priority_users)
+        self.household_ids = frozenset(c.id for c in site.households)
         groups_with_priority = {c.relay_group for c in site.priority_users if c.relay_group}
         self._priority_groups = frozenset(groups_with_priority)
         # Without a plan (SoC rules, safe state) each business meter holds its share of
@@ -907,6 +908,7 @@ class Controller:
                     state.budget_exhausted_count,
                     state.power_limit_w,
                     now,
+                    alarm=device.connection_id not in self.household_ids,
                 )
             )
         sweep.states[device.name] = state

@@ -17,8 +17,12 @@ Examples
 ['connection_trip', 'budget_exhausted']
 >>> events.meter("B01", trips=6, budgets=1, power_limit_w=OFF_LIMIT_W, at=t)  # kept off
 []
->>> events.counts["connection_trip"]
-2
+>>> events.meter("H001", trips=0, budgets=0, power_limit_w=30, at=t, alarm=False)
+[]
+>>> events.meter("H001", trips=1, budgets=1, power_limit_w=30, at=t, alarm=False)  # its plan
+[]
+>>> events.counts
+{'connection_trip': 3, 'budget_exhausted': 2}
 """
 
 from __future__ import annotations
@@ -56,9 +60,21 @@ class DeviceEvents:
         self.counts[kind.value] = self.counts.get(kind.value, 0) + times
 
     def meter(
-        self, connection: str, trips: int, budgets: int, power_limit_w: int, at: dt.datetime
+        self,
+        connection: str,
+        trips: int,
+        budgets: int,
+        power_limit_w: int,
+        at: dt.datetime,
+        *,
+        alarm: bool = True,
     ) -> list[Alarm]:
-        """Events of one meter read: new power-limit trips and exhausted budgets."""
+        """Events of one meter read: new power-limit trips and exhausted budgets.
+
+        ``alarm=False`` counts them without raising alarms: for a household held to its
+        service plan, a trip or an exhausted budget is the plan working (320 households
+        would raise hundreds of alarms an evening), not something for the operator.
+        """
         before = self._meters.get(connection)
         self._meters[connection] = (trips, budgets)
         if before is None:
@@ -67,7 +83,7 @@ class DeviceEvents:
         new_trips = (trips - before[0]) % _COUNTER_MODULUS
         if new_trips:
             self._raise(AlarmKind.CONNECTION_TRIP, new_trips)
-        if new_trips and power_limit_w > OFF_LIMIT_W:
+        if new_trips and alarm and power_limit_w > OFF_LIMIT_W:
             alarms.append(
                 Alarm(
                     AlarmKind.CONNECTION_TRIP,
@@ -81,6 +97,7 @@ class DeviceEvents:
         new_budgets = (budgets - before[1]) % _COUNTER_MODULUS
         if new_budgets:
             self._raise(AlarmKind.BUDGET_EXHAUSTED, new_budgets)
+        if new_budgets and alarm:
             alarms.append(
                 Alarm(
                     AlarmKind.BUDGET_EXHAUSTED,
