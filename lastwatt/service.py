@@ -45,9 +45,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+from websockets.asyncio.server import Server as WebSocketServer
 
 from controllers.control import Clock, Controller, ControllerSettings, CycleResult
 from controllers.failsafe import FailsafeSettings
+from controllers.ocpp_central import CentralSystem
 from controllers.simulator import ManualClock
 from dispatch import (
     DispatchPolicy,
@@ -76,7 +78,8 @@ from forecasts.samples import smoothed_forecast
 from forecasts.weather import synthetic_weather
 from lastwatt.config import RetentionSettings, WeatherSettings
 from lastwatt.control_loop import ControlThread
-from lastwatt.jobs import Job
+from lastwatt.jobs import Job, market_job
+from lastwatt.market_live import LiveMarket, start_central_system
 from lastwatt.relay_history import RelayHistory
 from lastwatt.state import ServiceState, StoredSchedule
 from microgrid import Site, TimeGrid
@@ -179,6 +182,12 @@ class ServiceConfig:
         in ``ledger.sqlite`` under ``data_dir``.
     ledger_site : str
         The site's id in a PostgreSQL ledger.
+    market_tick_s : float or None
+        Interval of the ``market`` job (expiry, ZI agents, matching, settlement) [s of
+        service time]; None: the book moves only on API calls.
+    ocpp_host, ocpp_port : str, int
+        Where the chargers' OCPP 1.6-J central system listens when the site declares
+        chargers (port 0: any free port; ``lastwatt serve`` defaults to 9000).
     """
 
     data_dir: Path
@@ -201,6 +210,9 @@ class ServiceConfig:
     anchor_key: Path | None = None
     ledger_url: str | None = None
     ledger_site: str = "default"
+    market_tick_s: float | None = 60.0
+    ocpp_host: str = "127.0.0.1"
+    ocpp_port: int = 0
 
 
 def _anchor(config: ServiceConfig) -> Anchor:
@@ -316,6 +328,10 @@ class Service:
         self.alarms: collections.deque[Alarm] = collections.deque(maxlen=1000)  # the latest
         self._household_groups = tuple(g.id for g in site.relay_groups)
         self._switchable = (*self._household_groups, *(b.id for b in site.businesses))
+        # The one order book (API, market job, chargers); Bmax from the storage cap.
+        self.market = LiveMarket(self.store, clock.now, data, config.storage_bmax_wh)
+        self.ocpp: CentralSystem | None = None
+        self._ocpp_server: WebSocketServer | None = None
 
     # --- where the control loop runs -------------------------------------------------------
     def use_control_loop(self, thread: ControlThread) -> None:
@@ -381,6 +397,11 @@ class Service:
             Job("settle", _HOUR, dt.timedelta(minutes=2), self.settle_job, grace=_HOUR),
             Job("staking", _DAY, local_midnight, self.staking_job, grace=_DAY),
             Job("retention", _DAY, dt.timedelta(hours=1, minutes=30), self.retention_job, _DAY),
+            *(
+                []
+                if c.market_tick_s is None
+                else [market_job(self.market.tick_job, dt.timedelta(seconds=c.market_tick_s))]
+            ),
         ]
 
     def _utc_offset(self) -> dt.timedelta:
@@ -410,6 +431,12 @@ class Service:
             )
             log.info("restored the schedule issued %s", stored.issued_at.isoformat())
         self.started = True
+        if self.site.chargers:
+            c = self.config
+            on_air = await start_central_system(
+                self.site, self.store, self.clock.now, self.market, c.ocpp_host, c.ocpp_port
+            )
+            self.ocpp, self._ocpp_server = on_air or (None, None)
         await self._on_control_loop(self.control_job(now))
         await self.weather_job(now)
         await self.forecast_job(now)
@@ -417,6 +444,10 @@ class Service:
 
     async def shutdown(self) -> None:
         """Leave the devices in their safe state, then close everything."""
+        if self._ocpp_server is not None:
+            self._ocpp_server.close()
+            await self._ocpp_server.wait_closed()
+            self._ocpp_server = None
         await self._on_control_loop(self._leave_safe())
         self._executor.shutdown(wait=True)
         self.store.close()
