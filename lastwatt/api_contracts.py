@@ -36,9 +36,10 @@ from lastwatt.api_views import (
     StatementView,
 )
 from lastwatt.auth import User
+from lastwatt.contract_job import open_registry
 from lastwatt.customers import CustomerRegistry
-from settlement import LedgerError, SqliteLedgerStore
-from settlement.contract_registry import ContractRegistry, contract_from_json, contract_to_json
+from settlement import LedgerError
+from settlement.contract_registry import contract_from_json, contract_to_json
 from settlement.contracts import (
     MAX_CONTRACT_AMOUNT,
     BandContract,
@@ -143,10 +144,7 @@ def router(
     api = APIRouter(tags=["contracts"])
     # The registry is a SQLite file: the ledger's own on SQLite, beside the service's data
     # on a PostgreSQL ledger (which has no file).
-    if isinstance(service.store, SqliteLedgerStore):
-        registry = ContractRegistry(service.store.path)
-    else:
-        registry = ContractRegistry(Path(service.config.data_dir) / "contracts.sqlite")
+    registry = open_registry(service.store, Path(service.config.data_dir))
 
     def contract_or_404(contract_id: str, who: User) -> tuple[BandContract, bool]:
         record = registry.get(contract_id)

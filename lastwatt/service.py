@@ -77,6 +77,7 @@ from forecasts.learned import DemandLearner
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import synthetic_weather
 from lastwatt.config import RetentionSettings, WeatherSettings
+from lastwatt.contract_job import CONTRACT_JOB_ID, ContractJob
 from lastwatt.control_loop import ControlThread
 from lastwatt.jobs import Job, market_job
 from lastwatt.market_live import LiveMarket, start_central_system
@@ -332,6 +333,9 @@ class Service:
         self.market = LiveMarket(self.store, clock.now, data, config.storage_bmax_wh)
         self.ocpp: CentralSystem | None = None
         self._ocpp_server: WebSocketServer | None = None
+        self.contracts = ContractJob(
+            self.store, self.state, data, clock.now, lambda: self.stored_schedule
+        )
 
     # --- where the control loop runs -------------------------------------------------------
     def use_control_loop(self, thread: ControlThread) -> None:
@@ -397,6 +401,8 @@ class Service:
             Job("settle", _HOUR, dt.timedelta(minutes=2), self.settle_job, grace=_HOUR),
             Job("staking", _DAY, local_midnight, self.staking_job, grace=_DAY),
             Job("retention", _DAY, dt.timedelta(hours=1, minutes=30), self.retention_job, _DAY),
+            # After the hour's readings and settlement: band contracts, hour by hour.
+            Job(CONTRACT_JOB_ID, _HOUR, dt.timedelta(minutes=7), self.contracts.run, grace=_HOUR),
             *(
                 []
                 if c.market_tick_s is None
