@@ -40,6 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from lastwatt.state import ServiceState, StoredSchedule
 from settlement import SqliteLedgerStore
 from settlement.alarms import AlarmKind, AlarmRecord
@@ -47,6 +50,7 @@ from settlement.contract_registry import ContractRegistry, settle_due
 from settlement.contracts import (
     BandContract,
     DisconnectCause,
+    band_power_kw,
     close_contract,
     usage_from_readings,
 )
@@ -235,6 +239,39 @@ class ContractJob:
         self.clock = clock
         self.schedule = schedule
         self.grace = grace
+
+    def firm_demand(
+        self, demand_kw: Mapping[str, np.ndarray], index: pd.DatetimeIndex
+    ) -> dict[str, np.ndarray]:
+        """Demand forecasts with each open contract's band as its connection's firm demand.
+
+        Inside a contract's period the connection's forecast [kW] is clipped into its band:
+        at least the lower edge (firm demand the plan serves where supply allows), at most
+        the upper one (the plan's limit never invites a draw above the band). The tiers are
+        not changed: a band competes in the business tier like any business demand. When
+        the plan allots less than the lower edge, the contracts job notes it and the
+        under-band penalty of that interval is the grid's (waived).
+        """
+        out = {k: np.asarray(v, dtype=float) for k, v in demand_kw.items()}
+        if len(index) == 0:
+            return out
+        step = (
+            (index[1] - index[0]).to_pytimedelta() if len(index) > 1 else dt.timedelta(minutes=15)
+        )
+        periods = [t.to_pydatetime() for t in index]
+        with open_registry(self.store, self.data_dir) as registry:
+            records = [r for r in registry.all() if not r.closed]
+        for record in records:
+            contract = record.contract
+            if contract.meter_id not in out:
+                continue
+            bands = band_power_kw(contract, periods, step)
+            forecast = out[contract.meter_id].copy()
+            for t, band in enumerate(bands):
+                if band is not None:
+                    forecast[t] = min(max(forecast[t], band[0]), band[1])
+            out[contract.meter_id] = forecast
+        return out
 
     async def run(self, due: dt.datetime) -> None:
         """Charge every interval that ended, for every open contract (module docstring)."""

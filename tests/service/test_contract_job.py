@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 
 from controllers.simulator import ManualClock
@@ -13,6 +14,7 @@ from lastwatt.contract_job import CONTRACT_JOB_ID, ContractEvent, attribute, ope
 from lastwatt.service import Service
 from lastwatt.state import StoredSchedule
 from microgrid.readings import MeterReading
+from microgrid.site import ConnectionKind
 from settlement import record_readings
 from settlement.alarms import Alarm, AlarmKind
 from settlement.contracts import (
@@ -26,7 +28,7 @@ from settlement.contracts import (
     statement,
 )
 from settlement.ledger import FIAT_BRIDGE, Asset, Batch, Transfer, meter_account
-from tests.service.conftest import config, service_site
+from tests.service.conftest import Rig, config, service_site
 
 START = dt.datetime(2026, 8, 1, 6, tzinfo=dt.UTC)
 H = dt.timedelta(hours=1)
@@ -199,3 +201,63 @@ def test_an_inverter_trip_is_the_consumers_only_when_it_drew_above_its_band():
     assert attribute(contract, other, [], {}) == ((), ())
     before = [ContractEvent(START - H, AlarmKind.CONNECTION_TRIP, MILL, 1)]
     assert attribute(contract, before, [], {}) == ((), ())
+
+
+# --- the band as firm demand in dispatch --------------------------------------------------------
+
+
+def test_firm_demand_clips_the_forecast_into_the_band_inside_the_period_only(tmp_path):
+    service = Service(service_site(), config(tmp_path), ManualClock(START))
+    try:
+        contract = mill_contract()  # 06:00–12:00, 10–14 kWh an hour
+        with open_registry(service.store, tmp_path) as registry:
+            registry.create(contract, START)
+        index = pd.date_range(START - H, START + 7 * H, freq="15min", inclusive="left")
+        forecast = {MILL: np.full(len(index), 20.0), "B17_welder": np.full(len(index), 20.0)}
+        forecast[MILL][8:12] = 3.0  # 07:00–08:00: below the band
+        firm = service.contracts.firm_demand(forecast, index)
+        with open_registry(service.store, tmp_path) as registry:
+            registry.mark_closed(contract.contract_id, START)
+        after_close = service.contracts.firm_demand(forecast, index)
+    finally:
+        service.store.close()
+        service.state.close()
+    mill = firm[MILL]
+    assert list(mill[:4]) == [20.0] * 4  # before the period: the forecast
+    assert list(mill[4:8]) == [14.0] * 4  # capped at the upper edge
+    assert list(mill[8:12]) == [10.0] * 4  # raised to the lower edge: firm demand
+    assert list(mill[-4:]) == [20.0] * 4  # after the period
+    assert list(firm["B17_welder"]) == list(forecast["B17_welder"])
+    assert list(after_close[MILL]) == list(forecast[MILL])
+
+
+def _midday_allotment_kwh(tmp_path, meter, bands):
+    from tests.service.test_contract_week import sunny_site
+
+    site = sunny_site()
+    start = dt.datetime(2026, 8, 1, 9, tzinfo=dt.UTC)
+
+    async def plan():
+        opening = dict.fromkeys(ConnectionKind, 100000000)
+        rig = Rig(tmp_path, site=site, start=start, reserve=False, opening=opening)
+        if bands is not None:
+            contract = BandContract("band", meter, start, H, bands, 0, 0, 400_000, 200_000, 0)
+            with open_registry(rig.service.store, tmp_path) as registry:
+                registry.create(contract, start)
+        async with rig:
+            allotment = rig.service.schedule.allotment_kw[meter]
+        window = allotment[start : start + 4 * H - dt.timedelta(minutes=1)]
+        return float(window.sum() * 0.25)
+
+    return asyncio.run(plan())
+
+
+def test_dispatch_plans_a_contracted_band_as_demand(tmp_path):
+    # Uncontracted, the planner allots the mill B02 its profile's share at midday.
+    free = _midday_allotment_kwh(tmp_path / "free", "B02_grain_mill", None)
+    # A band of nothing keeps its limit at zero; a band of 3.5–4 kWh an hour raises it.
+    nothing = _midday_allotment_kwh(tmp_path / "none", "B02_grain_mill", ((0, 0),) * 4)
+    firm = _midday_allotment_kwh(tmp_path / "firm", "B02_grain_mill", ((3_500, 4_000),) * 4)
+    assert nothing == 0.0
+    assert firm > free
+    assert firm <= 4 * 4.0 + 1e-6  # never above the band's upper edge
