@@ -276,8 +276,13 @@ class ContractJob:
     async def run(self, due: dt.datetime) -> None:
         """Charge every interval that ended, for every open contract (module docstring)."""
         now = self.clock()
+        with open_registry(self.store, self.data_dir) as registry:
+            open_records = [r for r in registry.all() if not r.closed]
+        meters = {r.contract.meter_id for r in open_records}
         records = self.store.alarm_records(limit=ALARM_WINDOW)
         fresh, seen = new_events(records, self.state.get(_SEEN, {}))
+        # Only contracted meters' trips are kept: a site's other meters may trip often.
+        fresh = [e for e in fresh if e.kind is not AlarmKind.CONNECTION_TRIP or e.subject in meters]
         events = [*self._events(), *fresh]
         events = [e for e in events if e.at >= now - KEPT_EVENTS]
         self.state.set(
@@ -286,9 +291,7 @@ class ContractJob:
         self.state.set(_SEEN, seen)
         safe = _safe_spans(records, now)
         with open_registry(self.store, self.data_dir) as registry:
-            for record in registry.all():
-                if record.closed:
-                    continue
+            for record in open_records:
                 self._note_allotment(record.contract, now)
                 self._settle(registry, record.contract, events, safe, now)
 

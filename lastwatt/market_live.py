@@ -92,6 +92,8 @@ class LiveMarket:
 
     def tick(self) -> list[Trade]:
         """Expire orders, retry crossed ones, let agents act; the trades made."""
+        if not self.agents and not self.market.book.orders():
+            return []  # an idle book: no action, no snapshot rewritten (an fsync a tick)
         outcome = self.submit(Tick(self.now_us()))
         return [*outcome.trades, *self.run_agents()]
 
