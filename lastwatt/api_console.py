@@ -22,13 +22,13 @@ endpoint                               who
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from lastwatt.api_contracts import open_registry
 from lastwatt.api_refunds import RefundLog
 from lastwatt.api_refunds import router as refunds_router
 from lastwatt.api_views import (
@@ -49,6 +49,7 @@ from lastwatt.api_views import (
     Wallet,
 )
 from lastwatt.auth import User
+from lastwatt.contract_job import open_registry
 from lastwatt.customers import Customer, CustomerIn, CustomerPage, CustomerRegistry, SortKey
 from microgrid.readings import ENERGY_REGISTER_MODULUS_WH
 from microgrid.site import ConnectionKind
@@ -84,7 +85,7 @@ def router(
     api = APIRouter(tags=["console"])
     site = service.site
     refund_log = RefundLog(customers.path)
-    contracts = open_registry(service)
+    contracts = open_registry(service.store, Path(service.config.data_dir))
     api.include_router(refunds_router(service, refund_log, operator))
 
     def connection_or_404(connection_id: str) -> Any:

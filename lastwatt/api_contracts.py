@@ -36,9 +36,10 @@ from lastwatt.api_views import (
     StatementView,
 )
 from lastwatt.auth import User
+from lastwatt.contract_job import open_registry
 from lastwatt.customers import CustomerRegistry
-from settlement import LedgerError, SqliteLedgerStore
-from settlement.contract_registry import ContractRegistry, contract_from_json, contract_to_json
+from settlement import LedgerError
+from settlement.contract_registry import contract_from_json, contract_to_json
 from settlement.contracts import (
     MAX_CONTRACT_AMOUNT,
     BandContract,
@@ -53,7 +54,7 @@ from settlement.contracts import (
 if TYPE_CHECKING:
     from lastwatt.service import Service
 
-__all__ = ["ContractTerms", "open_registry", "router"]
+__all__ = ["ContractTerms", "router"]
 
 _Amount = Annotated[StrictInt, Field(ge=0, le=MAX_CONTRACT_AMOUNT)]
 _Wh = Annotated[StrictInt, Field(ge=0, le=MAX_CONTRACT_AMOUNT)]
@@ -133,15 +134,6 @@ def _statement_view(contract: BandContract, report: ContractStatement) -> Statem
     )
 
 
-def open_registry(service: "Service") -> ContractRegistry:
-    """The service's contract registry (the console reads standings from it too)."""
-    # The registry is a SQLite file: the ledger's own on SQLite, beside the service's data
-    # on a PostgreSQL ledger (which has no file).
-    if isinstance(service.store, SqliteLedgerStore):
-        return ContractRegistry(service.store.path)
-    return ContractRegistry(Path(service.config.data_dir) / "contracts.sqlite")
-
-
 def router(
     service: "Service",
     customers: CustomerRegistry,
@@ -150,7 +142,9 @@ def router(
 ) -> APIRouter:
     """The contract routes over a started service (module docstring)."""
     api = APIRouter(tags=["contracts"])
-    registry = open_registry(service)
+    # The registry is a SQLite file: the ledger's own on SQLite, beside the service's data
+    # on a PostgreSQL ledger (which has no file).
+    registry = open_registry(service.store, Path(service.config.data_dir))
 
     def contract_or_404(contract_id: str, who: User) -> tuple[BandContract, bool]:
         record = registry.get(contract_id)

@@ -19,21 +19,17 @@ endpoint                                     who              refusal
 ``POST /api/market/tick``                    operator         401, 403
 ==========================================  ===============  ===========================
 
-Every trade settles on the service's ledger as it is matched (:mod:`settlement.market`).
-Agents act after every order action and every tick. Open orders, the latest trades and the
-agents' settings survive a restart in ``<data-dir>/market.json`` and
-``<data-dir>/market_agents.json``.
+Every trade settles on the service's ledger as it is matched (:mod:`settlement.market`);
+a buyer fills no more than its headroom under the service's Bmax. Agents act after every
+order action and every tick; the service's ``market`` job ticks on a schedule. Open
+orders, the latest trades and the agents' settings survive a restart in
+``<data-dir>/market.json`` and ``<data-dir>/market_agents.json``.
 
 No ``from __future__ import annotations`` here: FastAPI resolves the ``Depends`` on the
 local ``user`` dependency from the live annotations.
 """
 
 import datetime as dt
-import json
-import os
-from collections.abc import Mapping
-from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -55,9 +51,8 @@ from lastwatt.api_views import (
 )
 from lastwatt.auth import Role, User
 from lastwatt.service import Service
-from settlement.agents import ZiSettings, zi_orders
+from settlement.agents import ZiSettings
 from settlement.ledger import user_account
-from settlement.market import Market
 from settlement.orderbook import (
     MAX_PRICE_PER_KWH,
     MAX_QUANTITY_WH,
@@ -66,7 +61,6 @@ from settlement.orderbook import (
     OrderRejectedError,
     PlaceOrder,
     Side,
-    Tick,
     Trade,
 )
 
@@ -120,57 +114,25 @@ def _trade(t: Trade) -> TradeView:
     )
 
 
-def _read_agents(path: Path) -> dict[str, ZiSettings]:
-    if not path.exists():
-        return {}
-    rows = json.loads(path.read_text(encoding="utf-8"))
-    return {row["owner"]: ZiSettings(**row) for row in rows}
-
-
-def _write_agents(path: Path, agents: Mapping[str, ZiSettings]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as handle:
-        json.dump([asdict(s) for s in agents.values()], handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-
-
-def router(
-    service: Service, auth: AuthDependencies, caps_wh: Mapping[str, int] | None = None
-) -> APIRouter:
-    """The market's routes over ``service``'s ledger.
+def router(service: Service, auth: AuthDependencies) -> APIRouter:
+    """The market's routes over the service's one book (:class:`~lastwatt.market_live.LiveMarket`).
 
     Parameters
     ----------
     service : Service
-        Its store settles the trades; its clock times the orders.
+        Its market: the book on its ledger, with Bmax from its storage cap, and its agents.
     auth : AuthDependencies
         The app's authentication (who may place orders and set agents).
-    caps_wh : mapping of str to int, optional
-        Bmax per user [Wh], from the storage accounting when it is configured.
     """
     api = APIRouter(prefix="/api/market", tags=["market"])
-    data_dir = Path(service.config.data_dir)
-    market = Market(service.store, caps_wh, snapshot_path=data_dir / "market.json")
-    agents_path = data_dir / "market_agents.json"
-    agents = _read_agents(agents_path)
+    live = service.market
+    market = live.market
+    agents = live.agents
 
     # The app's own dependencies (lastwatt.api_auth): the same checks and rate limits.
     user, operator = auth.user, auth.operator
-
-    def now_us() -> int:
-        return market.now_us(service.clock.now())
-
-    def run_agents() -> list[Trade]:
-        trades: list[Trade] = []
-        for settings in list(agents.values()):
-            balance = market.holdings.watt_wh(settings.owner)
-            for action in zi_orders(
-                settings, balance, market.book.orders(settings.owner, now_us()), now_us()
-            ):
-                trades.extend(market.submit(action).trades)
-        return trades
+    now_us = live.now_us
+    run_agents = live.run_agents
 
     @api.get("/book")
     async def book(levels: int = 10) -> BookView:
@@ -279,14 +241,12 @@ def router(
             )
         except OrderRejectedError as exc:
             raise HTTPException(400, str(exc)) from None
-        agents[settings.owner] = settings
-        _write_agents(agents_path, agents)
+        live.set_agent(settings)
         return AgentAnswer(user=user_name, trades=[_trade(t) for t in run_agents()])
 
     @api.post("/tick")
     async def tick(who: Annotated[User, Depends(operator)]) -> Trades:
         """Expire orders, retry crossed ones whose owners hold more now, let agents act."""
-        outcome = market.submit(Tick(now_us()))
-        return Trades(trades=[_trade(t) for t in (*outcome.trades, *run_agents())])
+        return Trades(trades=[_trade(t) for t in live.tick()])
 
     return api

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lastwatt.commands import Subcommands, UsageError, command
+from lastwatt.commands import Subcommands, UsageError, add_site_option, command
 
 # `lastwatt --help` imports this module: microgrid and settlement (pandas) are imported
 # by each handler when it runs, and here only for annotations.
@@ -122,6 +122,24 @@ def add_commands(commands: Subcommands) -> None:
     listing = command(
         sub, "list", "List contracts with their standing.", "lastwatt contracts list", _run_list
     )
+    compare = command(
+        sub,
+        "compare",
+        "Planners: the site's large consumers with and without band contracts (forecast "
+        "error, reserve needed, community value, penalties and discounts).",
+        "lastwatt contracts compare --weeks 4 --runs 20 --seed 0",
+        _run_compare,
+    )
+    add_site_option(compare)
+    compare.add_argument("--weeks", type=int, default=4, help="weeks per run (default 4)")
+    compare.add_argument("--runs", type=int, default=20, help="Monte Carlo runs (default 20)")
+    compare.add_argument("--seed", type=int, default=0, help="first run's seed (default 0)")
+    compare.add_argument(
+        "--slip", type=float, default=0.1, help="chance a day starts an hour off plan (0.1)"
+    )
+    compare.add_argument(
+        "--supply-ratio", type=float, default=1.1, help="supply ÷ expected demand (1.1)"
+    )
     for parser in (create, revise, budget, deposit, settle, report, close, listing):
         parser.add_argument(
             "--db", type=Path, default=_DEFAULT_DB, help=f"ledger database (default {_DEFAULT_DB})"
@@ -132,7 +150,10 @@ def add_commands(commands: Subcommands) -> None:
 
 
 def _no_subcommand(args: argparse.Namespace) -> int:  # pragma: no cover - argparse requires one
-    msg = "name a subcommand: create, revise, budget, deposit, settle, statement, close or list"
+    msg = (
+        "name a subcommand: create, revise, budget, deposit, settle, statement, close, list "
+        "or compare"
+    )
     raise UsageError(msg)
 
 
@@ -355,4 +376,30 @@ def _run_list(args: argparse.Namespace) -> int:
             )
     if not records:
         print("no contracts")
+    return 0
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from microgrid import load_site
+    from scenarios.contracts import ContractScenario, compare_contracts
+
+    if args.weeks < 1 or args.runs < 1:
+        msg = f"--weeks and --runs must be at least 1, got {args.weeks} and {args.runs}"
+        raise UsageError(msg)
+    if not 0 <= args.slip <= 1 or args.supply_ratio <= 0:
+        msg = "--slip must be in [0, 1] and --supply-ratio > 0"
+        raise UsageError(msg)
+    scenario = ContractScenario(
+        weeks=args.weeks,
+        runs=args.runs,
+        seed=args.seed,
+        slip_probability=args.slip,
+        supply_ratio=args.supply_ratio,
+    )
+    try:
+        frame = compare_contracts(load_site(args.site), scenario)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    table = frame.drop(columns="run").groupby("mode").mean().T
+    print(table[["uncontracted", "contracted"]].round(3).to_string())
     return 0

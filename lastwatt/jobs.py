@@ -31,12 +31,22 @@ from typing import Any, Protocol
 
 from controllers.simulator import ManualClock
 
-__all__ = ["Job", "JobLog", "LiveRunner", "SimulatedRunner", "guarded", "next_due"]
+__all__ = [
+    "MARKET_JOB_ID",
+    "Job",
+    "JobLog",
+    "LiveRunner",
+    "SimulatedRunner",
+    "guarded",
+    "market_job",
+    "next_due",
+]
 
 log = logging.getLogger(__name__)
 
 JobFunction = Callable[[dt.datetime], Coroutine[Any, Any, None]]
 _EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+_MINUTE = dt.timedelta(minutes=1)
 
 
 class Clock(Protocol):
@@ -101,6 +111,35 @@ def next_due(job: Job, after: dt.datetime, inclusive: bool = True) -> dt.datetim
     while due < after or (not inclusive and due == after):
         due += job.period
     return due
+
+
+MARKET_JOB_ID = "market"
+"""Fixed id of the market's tick job (APScheduler job id, job log name)."""
+
+
+def market_job(tick: JobFunction, period: dt.timedelta) -> Job:
+    """The market's tick as a job: expiry, ZI agents, matching and settlement every ``period``.
+
+    Like every job it never overlaps itself (``max_instances=1``), missed ticks coalesce
+    into one, and a failing tick is logged and recorded, never fatal (:func:`guarded`).
+    A tick later than one period is skipped: the next one does the same work.
+
+    Parameters
+    ----------
+    tick : callable
+        ``async tick(due)`` (:meth:`lastwatt.market_live.LiveMarket.tick_job`).
+    period : datetime.timedelta
+        Tick interval (> 0).
+
+    Raises
+    ------
+    ValueError
+        If ``period`` is not positive.
+    """
+    if period <= dt.timedelta(0):
+        msg = f"the market tick interval must be positive, got {period.total_seconds()} s"
+        raise ValueError(msg)
+    return Job(MARKET_JOB_ID, period, dt.timedelta(0), tick, grace=max(period, _MINUTE))
 
 
 def guarded(job: Job, clock: Clock, record: JobLog | None) -> JobFunction:

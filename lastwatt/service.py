@@ -50,9 +50,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from websockets.asyncio.server import Server as WebSocketServer
 
 from controllers.control import Clock, Controller, ControllerSettings, CycleResult
 from controllers.failsafe import FailsafeSettings
+from controllers.ocpp_central import CentralSystem
 from controllers.simulator import ManualClock
 from dispatch import (
     DispatchPolicy,
@@ -80,8 +82,10 @@ from forecasts.learned import DemandLearner
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import synthetic_weather
 from lastwatt.config import RetentionSettings, WeatherSettings
+from lastwatt.contract_job import CONTRACT_JOB_ID, ContractJob
 from lastwatt.control_loop import ControlProcess, ControlSnapshot
-from lastwatt.jobs import Job
+from lastwatt.jobs import Job, market_job
+from lastwatt.market_live import LiveMarket, start_central_system
 from lastwatt.relay_history import RelayHistory
 from lastwatt.state import ServiceState, StoredSchedule
 from microgrid import Site, TimeGrid
@@ -189,6 +193,12 @@ class ServiceConfig:
         in ``ledger.sqlite`` under ``data_dir``.
     ledger_site : str
         The site's id in a PostgreSQL ledger.
+    market_tick_s : float or None
+        Interval of the ``market`` job (expiry, ZI agents, matching, settlement) [s of
+        service time]; None: the book moves only on API calls.
+    ocpp_host, ocpp_port : str, int
+        Where the chargers' OCPP 1.6-J central system listens when the site declares
+        chargers (port 0: any free port; ``lastwatt serve`` defaults to 9000).
     """
 
     data_dir: Path
@@ -211,6 +221,9 @@ class ServiceConfig:
     anchor_key: Path | None = None
     ledger_url: str | None = None
     ledger_site: str = "default"
+    market_tick_s: float | None = 60.0
+    ocpp_host: str = "127.0.0.1"
+    ocpp_port: int = 0
 
 
 def _anchor(config: ServiceConfig) -> Anchor:
@@ -322,6 +335,13 @@ class Service:
         self.alarms: collections.deque[Alarm] = collections.deque(maxlen=1000)  # the latest
         self._household_groups = tuple(g.id for g in site.relay_groups)
         self._switchable = (*self._household_groups, *(b.id for b in site.businesses))
+        # The one order book (API, market job, chargers); Bmax from the storage cap.
+        self.market = LiveMarket(self.store, clock.now, data, config.storage_bmax_wh)
+        self.ocpp: CentralSystem | None = None
+        self._ocpp_server: WebSocketServer | None = None
+        self.contracts = ContractJob(
+            self.store, self.state, data, clock.now, lambda: self.stored_schedule
+        )
 
     # --- where the control loop runs -------------------------------------------------------
     def use_control_process(self, process: ControlProcess) -> None:
@@ -438,6 +458,13 @@ class Service:
             Job("staking", _DAY, local_midnight, self.staking_job, grace=_DAY),
             Job("retention", _DAY, dt.timedelta(hours=1, minutes=30), self.retention_job, _DAY),
             Job("verify", _VERIFY_PERIOD, dt.timedelta(minutes=40), self.verify_job, _DAY),
+            # After the hour's readings and settlement: band contracts, hour by hour.
+            Job(CONTRACT_JOB_ID, _HOUR, dt.timedelta(minutes=7), self.contracts.run, grace=_HOUR),
+            *(
+                []
+                if c.market_tick_s is None
+                else [market_job(self.market.tick_job, dt.timedelta(seconds=c.market_tick_s))]
+            ),
         ]
 
     def _utc_offset(self) -> dt.timedelta:
@@ -451,6 +478,12 @@ class Service:
             self.state.set("staking_epoch", now.astimezone(self.tz).date().isoformat())
         self._restore_control()
         self.started = True
+        if self.site.chargers:
+            c = self.config
+            on_air = await start_central_system(
+                self.site, self.store, self.clock.now, self.market, c.ocpp_host, c.ocpp_port
+            )
+            self.ocpp, self._ocpp_server = on_air or (None, None)
         if self._process is None:  # a control process has measured already
             await self.control_job(now)
         await self.weather_job(now)
@@ -476,6 +509,10 @@ class Service:
 
     async def shutdown(self) -> None:
         """Leave the devices in their safe state, then close everything."""
+        if self._ocpp_server is not None:
+            self._ocpp_server.close()
+            await self._ocpp_server.wait_closed()
+            self._ocpp_server = None
         if self._process is not None:
             await self._process.stop()  # the control process leaves them safe
         else:
@@ -760,6 +797,7 @@ class Service:
             # Prosumers: what their meters import is demand, what they export is supply.
             demand_frame = forecast.grid_demand_kw().reindex(grid.index).ffill().fillna(0.0)
             demand = {c: demand_frame[c].to_numpy() for c in demand_frame.columns}
+            demand = self.contracts.firm_demand(demand, grid.index)  # bands are firm demand
             export_frame = forecast.prosumer_export_kw().reindex(grid.index).ffill().fillna(0.0)
             export = {c: export_frame[c].to_numpy() for c in export_frame.columns}
             soc = self._soc_kwh

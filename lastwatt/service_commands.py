@@ -90,6 +90,20 @@ lastwatt serve --config /etc/lastwatt/lastwatt.toml
     parser.add_argument("--host", default=None, help="API address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="API port (default 8000, 0: any)")
     parser.add_argument(
+        "--ocpp-port",
+        type=int,
+        default=9000,
+        help="where the chargers' OCPP 1.6-J central system listens, on --host, when the "
+        "site declares chargers (default 9000, 0: any)",
+    )
+    parser.add_argument(
+        "--market-tick-s",
+        type=float,
+        default=60.0,
+        help="the market job's interval: expiry, ZI agents, matching [s of service time] "
+        "(default 60; 0: no job, the book moves on API calls only)",
+    )
+    parser.add_argument(
         "--cycle-s", type=float, default=None, help="control cycle [s of service time] (default 5)"
     )
     parser.add_argument(
@@ -289,6 +303,12 @@ def _serve(args: argparse.Namespace) -> int:
     from microgrid import load_site, parse_datetime
 
     api = _api_settings(args.rate_limit, args.private)  # refuse bad options before writing
+    if not 0 <= args.ocpp_port <= 65535:
+        msg = f"--ocpp-port {args.ocpp_port} is not a TCP port (0–65535)"
+        raise UsageError(msg)
+    if args.market_tick_s < 0:
+        msg = f"--market-tick-s must be ≥ 0 (0: no market job), got {args.market_tick_s}"
+        raise UsageError(msg)
     settings = _settings(args)
     setup_logging(settings.logging)
     site = load_site(settings.site)
@@ -338,6 +358,12 @@ def _serve(args: argparse.Namespace) -> int:
         config = dataclasses.replace(
             config, ledger_url=args.ledger_url, ledger_site=args.ledger_site
         )
+    config = dataclasses.replace(
+        config,
+        ocpp_host=settings.host,
+        ocpp_port=args.ocpp_port,
+        market_tick_s=args.market_tick_s or None,
+    )
     options = RunOptions(
         host=settings.host,
         port=settings.port,

@@ -75,6 +75,7 @@ __all__ = [
     "StatementRow",
     "assess_interval",
     "assess_period",
+    "band_power_kw",
     "close_contract",
     "contract_account",
     "fund_budget",
@@ -254,6 +255,34 @@ class BandContract:
             )
             raise ContractError(msg)
         return int(k)
+
+
+def band_power_kw(
+    contract: BandContract, periods: Sequence[datetime], step: timedelta
+) -> list[tuple[float, float] | None]:
+    """The band as mean power over each period: ``(lower, upper)`` [kW], None outside it.
+
+    A period of length ``step`` inside interval ``k`` gets ``bands_wh[k]`` spread evenly
+    over the interval; dispatch takes it as the connection's firm demand (DESIGN.md §5).
+
+    Examples
+    --------
+    >>> from datetime import UTC
+    >>> c = BandContract("mill", "B001", datetime(2026, 3, 2, tzinfo=UTC), timedelta(hours=1),
+    ...     ((1000, 2000),), 100, 0, 200_000, 100_000, 500_000)
+    >>> band_power_kw(c, [c.start - timedelta(minutes=15), c.start], timedelta(minutes=15))
+    [None, (1.0, 2.0)]
+    """
+    hours = contract.interval.total_seconds() / 3600
+    out: list[tuple[float, float] | None] = []
+    for moment in periods:
+        k = (moment - contract.start) // contract.interval
+        if moment < contract.start or moment + step > contract.end:
+            out.append(None)
+            continue
+        lower, upper = contract.bands_wh[k]
+        out.append((lower / _WH_PER_KWH / hours, upper / _WH_PER_KWH / hours))
+    return out
 
 
 def revise_band(

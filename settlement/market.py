@@ -13,7 +13,8 @@ one book, its action log and a lock, for the service.
 Owners are ledger accounts: an order's owner is the account that holds its coins and WATT
 (``user:<name>`` for a resident, ``ev:<id>`` for a vehicle), so anything with a wallet can
 trade. Bmax per account is a parameter (``caps_wh``) so that the storage accounting's caps
-can be passed in.
+can be passed in; ``bmax_wh`` caps every holder's wallet (:data:`CAPPED_PREFIXES`) at once,
+which is how the service applies its storage cap to the live book.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from settlement.orderbook import (
 from settlement.store import LedgerStore
 
 __all__ = [
+    "CAPPED_PREFIXES",
     "KEPT_TRADES",
     "MARKET_PREFIX",
     "LedgerHoldings",
@@ -61,6 +63,12 @@ MARKET_PREFIX = "market"
 KEPT_TRADES = 500
 """Latest trades a :class:`Market` keeps in memory and in its snapshot (the ledger keeps
 them all)."""
+
+
+CAPPED_PREFIXES = ("user:", "meter:")
+"""Accounts a blanket ``bmax_wh`` applies to: the people's wallets and meters, as in the
+storage accounting (seed 003's "users"). A vehicle (``ev:``) buys WATT only to burn it in the
+same session, and institutional accounts (storage owners, funds) are not capped."""
 
 
 def trade_batch(trade: Trade, prefix: str = MARKET_PREFIX) -> Batch:
@@ -108,14 +116,18 @@ class LedgerHoldings:
     store : LedgerStore
         The ledger.
     caps_wh : mapping of str to int
-        Bmax per account [Wh]; accounts not listed are uncapped.
+        Bmax per account [Wh]; it overrides ``bmax_wh``.
     prefix : str
         First part of each trade's batch key.
+    bmax_wh : int or None
+        Bmax of every account named by :data:`CAPPED_PREFIXES` and not in ``caps_wh``
+        [Wh]; None: only ``caps_wh`` caps.
     """
 
     store: LedgerStore
     caps_wh: Mapping[str, int] = field(default_factory=dict)
     prefix: str = MARKET_PREFIX
+    bmax_wh: int | None = None
 
     def watt_wh(self, owner: str) -> int:
         """WATT the owner's account holds [Wh]."""
@@ -128,6 +140,8 @@ class LedgerHoldings:
     def headroom_wh(self, owner: str) -> int | None:
         """Wh the owner may still receive under Bmax, None if uncapped."""
         cap = self.caps_wh.get(owner)
+        if cap is None and self.bmax_wh is not None and owner.startswith(CAPPED_PREFIXES):
+            cap = self.bmax_wh
         return None if cap is None else max(cap - self.watt_wh(owner), 0)
 
     def execute(self, trade: Trade) -> bool:
@@ -150,6 +164,8 @@ class Market:
         Bmax per account [Wh].
     prefix : str
         First part of each trade's batch key (one per book).
+    bmax_wh : int or None
+        Bmax of every user's wallet [Wh] (:class:`LedgerHoldings`).
     snapshot_path : path, optional
         Where the open orders and the latest trades are kept across restarts: rewritten
         (write, fsync, rename) after every action that changed the book, read at start.
@@ -170,8 +186,9 @@ class Market:
         caps_wh: Mapping[str, int] | None = None,
         prefix: str = MARKET_PREFIX,
         snapshot_path: str | Path | None = None,
+        bmax_wh: int | None = None,
     ) -> None:
-        self.holdings = LedgerHoldings(store, dict(caps_wh or {}), prefix)
+        self.holdings = LedgerHoldings(store, dict(caps_wh or {}), prefix, bmax_wh)
         self.snapshot_path = None if snapshot_path is None else Path(snapshot_path)
         self.book = OrderBook()
         self.trades: list[Trade] = []
