@@ -396,7 +396,11 @@ def watt_balances_before(
 
     The store's current balances minus what the batches of this hour and of every later
     settled hour moved, so a re-settled hour starts from the balances its hour had, and
-    :func:`settle_hour` can replay the later hours after a correction.
+    :func:`settle_hour` can replay the later hours after a correction. WATT moved outside
+    settlement (market trades, EV discharge) after the hour's first batch in the journal
+    are taken out too: they happened after the hour, so they are not part of its opening
+    balances (counting them made a holder that sold its WATT negative before the hour,
+    and every retry of an incomplete hour failed).
     """
     balances = {
         account: amount
@@ -404,15 +408,53 @@ def watt_balances_before(
         if account != WATT_ISSUER and amount
     }
     site_id = config.site_key(site)
-    hours = {hour, *store.settled_hours(site_id, hour, _FAR_FUTURE)}
+    hours = sorted({hour, *store.settled_hours(site_id, hour, _FAR_FUTURE)})
     posted: list[Transfer] = []
-    for h in sorted(hours):
+    for h in hours:
         for key in store.keys_with_prefix(settlement_key(site_id, h)):
             posted.extend(store.transfers_of(key))
+    positions = _hour_positions(store, site_id, hours)
+    if positions[0] is not None:
+        posted.extend(t for _, t in _watt_outside_settlement(store, positions[0]))
     for account, amount in posted_net(posted, Asset.WATT).items():
         if account != WATT_ISSUER:
             balances[account] = balances.get(account, 0) - amount
     return {a: v for a, v in balances.items() if v}
+
+
+def _hour_positions(
+    store: LedgerStore, site_id: str, hours: Sequence[datetime]
+) -> list[int | None]:
+    """Where each of ``hours`` (ascending) sits in the journal: its first batch's seq.
+
+    An hour with no rows of its own sits no later than the next hour that has some; None
+    when neither it nor a later one has any (nothing posted after it yet).
+    """
+    out: list[int | None] = []
+    nxt: int | None = None
+    for h in reversed(hours):
+        seqs = [
+            b.first_seq
+            for key in store.keys_with_prefix(settlement_key(site_id, h))
+            if (b := store.posted(key)) is not None and b.count
+        ]
+        own = min(seqs, default=None)
+        nxt = own if nxt is None else nxt if own is None else min(own, nxt)
+        out.append(nxt)
+    return out[::-1]
+
+
+def _watt_outside_settlement(store: LedgerStore, start_seq: int) -> list[tuple[int, Transfer]]:
+    """WATT transfers from journal row ``start_seq`` on that no hour's settlement posted."""
+    return [
+        (r.seq, Transfer(r.debit, r.credit, Asset.WATT, r.amount, r.code))
+        for r in store.journal_rows(start_seq)
+        if r.asset == Asset.WATT.value and not r.batch_key.startswith(_SETTLEMENT_PREFIX)
+    ]
+
+
+_SETTLEMENT_PREFIX = "settle:"
+"""First part of every hour's batch key (:func:`settlement_key`)."""
 
 
 def settle_hour(
@@ -492,11 +534,21 @@ def settle_hour(
     if later:
         # One pass over the later hours' batches for the first one's balances; then each
         # replayed hour hands its successor its balances (no quadratic re-reading).
+        # WATT moved outside settlement between two hours' batches (market trades) is
+        # handed on with them, in journal order.
         balances = watt_balances_before(store, site, later[0], config)
-        for h in later:
+        positions = _hour_positions(store, site_id, later)
+        outside = _watt_outside_settlement(store, positions[0]) if positions[0] is not None else []
+        for i, h in enumerate(later):
             done = settle_hour(store, site, h, config, now, False, balances)
             replayed.append(done)
+            until = positions[i + 1] if i + 1 < len(later) else None
+            between = [t for seq, t in outside if until is not None and seq < until]
+            outside = [(seq, t) for seq, t in outside if until is None or seq >= until]
+            moved = posted_net(between, Asset.WATT)
             for account, amount in done.plan.watt_net().items():
+                moved[account] = moved.get(account, 0) + amount
+            for account, amount in moved.items():
                 if account != WATT_ISSUER:
                     balances[account] = balances.get(account, 0) + amount
             balances = {a: v for a, v in balances.items() if v}

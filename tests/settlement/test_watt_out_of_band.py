@@ -1,0 +1,100 @@
+"""WATT moved outside settlement (market trades, EV discharge) and the re-settled hours.
+
+The bug: :func:`~settlement.settle.watt_balances_before` took the store's *current* WATT
+balances minus what settlement moved in the hour and later, so WATT a holder sold on the
+market after the hour was settled counted as missing before it. Re-settling an
+incomplete hour (the settle job's retry) then planned it from negative balances and
+failed every retry with ``storage energies and balances must be ≥ 0``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from settlement import SqliteLedgerStore
+from settlement.ledger import Asset, Batch, Transfer
+from settlement.settle import (
+    SettlementConfig,
+    record_readings,
+    settle_hour,
+    storage_policy_for,
+    watt_balances_before,
+)
+from settlement.storage import EDUCATION_FUND, STORAGE_PRODUCER
+from tests.settlement.conftest import HOUR
+from tests.settlement.test_storage import _day_readings, seed_002_site
+
+H = timedelta(hours=1)
+BUYER = "user:buyer"
+
+
+def _sell(store: SqliteLedgerStore, seller: str, wh: int, n: int) -> None:
+    """A market trade's WATT leg: ``wh`` WATT from ``seller`` to a resident."""
+    if wh:
+        store.post(Batch(f"market:t{n}:{seller}", (Transfer(seller, BUYER, Asset.WATT, wh,
+                                                            "market.watt"),)))  # fmt: skip
+
+
+def _config(site):
+    return SettlementConfig(storage=storage_policy_for(site, commission_ppm=400))
+
+
+def test_resettling_after_holders_sold_their_watt_starts_from_the_hours_balances(tmp_path):
+    """The concrete reproducer: settle 12 hours, the storage owner and the education fund
+    sell every WATT they hold, then the first hour is settled again (a retry)."""
+    site = seed_002_site()
+    config = _config(site)
+    readings, _ = _day_readings(site)
+    with SqliteLedgerStore(tmp_path / "l.sqlite") as store:
+        record_readings(store, site, readings, recorded_at=HOUR + 25 * H, config=config)
+        for h in range(12):
+            settle_hour(store, site, HOUR + h * H, config)
+        before = {h: watt_balances_before(store, site, HOUR + h * H, config) for h in range(12)}
+        for n, holder in enumerate((STORAGE_PRODUCER, EDUCATION_FUND)):
+            _sell(store, holder, store.balance(holder, Asset.WATT), n)
+        assert store.balance(STORAGE_PRODUCER, Asset.WATT) == 0
+        for h in range(12):
+            assert watt_balances_before(store, site, HOUR + h * H, config) == before[h], h
+        again = settle_hour(store, site, HOUR, config)  # raised ValueError before the fix
+        assert again.transfers == ()
+        assert store.verify().ok
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["settle", "sell", "resettle"]),
+            st.integers(0, 23),
+            st.sampled_from([STORAGE_PRODUCER, EDUCATION_FUND, "fund:network", "meter:angel"]),
+            st.integers(0, 100),
+        ),
+        max_size=30,
+    )
+)
+def test_any_sequence_of_settles_trades_and_retries_never_plans_a_negative_balance(
+    tmp_path_factory, steps
+):
+    """Random interleavings of first settles (in order), WATT sales of any share of a
+    holder's balance, and re-settles of any settled hour: every settle succeeds, no
+    balance an hour is planned from is negative, and the ledger verifies."""
+    site = seed_002_site()
+    config = _config(site)
+    readings, _ = _day_readings(site)
+    with SqliteLedgerStore(tmp_path_factory.mktemp("seq") / "l.sqlite") as store:
+        record_readings(store, site, readings, recorded_at=HOUR + 25 * H, config=config)
+        settled = 0
+        for n, (action, hour, holder, percent) in enumerate(steps):
+            if action == "settle" and settled < 24:
+                settle_hour(store, site, HOUR + settled * H, config)
+                settled += 1
+            elif action == "sell":
+                _sell(store, holder, store.balance(holder, Asset.WATT) * percent // 100, n)
+            elif action == "resettle" and settled:
+                h = HOUR + (hour % settled) * H
+                assert min(watt_balances_before(store, site, h, config).values(), default=0) >= 0
+                assert settle_hour(store, site, h, config).transfers == ()
+        assert store.verify().ok
