@@ -48,6 +48,7 @@ __all__ = [
     "HourSettlement",
     "RecordOutcome",
     "SettlementConfig",
+    "WattBalanceError",
     "floor_hour",
     "plan_site_hour",
     "reconcile_hour",
@@ -457,6 +458,40 @@ _SETTLEMENT_PREFIX = "settle:"
 """First part of every hour's batch key (:func:`settlement_key`)."""
 
 
+class WattBalanceError(ValueError):
+    """An hour would be settled from a negative WATT balance: the ledger is inconsistent.
+
+    Nothing is posted; the hour is marked incomplete (retried with backoff, not every
+    hour) and a standing :attr:`~settlement.alarms.AlarmKind.WATT_MISMATCH` alarm
+    names the hour and the accounts.
+    """
+
+
+def _refuse_negative_watt(
+    store: LedgerStore,
+    site_id: str,
+    hour: datetime,
+    balances: Mapping[str, int],
+    now: datetime | None,
+) -> None:
+    """Raise :class:`WattBalanceError` (with its alarm and backoff) on a negative balance."""
+    negative = {a: v for a, v in sorted(balances.items()) if v < 0 and a != WATT_ISSUER}
+    if not negative:
+        return
+    at = now or datetime.now(UTC)
+    message = (
+        f"hour {hour:%Y-%m-%dT%H:%MZ} would start from negative WATT balances "
+        f"{', '.join(f'{a}={v}' for a, v in negative.items())} [Wh]: WATT moved outside "
+        "settlement (trade, EV discharge) or a correction took back WATT already spent. "
+        "Nothing was posted; check the accounts' WATT history (`lastwatt ledger verify`) "
+        "and correct the ledger; the hour is retried with backoff"
+    )
+    attempts = store.hour_attempts(site_id, hour) + 1
+    alarm = Alarm(AlarmKind.WATT_MISMATCH, settlement_key(site_id, hour), at, message)
+    store.finish_hour(site_id, hour, False, at + retry_delay(attempts), [alarm])
+    raise WattBalanceError(message)
+
+
 def settle_hour(
     store: LedgerStore,
     site: Site,
@@ -500,10 +535,18 @@ def settle_hour(
     settlement.ledger.IdempotencyConflictError
         If another process posted a different batch for this hour at the same moment;
         settle again.
+    WattBalanceError
+        If the hour would start from a negative WATT balance (nothing posted, alarmed,
+        retried with backoff). A later hour refused so while being replayed stops the
+        replay instead: its own retry replays the hours after it.
     """
     config = config or SettlementConfig()
-    plan = plan_site_hour(store, site, hour, config, watt_balances)
     site_id = config.site_key(site)
+    if config.storage is not None:
+        if watt_balances is None:
+            watt_balances = watt_balances_before(store, site, hour, config)
+        _refuse_negative_watt(store, site_id, _checked_hour(hour), watt_balances, now)
+    plan = plan_site_hour(store, site, hour, config, watt_balances)
     base = settlement_key(site_id, plan.hour)
     keys = store.keys_with_prefix(base)
     already: list[Transfer] = []
@@ -528,6 +571,8 @@ def settle_hour(
         store.connected_after(site_id, plan.hour - _HOUR),
     )
     store.finish_hour(site_id, plan.hour, plan.complete, retry_at, plan.alarms, decisions)
+    if config.storage is not None:
+        store.clear_alarm(AlarmKind.WATT_MISMATCH, base, now or datetime.now(UTC))
     replayed: list[HourSettlement] = []
     replay = replay_later and config.storage is not None and bool(transfers)
     later = store.settled_hours(site_id, plan.hour + _HOUR, _FAR_FUTURE) if replay else []
@@ -540,7 +585,10 @@ def settle_hour(
         positions = _hour_positions(store, site_id, later)
         outside = _watt_outside_settlement(store, positions[0]) if positions[0] is not None else []
         for i, h in enumerate(later):
-            done = settle_hour(store, site, h, config, now, False, balances)
+            try:
+                done = settle_hour(store, site, h, config, now, False, balances)
+            except WattBalanceError:
+                break  # alarmed and marked for retry; its retry replays the rest
             replayed.append(done)
             until = positions[i + 1] if i + 1 < len(later) else None
             between = [t for seq, t in outside if until is not None and seq < until]
@@ -587,8 +635,18 @@ def settle_hours(
     config: SettlementConfig | None = None,
     now: datetime | None = None,
 ) -> list[HourSettlement]:
-    """Settle several hours in order (each its own batch)."""
-    return [settle_hour(store, site, h, config, now) for h in sorted(hours)]
+    """Settle several hours in order (each its own batch).
+
+    An hour refused for a negative WATT balance (:class:`WattBalanceError`: alarmed,
+    retried with backoff) is skipped; the others are settled.
+    """
+    done = []
+    for h in sorted(hours):
+        try:
+            done.append(settle_hour(store, site, h, config, now))
+        except WattBalanceError:
+            continue  # its standing alarm says why; settle_pending retries it later
+    return done
 
 
 def settle_pending(

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from microgrid import Site
 from settlement import SqliteLedgerStore
+from settlement.alarms import AlarmKind
 from settlement.ledger import Asset, Batch, Transfer
 from settlement.settle import (
     SettlementConfig,
+    WattBalanceError,
     record_readings,
     settle_hour,
+    settlement_key,
     storage_policy_for,
     watt_balances_before,
 )
@@ -38,7 +43,7 @@ def _sell(store: SqliteLedgerStore, seller: str, wh: int, n: int) -> None:
                                                             "market.watt"),)))  # fmt: skip
 
 
-def _config(site):
+def _config(site: Site) -> SettlementConfig:
     return SettlementConfig(storage=storage_policy_for(site, commission_ppm=400))
 
 
@@ -98,3 +103,31 @@ def test_any_sequence_of_settles_trades_and_retries_never_plans_a_negative_balan
                 assert min(watt_balances_before(store, site, h, config).values(), default=0) >= 0
                 assert settle_hour(store, site, h, config).transfers == ()
         assert store.verify().ok
+
+
+def test_a_negative_watt_balance_is_refused_with_an_alarm_and_backoff(tmp_path):
+    """Defensive: an hour planned from a negative WATT balance posts nothing, raises a
+    standing alarm naming the accounts, and is retried with backoff, not every hour;
+    settle_pending skips it; a later good settle clears the alarm."""
+    site = seed_002_site()
+    config = _config(site)
+    readings, _ = _day_readings(site)
+    now = HOUR + 25 * H
+    with SqliteLedgerStore(tmp_path / "l.sqlite") as store:
+        record_readings(store, site, readings, recorded_at=now, config=config)
+        with pytest.raises(WattBalanceError, match=r"fund:education=-1.*meter:battery"):
+            settle_hour(store, site, HOUR, config, now, False,
+                        {"fund:education": -1, STORAGE_PRODUCER: -2})  # fmt: skip
+        assert store.keys_with_prefix(settlement_key(config.site_key(site), HOUR)) == []
+        standing = [a for a in store.alarm_records(standing_only=True)
+                    if a.kind is AlarmKind.WATT_MISMATCH]  # fmt: skip
+        assert len(standing) == 1
+        assert "negative WATT balances" in standing[0].message
+        site_id = config.site_key(site)
+        assert store.incomplete_hours(site_id) == [HOUR]
+        assert store.incomplete_hours(site_id, due_at=now + 30 * timedelta(minutes=1)) == []
+        assert store.incomplete_hours(site_id, due_at=now + H) == [HOUR]
+        settle_hour(store, site, HOUR, config, now + H)  # its true balances: settles
+        assert store.incomplete_hours(site_id) == []
+        assert not [a for a in store.alarm_records(standing_only=True)
+                    if a.kind is AlarmKind.WATT_MISMATCH]  # fmt: skip
