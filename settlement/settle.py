@@ -9,6 +9,7 @@ Posted batches are never edited.
 
 from __future__ import annotations
 
+import threading
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -540,6 +541,28 @@ def settle_hour(
         retried with backoff). A later hour refused so while being replayed stops the
         replay instead: its own retry replays the hours after it.
     """
+    with _SETTLING:
+        return _settle_hour(store, site, hour, config, now, replay_later, watt_balances)
+
+
+_SETTLING = threading.RLock()
+"""Serializes settlements in this process. The service settles from two threads (the
+control cycle's late hours, the settle job), each on its own connection: an hour planned
+while another hour's batch was posted but not yet marked settled started from balances
+that included that later hour's WATT, and the ledger kept the wrong history (for the
+commission recipients a negative opening balance every later hour then refused).
+Reentrant: a settlement replays later hours through :func:`settle_hour`."""
+
+
+def _settle_hour(
+    store: LedgerStore,
+    site: Site,
+    hour: datetime,
+    config: SettlementConfig | None,
+    now: datetime | None,
+    replay_later: bool,
+    watt_balances: Mapping[str, int] | None,
+) -> HourSettlement:
     config = config or SettlementConfig()
     site_id = config.site_key(site)
     if config.storage is not None:

@@ -9,7 +9,9 @@ failed every retry with ``storage energies and balances must be ≥ 0``.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -131,3 +133,57 @@ def test_a_negative_watt_balance_is_refused_with_an_alarm_and_backoff(tmp_path):
         assert store.incomplete_hours(site_id) == []
         assert not [a for a in store.alarm_records(standing_only=True)
                     if a.kind is AlarmKind.WATT_MISMATCH]  # fmt: skip
+
+
+def test_two_settlers_at_once_never_leave_a_negative_watt_history(tmp_path):
+    """The service settles from two threads (the control cycle's late hours, the settle
+    job), each on its own connection. Hour 11 is posted by one; before it is marked
+    settled, the other settles hour 10: it must not plan hour 10 from balances that
+    include hour 11's WATT (that left hour 11 and every later hour starting from a
+    negative balance, for good). Settles are serialized."""
+    site = seed_002_site()
+    config = SettlementConfig(storage=storage_policy_for(site, commission_ppm=50_000))
+    readings, _ = _day_readings(site)
+    path = tmp_path / "l.sqlite"
+    now = HOUR + 25 * H
+    with SqliteLedgerStore(path) as store:
+        record_readings(store, site, readings, recorded_at=now, config=config)
+    posted, go = threading.Event(), threading.Event()
+
+    def settle_late() -> None:  # the control cycle's thread: hour 11 (a late reading)
+        with SqliteLedgerStore(path) as store:
+            finish = store.finish_hour
+
+            def paused_finish(*args: Any, **kwargs: Any) -> None:
+                posted.set()  # hour 11's batch is in the journal, the hour not yet marked
+                go.wait(10)
+                finish(*args, **kwargs)
+
+            store.finish_hour = paused_finish  # type: ignore[method-assign]
+            settle_hour(store, site, HOUR + H, config, now)
+
+    def settle_job() -> None:  # the settle job's thread: hour 10
+        with SqliteLedgerStore(path) as store:
+            settle_hour(store, site, HOUR, config, now)
+
+    late = threading.Thread(target=settle_late)
+    late.start()
+    assert posted.wait(10)
+    job = threading.Thread(target=settle_job)
+    job.start()
+    job.join(0.5)  # without serialization it settles hour 10 now, from hour 11's WATT
+    go.set()
+    late.join(10)
+    job.join(10)
+    with SqliteLedgerStore(path) as store:
+        for h in range(3):
+            before = watt_balances_before(store, site, HOUR + h * H, config)
+            assert min(before.values(), default=0) >= 0
+        settle_hour(store, site, HOUR + 2 * H, config, now)
+        assert store.verify().ok
+        concurrent = store.balances()
+    with SqliteLedgerStore(tmp_path / "ref.sqlite") as store:  # the same, one at a time
+        record_readings(store, site, readings, recorded_at=now, config=config)
+        for h in (1, 0, 2):
+            settle_hour(store, site, HOUR + h * H, config, now)
+        assert store.balances() == concurrent
