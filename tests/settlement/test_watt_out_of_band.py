@@ -22,6 +22,7 @@ from settlement import SqliteLedgerStore
 from settlement.alarms import AlarmKind
 from settlement.ledger import Asset, Batch, Transfer
 from settlement.settle import (
+    BATTERY_METER,
     SettlementConfig,
     WattBalanceError,
     record_readings,
@@ -187,3 +188,33 @@ def test_two_settlers_at_once_never_leave_a_negative_watt_history(tmp_path):
         for h in (1, 0, 2):
             settle_hour(store, site, HOUR + h * H, config, now)
         assert store.balances() == concurrent
+
+
+def test_a_late_reading_replays_later_hours_across_market_sales(tmp_path):
+    """A late battery reading corrects hour 12 and replays the 11 hours after it; WATT
+    sold between those hours are handed on in journal order: the replayed hours start from
+    the balances they had (no negative), and settling any hour again posts nothing."""
+    site = seed_002_site()
+    config = _config(site)
+    readings, _ = _day_readings(site)
+    now = HOUR + 25 * H
+    hole = HOUR + 3 * H
+    late = [r for r in readings if r.meter_id == BATTERY_METER and r.read_at == hole]
+    with SqliteLedgerStore(tmp_path / "l.sqlite") as store:
+        record_readings(store, site, [r for r in readings if r not in late], now, config=config)
+        for h in range(14):
+            settle_hour(store, site, HOUR + h * H, config, now)
+            if h % 3 == 2:
+                for n, holder in enumerate((STORAGE_PRODUCER, EDUCATION_FUND, "meter:angel")):
+                    _sell(store, holder, store.balance(holder, Asset.WATT) // 2, 100 * h + n)
+        outcome = record_readings(store, site, late, recorded_at=now, config=config)
+        corrected = settle_hour(store, site, outcome.late_hours[0], config, now)
+        assert corrected.correction
+        assert len(corrected.replayed) == 11
+        for h in range(14):
+            before = watt_balances_before(store, site, HOUR + h * H, config)
+            assert min(before.values(), default=0) >= 0, h
+        assert [
+            settle_hour(store, site, HOUR + h * H, config, now).transfers for h in range(14)
+        ] == [()] * 14
+        assert store.verify().ok
