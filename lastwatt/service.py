@@ -104,6 +104,7 @@ from settlement import (
     SqliteLedgerStore,
     StakingPolicy,
     StoragePolicy,
+    WattBalanceError,
     credit_alarms,
     credit_for_dispatch,
     hourly_energy,
@@ -892,8 +893,11 @@ class Service:
         hour = _floor(dt.datetime.fromisoformat(nxt), _HOUR)
         now = self.clock.now()
         while hour + _HOUR <= closed_until:
-            settle_hour(self.store, self.site, hour, self.settlement, now)
-            self._reconcile_watt(hour)
+            try:
+                settle_hour(self.store, self.site, hour, self.settlement, now)
+                self._reconcile_watt(hour)
+            except WattBalanceError:
+                pass  # alarmed and marked for retry (settle_pending); go on with the next
             hour += _HOUR
             self.state.set("settle_next_hour", hour.isoformat())
         settle_pending(self.store, self.site, self.settlement, now)

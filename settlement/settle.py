@@ -9,6 +9,7 @@ Posted batches are never edited.
 
 from __future__ import annotations
 
+import threading
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -48,6 +49,7 @@ __all__ = [
     "HourSettlement",
     "RecordOutcome",
     "SettlementConfig",
+    "WattBalanceError",
     "floor_hour",
     "plan_site_hour",
     "reconcile_hour",
@@ -396,7 +398,11 @@ def watt_balances_before(
 
     The store's current balances minus what the batches of this hour and of every later
     settled hour moved, so a re-settled hour starts from the balances its hour had, and
-    :func:`settle_hour` can replay the later hours after a correction.
+    :func:`settle_hour` can replay the later hours after a correction. WATT moved outside
+    settlement (market trades, EV discharge) after the hour's first batch in the journal
+    are taken out too: they happened after the hour, so they are not part of its opening
+    balances (counting them made a holder that sold its WATT negative before the hour,
+    and every retry of an incomplete hour failed).
     """
     balances = {
         account: amount
@@ -404,15 +410,87 @@ def watt_balances_before(
         if account != WATT_ISSUER and amount
     }
     site_id = config.site_key(site)
-    hours = {hour, *store.settled_hours(site_id, hour, _FAR_FUTURE)}
+    hours = sorted({hour, *store.settled_hours(site_id, hour, _FAR_FUTURE)})
     posted: list[Transfer] = []
-    for h in sorted(hours):
+    for h in hours:
         for key in store.keys_with_prefix(settlement_key(site_id, h)):
             posted.extend(store.transfers_of(key))
+    positions = _hour_positions(store, site_id, hours)
+    if positions[0] is not None:
+        posted.extend(t for _, t in _watt_outside_settlement(store, positions[0]))
     for account, amount in posted_net(posted, Asset.WATT).items():
         if account != WATT_ISSUER:
             balances[account] = balances.get(account, 0) - amount
     return {a: v for a, v in balances.items() if v}
+
+
+def _hour_positions(
+    store: LedgerStore, site_id: str, hours: Sequence[datetime]
+) -> list[int | None]:
+    """Where each of ``hours`` (ascending) sits in the journal: its first batch's seq.
+
+    An hour with no rows of its own sits no later than the next hour that has some; None
+    when neither it nor a later one has any (nothing posted after it yet).
+    """
+    out: list[int | None] = []
+    nxt: int | None = None
+    for h in reversed(hours):
+        seqs = [
+            b.first_seq
+            for key in store.keys_with_prefix(settlement_key(site_id, h))
+            if (b := store.posted(key)) is not None and b.count
+        ]
+        own = min(seqs, default=None)
+        nxt = own if nxt is None else nxt if own is None else min(own, nxt)
+        out.append(nxt)
+    return out[::-1]
+
+
+def _watt_outside_settlement(store: LedgerStore, start_seq: int) -> list[tuple[int, Transfer]]:
+    """WATT transfers from journal row ``start_seq`` on that no hour's settlement posted."""
+    return [
+        (r.seq, Transfer(r.debit, r.credit, Asset.WATT, r.amount, r.code))
+        for r in store.journal_rows(start_seq)
+        if r.asset == Asset.WATT.value and not r.batch_key.startswith(_SETTLEMENT_PREFIX)
+    ]
+
+
+_SETTLEMENT_PREFIX = "settle:"
+"""First part of every hour's batch key (:func:`settlement_key`)."""
+
+
+class WattBalanceError(ValueError):
+    """An hour would be settled from a negative WATT balance: the ledger is inconsistent.
+
+    Nothing is posted; the hour is marked incomplete (retried with backoff, not every
+    hour) and a standing :attr:`~settlement.alarms.AlarmKind.WATT_MISMATCH` alarm
+    names the hour and the accounts.
+    """
+
+
+def _refuse_negative_watt(
+    store: LedgerStore,
+    site_id: str,
+    hour: datetime,
+    balances: Mapping[str, int],
+    now: datetime | None,
+) -> None:
+    """Raise :class:`WattBalanceError` (with its alarm and backoff) on a negative balance."""
+    negative = {a: v for a, v in sorted(balances.items()) if v < 0 and a != WATT_ISSUER}
+    if not negative:
+        return
+    at = now or datetime.now(UTC)
+    message = (
+        f"hour {hour:%Y-%m-%dT%H:%MZ} would start from negative WATT balances "
+        f"{', '.join(f'{a}={v}' for a, v in negative.items())} [Wh]: WATT moved outside "
+        "settlement (trade, EV discharge) or a correction took back WATT already spent. "
+        "Nothing was posted; check the accounts' WATT history (`lastwatt ledger verify`) "
+        "and correct the ledger; the hour is retried with backoff"
+    )
+    attempts = store.hour_attempts(site_id, hour) + 1
+    alarm = Alarm(AlarmKind.WATT_MISMATCH, settlement_key(site_id, hour), at, message)
+    store.finish_hour(site_id, hour, False, at + retry_delay(attempts), [alarm])
+    raise WattBalanceError(message)
 
 
 def settle_hour(
@@ -458,10 +536,40 @@ def settle_hour(
     settlement.ledger.IdempotencyConflictError
         If another process posted a different batch for this hour at the same moment;
         settle again.
+    WattBalanceError
+        If the hour would start from a negative WATT balance (nothing posted, alarmed,
+        retried with backoff). A later hour refused so while being replayed stops the
+        replay instead: its own retry replays the hours after it.
     """
+    with _SETTLING:
+        return _settle_hour(store, site, hour, config, now, replay_later, watt_balances)
+
+
+_SETTLING = threading.RLock()
+"""Serializes settlements in this process. The service settles from two threads (the
+control cycle's late hours, the settle job), each on its own connection: an hour planned
+while another hour's batch was posted but not yet marked settled started from balances
+that included that later hour's WATT, and the ledger kept the wrong history (for the
+commission recipients a negative opening balance every later hour then refused).
+Reentrant: a settlement replays later hours through :func:`settle_hour`."""
+
+
+def _settle_hour(
+    store: LedgerStore,
+    site: Site,
+    hour: datetime,
+    config: SettlementConfig | None,
+    now: datetime | None,
+    replay_later: bool,
+    watt_balances: Mapping[str, int] | None,
+) -> HourSettlement:
     config = config or SettlementConfig()
-    plan = plan_site_hour(store, site, hour, config, watt_balances)
     site_id = config.site_key(site)
+    if config.storage is not None:
+        if watt_balances is None:
+            watt_balances = watt_balances_before(store, site, hour, config)
+        _refuse_negative_watt(store, site_id, _checked_hour(hour), watt_balances, now)
+    plan = plan_site_hour(store, site, hour, config, watt_balances)
     base = settlement_key(site_id, plan.hour)
     keys = store.keys_with_prefix(base)
     already: list[Transfer] = []
@@ -486,17 +594,32 @@ def settle_hour(
         store.connected_after(site_id, plan.hour - _HOUR),
     )
     store.finish_hour(site_id, plan.hour, plan.complete, retry_at, plan.alarms, decisions)
+    if config.storage is not None:
+        store.clear_alarm(AlarmKind.WATT_MISMATCH, base, now or datetime.now(UTC))
     replayed: list[HourSettlement] = []
     replay = replay_later and config.storage is not None and bool(transfers)
     later = store.settled_hours(site_id, plan.hour + _HOUR, _FAR_FUTURE) if replay else []
     if later:
         # One pass over the later hours' batches for the first one's balances; then each
         # replayed hour hands its successor its balances (no quadratic re-reading).
+        # WATT moved outside settlement between two hours' batches (market trades) is
+        # handed on with them, in journal order.
         balances = watt_balances_before(store, site, later[0], config)
-        for h in later:
-            done = settle_hour(store, site, h, config, now, False, balances)
+        positions = _hour_positions(store, site_id, later)
+        outside = _watt_outside_settlement(store, positions[0]) if positions[0] is not None else []
+        for i, h in enumerate(later):
+            try:
+                done = settle_hour(store, site, h, config, now, False, balances)
+            except WattBalanceError:
+                break  # alarmed and marked for retry; its retry replays the rest
             replayed.append(done)
+            until = positions[i + 1] if i + 1 < len(later) else None
+            between = [t for seq, t in outside if until is not None and seq < until]
+            outside = [(seq, t) for seq, t in outside if until is None or seq >= until]
+            moved = posted_net(between, Asset.WATT)
             for account, amount in done.plan.watt_net().items():
+                moved[account] = moved.get(account, 0) + amount
+            for account, amount in moved.items():
                 if account != WATT_ISSUER:
                     balances[account] = balances.get(account, 0) + amount
             balances = {a: v for a, v in balances.items() if v}
@@ -535,8 +658,18 @@ def settle_hours(
     config: SettlementConfig | None = None,
     now: datetime | None = None,
 ) -> list[HourSettlement]:
-    """Settle several hours in order (each its own batch)."""
-    return [settle_hour(store, site, h, config, now) for h in sorted(hours)]
+    """Settle several hours in order (each its own batch).
+
+    An hour refused for a negative WATT balance (:class:`WattBalanceError`: alarmed,
+    retried with backoff) is skipped; the others are settled.
+    """
+    done = []
+    for h in sorted(hours):
+        try:
+            done.append(settle_hour(store, site, h, config, now))
+        except WattBalanceError:
+            continue  # its standing alarm says why; settle_pending retries it later
+    return done
 
 
 def settle_pending(
