@@ -55,7 +55,10 @@ def _with_prosumers(site: Site) -> tuple[Site, tuple[str, str]]:
         c.model_copy(update={"pv": ROOF}) if c.id in (angel, bennie) else c
         for c in site.connections
     )
-    small = site.model_copy(update={"connections": connections})
+    # Seed 002's households have no service plans: a daily budget used up overnight would
+    # open a prosumer's meter until midnight, and with it its export (a prepaid meter's
+    # relay cuts both directions).
+    small = site.model_copy(update={"connections": connections, "service_plan_defaults": {}})
     return Site.model_validate(small.model_dump()), (angel, bennie)
 
 

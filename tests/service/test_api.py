@@ -7,6 +7,7 @@ import stat
 
 import pytest
 
+from dispatch.schedule import Reason
 from lastwatt.auth import hash_password, load_credentials, verify_password
 from lastwatt.cli import main
 from tests.service.conftest import run_api
@@ -42,16 +43,7 @@ def test_reads_schedule_status_connections_stakes(tmp_path):
     schedule = answers["/api/schedule?periods=4"].json()
     assert len(schedule["periods"]) == 4
     assert schedule["status"] in ("optimal", "time_limit", "fallback")
-    assert {r["reason"] for r in schedule["reasons"]} <= {
-        "shed_shortage",
-        "no_credit",
-        "closed",
-        "not_selected",
-        "surplus_only",
-        "held_off",
-        "partial",
-        "priority_short",
-    }
+    assert {r["reason"] for r in schedule["reasons"]} <= {code.value for code in Reason}
     status = answers["/api/status"].json()
     assert status["soc_kwh"] > 0
     assert set(status["load_kw"]) == {"priority", "household", "business"}
