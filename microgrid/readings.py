@@ -8,7 +8,7 @@ differences consecutive readings and handles rollover, replaced meters and gaps.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 __all__ = ["ENERGY_REGISTER_MODULUS_WH", "MeterReading"]
 
@@ -40,7 +40,11 @@ class MeterReading:
     export_wh: int = 0
 
     def __post_init__(self) -> None:
-        if self.read_at.tzinfo is None or self.read_at.utcoffset() is None:
+        # Hot path (a store returns thousands a settled hour): UTC and plain ints are
+        # checked by identity, everything else the long way.
+        if self.read_at.tzinfo is not UTC and (
+            self.read_at.tzinfo is None or self.read_at.utcoffset() is None
+        ):
             msg = (
                 f"meter {self.meter_id!r}: read_at {self.read_at.isoformat()} has no "
                 "timezone; pass an aware datetime (UTC inside LastWatt)"
@@ -48,7 +52,7 @@ class MeterReading:
             raise ValueError(msg)
         for name in ("import_wh", "export_wh"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
                 msg = f"meter {self.meter_id!r}: {name} must be an int of Wh, got {value!r}"
                 raise TypeError(msg)
             if not 0 <= value < ENERGY_REGISTER_MODULUS_WH:

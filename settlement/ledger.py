@@ -203,7 +203,7 @@ def to_us(moment: datetime) -> int:
     >>> to_us(datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC))
     1000000
     """
-    if moment.tzinfo is None or moment.utcoffset() is None:
+    if moment.tzinfo is not UTC and (moment.tzinfo is None or moment.utcoffset() is None):
         msg = f"{moment.isoformat()} has no timezone; pass an aware datetime (UTC)"
         raise ValueError(msg)
     return (moment - _EPOCH) // timedelta(microseconds=1)
