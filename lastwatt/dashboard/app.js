@@ -479,7 +479,7 @@ function customersView() {
 function connectionView(id) {
   if (!state.me) return needLogin();
   $("view").innerHTML = `<p id="view-error" class="error" hidden></p><h2 id="cp-title">${esc(id)}</h2>
-    <section class="cards"><div class="card" id="cp-facts"></div><div class="card" id="cp-customer"></div></section>
+    <section class="cards"><div class="card" id="cp-facts"></div><div class="card" id="cp-customer"></div><div class="card" id="cp-service-plan" hidden></div></section>
     <section id="cp-contracts" class="card" hidden><h2>${t("contracts")}</h2><div class="scroll"><table id="cp-contract-table">${standingHead()}<tbody></tbody></table></div></section>
     <section class="card"><h2>${t("readings")}</h2><p id="cp-readings-none" class="muted" hidden>${t("no_readings")}</p><div id="cp-readings" class="chart"></div></section>
     <section class="two"><div class="card"><h2>${t("transactions")}</h2><div class="scroll"><table id="cp-tx"><thead><tr><th>${t("time")}</th><th>${t("amount")}</th><th>${t("code")}</th><th></th></tr></thead><tbody></tbody></table></div>
@@ -547,7 +547,10 @@ function connectionView(id) {
       `<tr><td>${localTime(p.time, { hour: "2-digit", minute: "2-digit", day: "2-digit" })}</td><td class="${p.closed === false ? "off" : "on"}">${p.closed === false ? t("off") : t("on")}</td>` +
       `<td class="num">${num(p.allotment_kw, 2)}</td><td>${p.reason ? esc(reasonText(p.reason)) : ""}</td></tr>`).join("");
   }
-  if (isOperator()) setupRefund(id, () => load(false).catch(showError));
+  if (isOperator()) {
+    setupRefund(id, () => load(false).catch(showError));
+    setupServicePlan(id, title).catch(showError);
+  }
   load(true).catch(showError);
   let last = Date.now();
   return {
@@ -555,6 +558,36 @@ function connectionView(id) {
       if (Date.now() - last > 10e3) { last = Date.now(); await load(false); }
     },
   };
+}
+
+// --- service plan (operator, on a household's or business's page) --------------------------
+async function setupServicePlan(id, title) {
+  const view = await api("/api/service-plans");
+  const page = await api(`/api/connections/${encodeURIComponent(id)}/page?hours=1`);
+  if (gone(title) || page.connection.kind === "priority") return; // never limited
+  const kind = page.connection.kind;
+  const chosen = Object.hasOwn(view.assignments, id) ? view.assignments[id] : null;
+  const fallback = view.defaults[kind] || null;
+  const option = (name, p) => `<option value="${esc(name)}"${name === chosen ? " selected" : ""}>` +
+    `${esc(name)} · ${p.power_limit_w} W · ${p.daily_energy_wh} Wh/${t("day")}` +
+    `${p.evening_start_hour === null ? "" : ` · ${p.evening_start_hour}–${p.evening_end_hour} h`}</option>`;
+  const card = $("cp-service-plan");
+  card.innerHTML = `<form id="plan-form" class="form"><h2>${t("service_plan")}</h2>
+    <label>${t("service_plan")} <select name="plan"><option value=""${chosen === null ? " selected" : ""}>` +
+    `${t("plan_default")}${fallback ? ` (${esc(fallback)})` : ""}</option>` +
+    Object.entries(view.plans).map(([name, p]) => option(name, p)).join("") + `</select></label>
+    <button type="submit">${t("save")}</button><p class="msg muted">${t("plan_next")}</p></form>`;
+  card.hidden = false;
+  $("plan-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const msg = event.target.querySelector(".msg");
+    const plan = new FormData(event.target).get("plan") || null;
+    try {
+      await api(`/api/connections/${encodeURIComponent(id)}/service-plan`, { method: "PUT", body: JSON.stringify({ plan }) });
+      msg.textContent = t("saved");
+      msg.className = "msg on";
+    } catch (error) { msg.textContent = error.message; msg.className = "msg off"; }
+  });
 }
 
 // --- refunds (operator, on a connection's page) -----------------------------------------

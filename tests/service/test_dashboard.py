@@ -311,6 +311,25 @@ def test_console_views_actions_roles_phone_docs_and_stale_state(tmp_path):
             driver.save_screenshot(str(shots / "refund.png"))
             assert _errors(driver) == []
 
+            # The operator moves the household to another service plan; dispatch uses it.
+            plan_form = wait.until(lambda d: d.find_element(By.ID, "plan-form"))
+            choice = plan_form.find_element(
+                By.CSS_SELECTOR, "select[name=plan] option[value=lifeline]"
+            )
+            choice.click()
+            plan_form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            plan_msg = plan_form.find_element(By.CLASS_NAME, "msg")
+            wait.until(lambda d: "on" in plan_msg.get_attribute("class").split())
+            with _api(url, service) as client:
+                plans = client.get("/api/service-plans").json()
+            assert plans["assignments"][home] == "lifeline"
+            assert (
+                service.runtime.service.site.service_plan_of(home).daily_energy_wh
+                == (plans["plans"]["lifeline"]["daily_energy_wh"])
+            )
+            driver.save_screenshot(str(shots / "service-plan.png"))
+            assert _errors(driver) == []
+
             # Seed 002's clock: "+1 hour" on the map moves the simulated time an hour ahead.
             driver.get(f"{url}#/map")
             button = wait.until(lambda d: d.find_element(By.ID, "advance"))
