@@ -188,6 +188,10 @@ class BusFault:
     retry_in_s: float
 
 
+_METER_OPEN = {1: "tripped", 2: "budget_exhausted"}
+"""A meter's trip status register → why it holds itself open (0: it does not)."""
+
+
 @dataclass(frozen=True, slots=True)
 class MeasuredState:
     """What the container looks like now, for the next dispatch.
@@ -209,6 +213,9 @@ class MeasuredState:
         Meters read in the latest sweep of their bus, and the others.
     relays_closed : dict of str to bool
         Read-back state of every switchable unit (household groups, connections).
+    meters_open : dict of str to str
+        Connections whose meter holds itself open, and why: ``tripped`` (over its power
+        limit, until it recloses) or ``budget_exhausted`` (until local midnight).
     """
 
     time: dt.datetime
@@ -221,6 +228,7 @@ class MeasuredState:
     meters_read: int
     meters_missing: int
     relays_closed: dict[str, bool]
+    meters_open: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1183,18 +1191,22 @@ class Controller:
         """The fast path's state with every meter of the latest sweep of its bus."""
         load = {k.value: 0.0 for k in ConnectionKind}
         relays = dict(fast.relays_closed)
+        meters_open: dict[str, str] = {}
         read = 0
         for states in self._meter_states.values():
             for cid, m in states.items():
                 read += 1
                 load[self.site.connection(cid).kind.value] += m.power_kw
                 relays[cid] = m.relay_closed
+                if m.trip_status in _METER_OPEN:
+                    meters_open[cid] = _METER_OPEN[m.trip_status]
         return dataclasses.replace(
             fast,
             load_kw=load,
             meters_read=read,
             meters_missing=len(self.site.connections) - read,
             relays_closed=relays,
+            meters_open=meters_open,
         )
 
     def _battery_reading(

@@ -463,6 +463,7 @@ def create_app(
         noticeboard(board.tiers, who)
         cycle = service.last_cycle
         relays = {} if cycle is None else cycle.measured.relays_closed
+        meters_open = {} if cycle is None else cycle.measured.meters_open
         holds = service.state.holds()
         balances = service.store.balances(Asset.COIN, prefix="meter:")
         out = []
@@ -481,6 +482,7 @@ def create_app(
                 status_ = service.credit.get(c.id)
                 row.relay_closed = relays.get(c.id)
                 row.group_closed = relays.get(c.relay_group) if c.relay_group else None
+                row.meter_open = meters_open.get(c.id)
                 row.balance_minor = balances.get((meter_account(c.id), Asset.COIN), 0)
                 row.credit = None if status_ is None else status_.state.value
                 row.hold = holds.get(c.id)

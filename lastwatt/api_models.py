@@ -189,6 +189,10 @@ class ConnectionRow(BaseModel):
     relay_group: str | None
     relay_closed: bool | None
     group_closed: bool | None
+    meter_open: str | None = Field(
+        default=None,
+        description="Why its meter holds itself open: tripped (power limit) or budget_exhausted",
+    )
     balance_minor: int | None
     credit: str | None
     hold: dict[str, Any] | None

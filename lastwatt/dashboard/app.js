@@ -281,7 +281,7 @@ function overviewView() {
 }
 
 function darkConnections(connections) {
-  return connections.connections.filter((c) => c.relay_closed === false || c.group_closed === false);
+  return connections.connections.filter((c) => c.relay_closed === false || c.group_closed === false || c.meter_open);
 }
 
 function showDark(schedule, connections) {
@@ -295,6 +295,7 @@ function showDark(schedule, connections) {
     let why = "unknown";
     if (c.hold) why = "operator_hold";
     else if (c.credit === "disconnected") why = "no_credit";
+    else if (c.meter_open) why = c.meter_open; // tripped on its limit, or its budget used up
     else why = reasonOf[c.relay_group] || reasonOf[c.id] || why;
     (counts[why] = counts[why] || []).push(c.id);
   }

@@ -121,7 +121,10 @@ const REASONS = {
     not_selected: "not selected (I of N)", surplus_only: "surplus only", held_off: "minimum off time",
     partial: "on, less than its demand", priority_short: "supply physically short",
     operator_hold: "held by the operator", budget_exhausted: "daily budget used up",
-    tripped: "meter tripped", unknown: "no reason in the plan",
+    tripped: "meter tripped on its power limit", held_to_plan: "held to its service plan",
+    budget_used: "its households' daily budgets used up", chosen: "chosen (I of N)",
+    lower_value: "not chosen: others worth more", no_value: "not chosen: no value or stake",
+    no_demand: "nothing to draw", unknown: "no reason in the plan",
   },
   fr: {
     shed_shortage: "délesté : énergie insuffisante", no_credit: "pas de crédit",
@@ -129,7 +132,10 @@ const REASONS = {
     surplus_only: "surplus seulement", held_off: "durée minimale d'arrêt",
     partial: "allumé, moins que sa demande", priority_short: "manque physique d'énergie",
     operator_hold: "bloqué par l'opérateur", budget_exhausted: "budget du jour épuisé",
-    tripped: "compteur déclenché", unknown: "pas de raison dans le plan",
+    tripped: "compteur déclenché (limite de puissance)", held_to_plan: "tenu à son forfait",
+    budget_used: "budgets du jour de ses ménages épuisés", chosen: "retenu (I parmi N)",
+    lower_value: "non retenu : d'autres valent plus", no_value: "non retenu : ni valeur ni mise",
+    no_demand: "rien à consommer", unknown: "pas de raison dans le plan",
   },
 };
 

@@ -28,3 +28,17 @@ def test_every_text_the_console_uses_exists_in_both_languages():
     prefixes = {k for k in used if k.endswith("_")}
     assert {p for p in prefixes if not any(k.startswith(p) for k in english)} == set()
     assert used - prefixes - english == set(), "texts the console asks for but i18n.js lacks"
+
+
+def test_every_reason_a_plan_or_a_meter_gives_has_a_text_in_both_languages():
+    from dispatch.schedule import Reason
+
+    texts = (DASHBOARD_DIR / "i18n.js").read_text(encoding="utf-8")
+    reasons = texts[texts.index("const REASONS") :]
+    english = _block(reasons, "  en: {", "\n  },")
+    french = _block(reasons, "  fr: {", "\n  },")
+    # The plan's reason codes, the meters' own (controllers' MeasuredState.meters_open)
+    # and the console's own (operator_hold, unknown).
+    wanted = {r.value for r in Reason} | {"tripped", "budget_exhausted", "operator_hold"}
+    assert wanted - english == set()
+    assert english == french, f"only en: {english - french}; only fr: {french - english}"
