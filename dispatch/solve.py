@@ -166,6 +166,7 @@ class LexicographicSolver:
             return False
         highs = self.highs
         value = np.zeros(index.size) if pins is None else np.clip(np.round(pins[index]), 0, 1)
+        value = np.minimum(value, self._upper_now[index])  # held off by pin_off: off
         highs.changeColsBounds(index.size, index, value, value)
         every = np.arange(len(self.columns), dtype=np.int32)
         cost = np.zeros(every.size) if name is None else self._costs[name]
