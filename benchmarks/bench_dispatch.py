@@ -2,11 +2,11 @@
 
 Thirty days spread over the year, each with its own synthetic-weather seed, are planned
 once each (after one warm-up plan) on the default site, then on the default container
-with 44 kWp and a battery twice as large, where businesses are actually served (a
-stand-in for the default site under the community-allocation policy of issue 14, not
-landed yet). Per configuration it prints the median, p95 and max of the total wall time
-per plan, the medians of its phases, how many plans were proven optimal per tier and
-how many the deadline cut short. Then one plan each for 10× the community and for one
+with 44 kWp and a battery twice as large, where businesses get the most (with issue
+14's service plans the default site serves businesses too). Per configuration it
+prints the median, p95 and max of the total wall time per plan, the medians of its
+phases, how many plans were proven optimal per tier and how many the deadline cut
+short. Then one plan each for 10× the community and for one
 week at 1 h.
 
 Run: python benchmarks/bench_dispatch.py [--days N] [--skip-scale] [--time-limit S]

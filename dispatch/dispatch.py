@@ -178,6 +178,12 @@ def _solve(
     sequence = (*problem.policy.tier_order, CONSERVATION)
     mip_left = [t for t in sequence if tier_binaries(model, problem, t)]
     for tier in sequence:
+        # The tiers after this one keep their units off while it is solved: its optimum
+        # is the same (tier_binaries), HiGHS branches on this tier's relays only, and a
+        # tier without relays of its own is a plain LP with an integral solution.
+        later = sequence[sequence.index(tier) + 1 :]
+        solver.unpin()
+        solver.pin_off([v for t in later for v in tier_binaries(model, problem, t)])
         if tier == "business":
             solver.deadline = mip_by
             level = solver.solve(BUSINESS_LEVEL, tier_tolerance(tier, data), relax=True, fix=False)
@@ -201,6 +207,7 @@ def _solve(
                 model, data, solver = _relevel(problem, settings, solver, level_kwh, mip_by)
                 build_s += time.monotonic() - built - solver.compile_s
                 compile_s += solver.compile_s
+                solver.pin_off([v for t in later for v in tier_binaries(model, problem, t)])
         binaries = tier_binaries(model, problem, tier)
         tolerance = tier_tolerance(tier, data)
         left = max(mip_by - time.monotonic(), 0.0)
@@ -234,6 +241,7 @@ def _solve(
             break
         # Decided: the tier's relays stay as they are for every tier after it.
         solver.fix_integers(binaries)
+    solver.unpin()
     highs_s += solver.highs_s
     if solver.solution is None:
         worst = stages[-1].status if stages else SolverStatus.NO_SOLUTION
