@@ -42,7 +42,14 @@ from microgrid.access import mtf_daily, mtf_tier_counts
 from microgrid.readings import MeterReading
 from settlement import LedgerError
 from settlement.staking import place_stake
-from settlement.votes import VoteBook, VoteError, VoteOption, VoteResult, applied_option
+from settlement.votes import (
+    VoteBook,
+    VoteError,
+    VoteOption,
+    VoteResult,
+    applied_option,
+    site_under_vote,
+)
 
 if TYPE_CHECKING:
     from lastwatt.service import Service
@@ -257,8 +264,13 @@ def router(
         """Offer the current round's options (the winner applies from the next round)."""
         try:
             options = [VoteOption(o.name, o.label, o.policy) for o in body.options]
-            book.set_options(site.name, service.current_round(), options)
+            for option in options:  # each must make a plan the site can hold households to
+                site_under_vote(service.site, option)
         except VoteError as exc:
+            raise HTTPException(422, str(exc)) from None
+        try:
+            book.set_options(site.name, service.current_round(), options)
+        except VoteError as exc:  # the round's options are fixed once anyone voted
             raise HTTPException(409, str(exc)) from None
         return await vote(who)
 

@@ -43,6 +43,12 @@ def test_vote_round_trip_and_roles(tmp_path):
             headers={"Content-Type": "application/json"},
             auth=op,
         )
+        for name, policy in (
+            ("unknown_key", {"business_share": 0.4}),
+            ("huge", {"lifeline_w": 10**7}),
+        ):
+            bad = {"options": [{**OPTIONS["options"][0], "policy": policy}, OPTIONS["options"][1]]}
+            out[name] = await c.put("/api/community/vote/options", json=bad, auth=op)
         out["offer"] = await c.put("/api/community/vote/options", json=OPTIONS, auth=op)
         out["other_household"] = await c.put(
             f"/api/community/vote/{h2}", json={"option": "business"}, auth=amina
@@ -92,6 +98,10 @@ def test_vote_round_trip_and_roles(tmp_path):
     for name in ("one_option", "extra_field", "string_value"):
         assert out[name].status_code == 422, name
     assert 400 <= out["nan"].status_code < 500
+    assert out["unknown_key"].status_code == 422
+    assert "known: lifeline_w, lifeline_wh_per_day" in out["unknown_key"].json()["detail"]
+    assert out["huge"].status_code == 422  # no plan the site could hold households to
+    assert "power_limit_w" in out["huge"].json()["detail"]
     assert out["offer"].status_code == 200
     assert out["other_household"].status_code == 403
     assert out["operator_votes"].status_code == 403
