@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from lastwatt.cli import main
+from microgrid import load_site
 from settlement import SqliteLedgerStore
 from settlement.ledger import chain_hash
+from settlement.prepaid import CreditPolicy
 
 CSV = """meter_id,read_at,import_wh,export_wh
 H001,2026-08-01T10:00Z,1000,0
@@ -38,7 +42,10 @@ def test_import_settle_inspect_verify(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "meter:H001" in out
     assert "-0.500000" in out
-    assert "OFF" in out
+    # Its credit now: off when empty, except in friendly hours (the default site's evening
+    # and night), when it is kept on — the command reads the wall clock.
+    local_hour = datetime.now(ZoneInfo(load_site(None).location.timezone)).hour
+    assert ("friendly_hold" if CreditPolicy().is_friendly(local_hour) else "OFF") in out
     assert main(["ledger", "history", "meter:H001", "--db", str(db)]) == 0
     assert "settle.charge" in capsys.readouterr().out
 
