@@ -44,7 +44,6 @@ import numpy as np
 import pandas as pd
 
 from lastwatt.state import ServiceState, StoredSchedule
-from settlement import SqliteLedgerStore
 from settlement.alarms import AlarmKind, AlarmRecord
 from settlement.contract_registry import ContractRegistry, settle_due
 from settlement.contracts import (
@@ -54,6 +53,7 @@ from settlement.contracts import (
     close_contract,
     usage_from_readings,
 )
+from settlement.sqlite_store import beside_ledger
 from settlement.store import LedgerStore
 
 __all__ = [
@@ -84,13 +84,8 @@ _ALLOTTED = "contracts_allotted_wh"
 
 
 def open_registry(store: LedgerStore, data_dir: Path) -> ContractRegistry:
-    """The contract registry: in the ledger's own SQLite file, else beside the service's data.
-
-    A PostgreSQL ledger has no file; its site's registry is ``<data_dir>/contracts.sqlite``.
-    """
-    if isinstance(store, SqliteLedgerStore):
-        return ContractRegistry(store.path)
-    return ContractRegistry(Path(data_dir) / "contracts.sqlite")
+    """The contract registry, beside the ledger (:func:`settlement.sqlite_store.beside_ledger`)."""
+    return ContractRegistry(beside_ledger(store, data_dir, "contracts.sqlite"))
 
 
 @dataclass(frozen=True, slots=True)

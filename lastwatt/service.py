@@ -121,6 +121,7 @@ from settlement.anchor import Anchor, create_anchor_key, load_anchor_key, verify
 from settlement.fiat import topup_batch
 from settlement.hourly import price_at
 from settlement.settle import reconcile_hour
+from settlement.sqlite_store import beside_ledger
 from settlement.votes import VoteBook, VoteError, applied_option, site_under_vote
 
 __all__ = ["Service", "ServiceConfig", "open_ledger"]
@@ -547,10 +548,8 @@ class Service:
 
     # --- inputs shared by jobs and the API ---------------------------------------------
     def vote_book_path(self) -> Path:
-        """Where the household vote's ballots are (beside the data on PostgreSQL)."""
-        if isinstance(self.store, SqliteLedgerStore):
-            return Path(self.store.path)
-        return Path(self.config.data_dir) / "votes.sqlite"
+        """Where the household vote's ballots are (:func:`beside_ledger`)."""
+        return beside_ledger(self.store, self.config.data_dir, "votes.sqlite")
 
     def site_for_dispatch(self, now: dt.datetime) -> Site:
         """The site as the community's vote in force has set it (:func:`site_under_vote`)."""

@@ -46,9 +46,9 @@ from settlement.ledger import (
     verify_journal,
 )
 from settlement.posting import covered_debits, plan_posting
-from settlement.store import ReadingsAdded
+from settlement.store import LedgerStore, ReadingsAdded
 
-__all__ = ["SqliteLedgerStore"]
+__all__ = ["SqliteLedgerStore", "beside_ledger"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -817,3 +817,14 @@ class SqliteLedgerStore:
             (round_number,),
         )
         return {str(h): (None if b is None else str(b)) for h, b in rows}
+
+
+def beside_ledger(store: LedgerStore, data_dir: str | Path, name: str) -> Path:
+    """Where a site's own SQLite tables (band contracts, ballots) live next to its ledger.
+
+    In the ledger's own file on SQLite, so that a backup of the ledger carries them; a
+    PostgreSQL ledger has no file, so ``data_dir/name`` beside the service's data.
+    """
+    if isinstance(store, SqliteLedgerStore):
+        return Path(store.path)
+    return Path(data_dir) / name
