@@ -112,7 +112,6 @@ from settlement import (
     Topup,
     fund_meter,
     handle_webhook,
-    place_stake,
     stake_totals,
 )
 from settlement.anchor import verify_store
@@ -667,16 +666,7 @@ def create_app(
     @app.put("/api/stakes/{household_id}", tags=["staking"])
     async def stake(household_id: ConnectionId, body: StakeRequest, who: AnyUser) -> StakeAnswer:
         """Place or change a household's stake (counts from the next round)."""
-        if who.role is not Role.OPERATOR and who.household != household_id:
-            raise HTTPException(
-                403, f"{who.name!r} may stake only for their own household ({who.household})"
-            )
-        try:
-            effective = place_stake(
-                service.store, site, household_id, body.business_id, service.current_round()
-            )
-        except LedgerError as exc:
-            raise HTTPException(400, str(exc)) from None
+        effective = api_community.place_stake_as(service, who, household_id, body.business_id)
         return StakeAnswer(
             household=household_id, business_id=body.business_id, effective_round=effective
         )

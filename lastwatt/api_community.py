@@ -28,7 +28,7 @@ dark). Only households are rated.
 
 # No `from __future__ import annotations`: FastAPI evaluates the Depends() annotations.
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
@@ -199,6 +199,25 @@ def energy_per_period(
     return frame
 
 
+def place_stake_as(
+    service: "Service", who: User, household_id: str, choice: str | Mapping[str, int] | None
+) -> int:
+    """Place a household's stake for the next round as ``who``; the round it counts from.
+
+    Its resident or the operator only (403); a stake the ledger refuses is a 400.
+    """
+    if who.role is not Role.OPERATOR and who.household != household_id:
+        raise HTTPException(
+            403, f"{who.name!r} may stake only for their own household ({who.household})"
+        )
+    try:
+        return place_stake(
+            service.store, service.site, household_id, choice, service.current_round()
+        )
+    except LedgerError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
 def router(
     service: "Service",
     customers: CustomerRegistry,
@@ -301,16 +320,7 @@ def router(
         household_id: Name, body: SplitRequest, who: Annotated[User, Depends(user)]
     ) -> SplitAnswer:
         """Split a household's stake over businesses from the next round."""
-        if who.role is not Role.OPERATOR and who.household != household_id:
-            raise HTTPException(
-                403, f"{who.name!r} may stake only for their own household ({who.household})"
-            )
-        try:
-            effective = place_stake(
-                service.store, site, household_id, body.weights, service.current_round()
-            )
-        except LedgerError as exc:
-            raise HTTPException(400, str(exc)) from None
+        effective = place_stake_as(service, who, household_id, body.weights)
         return SplitAnswer(household=household_id, weights=body.weights, effective_round=effective)
 
     @api.get("/api/community/mtf")
