@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from controllers.simulator import AcceleratedClock
+from lastwatt.logs import TEMPLATE_ATTR, TRACEBACK_ATTR
 
 if TYPE_CHECKING:
     from controllers.control import Clock, CycleResult
@@ -184,8 +185,14 @@ class _Outbox:
     rare and must all arrive).
     """
 
-    def __init__(self, connection: multiprocessing.connection.Connection, maxlen: int | None):
+    def __init__(
+        self,
+        connection: multiprocessing.connection.Connection,
+        maxlen: int | None,
+        unwrap: bool = False,
+    ):
         self._connection = connection
+        self._unwrap = unwrap  # send a one-element message's element (log records)
         self._queue: collections.deque[Message | None] = collections.deque(maxlen=maxlen)
         self._ready = threading.Condition()
         self.dropped = 0
@@ -215,7 +222,7 @@ class _Outbox:
             if message is None:
                 return
             try:
-                self._connection.send(message)
+                self._connection.send(message[0] if self._unwrap else message)
             except (OSError, ValueError):  # the peer is gone; its supervisor sees to it
                 return
 
@@ -294,6 +301,7 @@ class ControlProcess:
         self._stopping = False
         self._started_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._child_logs: ChildLogs | None = None
 
     @property
     def pid(self) -> int | None:
@@ -305,15 +313,26 @@ class ControlProcess:
         self._loop = asyncio.get_running_loop()
         context = multiprocessing.get_context("spawn")
         parent_end, child_end = context.Pipe(duplex=True)
+        if self._child_logs is not None:
+            self._child_logs.close()
+        self._child_logs = ChildLogs(context)
         process = context.Process(
             target=_child_main,
-            args=(child_end, self.site, self.config, _unlinked(self.clock), _log_level()),
+            args=(
+                child_end,
+                self.site,
+                self.config,
+                _unlinked(self.clock),
+                self._child_logs.child_end,
+                logger_levels(),
+            ),
             name="lastwatt-control",
             daemon=False,  # it must outlive nothing, but leave the devices safe on its own
         )
         self._ready = asyncio.Event()
         process.start()
         child_end.close()
+        self._child_logs.child_started()
         self.process = process
         self._connection = parent_end
         self._outbox = _Outbox(parent_end, None)
@@ -412,10 +431,119 @@ class ControlProcess:
             process.join(0)
         if self._connection is not None:
             self._detach(self._connection)
+        if self._child_logs is not None:
+            self._child_logs.close()
+            self._child_logs = None
 
 
-def _log_level() -> int:
-    return logging.getLogger().getEffectiveLevel()
+class _LogRelay(logging.Handler):
+    """In the service: hand each record the child sent to the logger it was made for.
+
+    So the control process's lines go through the service's own handlers (format, JSON,
+    rotated file, repeat filter, per-area levels: :mod:`lastwatt.logs`), and one file has
+    one writer; the child never opens the log file itself.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+
+
+class ChildLogs:
+    """The service's end of a child's logs: a one-way pipe and a thread writing what arrives.
+
+    A pipe of its own rather than a ``multiprocessing.Queue``: a queue's writers share a
+    lock, and a child killed while holding it would hang the service's next write. The
+    thread ends when the child's end closes (the child exited or was killed).
+
+    Parameters
+    ----------
+    context : multiprocessing context
+        The context the child is spawned from.
+    """
+
+    def __init__(self, context: Any) -> None:
+        self._reader, self.child_end = context.Pipe(duplex=False)
+        self._thread = threading.Thread(target=self._relay, name="lastwatt-ctl-logs", daemon=True)
+        self._thread.start()
+
+    def child_started(self) -> None:
+        """Drop the service's copy of the child's end, so the child's exit ends the thread."""
+        self.child_end.close()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write what the (exited) child sent, then stop."""
+        self.child_end.close()
+        self._thread.join(timeout_s)
+        self._reader.close()
+
+    def _relay(self) -> None:
+        relay = _LogRelay()
+        while True:
+            try:
+                record = self._reader.recv()
+            except (EOFError, OSError):
+                return
+            except Exception:  # a record cut short by a killed child: the stream is gone
+                log.exception("could not read the control process's log record")
+                return
+            relay.handle(record)
+
+
+class _ToService(logging.Handler):
+    """In the child: pass records to a sender thread (never blocks the control loop).
+
+    The message is filled in here (arguments need not pickle); the template and whether a
+    traceback came with it travel along for the service's repeat filter.
+    """
+
+    def __init__(self, outbox: _Outbox) -> None:
+        super().__init__()
+        self._outbox = outbox
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            prepared = copy.copy(record)
+            prepared.msg = self.format(record)  # with the traceback's text
+            prepared.message = prepared.msg
+            prepared.args = None
+            prepared.exc_info = None
+            prepared.exc_text = None
+            setattr(prepared, TEMPLATE_ATTR, str(record.msg))
+            setattr(prepared, TRACEBACK_ATTR, bool(record.exc_info))
+            self._outbox.put((prepared,))
+        except Exception:
+            self.handleError(record)
+
+
+def send_logs_to_service(
+    connection: multiprocessing.connection.Connection, levels: dict[str, int]
+) -> _Outbox:
+    """In a child process: log only to the service (``ChildLogs``), at its ``levels``.
+
+    At most 1 000 records wait for the pipe; beyond that the oldest are dropped, so a
+    stalled service costs the control loop neither time nor memory. Close the returned
+    sender before the process exits, so that its last records arrive.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    outbox = _Outbox(connection, maxlen=1_000, unwrap=True)
+    root.addHandler(_ToService(outbox))
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)
+    return outbox
+
+
+def logger_levels() -> dict[str, int]:
+    """The levels set in the service: the root's ("") and each area's (``[logging] areas``)."""
+    levels = {"": logging.getLogger().getEffectiveLevel()}
+    for name, logger in logging.Logger.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
 
 
 def _child_main(
@@ -423,13 +551,11 @@ def _child_main(
     site: Site,
     config: ServiceConfig,
     clock: Clock,
-    log_level: int,
+    log_connection: multiprocessing.connection.Connection,
+    log_levels: dict[str, int],
 ) -> None:
     """The control process: run the control job until told to stop (module docstring)."""
-    logging.basicConfig(
-        level=log_level,
-        format="%(asctime)s %(levelname)s %(name)s [control %(process)d] %(message)s",
-    )
+    logs = send_logs_to_service(log_connection, log_levels)
     # Above the API's threads: the devices' timers do not wait (CAP_SYS_NICE or root;
     # systemd: AmbientCapabilities=CAP_SYS_NICE). Measured on a loaded 2-core box under 50
     # API clients: fast-path p99 63 ms at nice -10, 204 ms at normal priority.
@@ -442,7 +568,10 @@ def _child_main(
     # The control job's SQLite worker and pipe sender are threads of this process: after
     # each Modbus reply the loop must win the interpreter back within 0.5 ms, not 5 ms.
     sys.setswitchinterval(CONTROL_SWITCH_INTERVAL_S)
-    asyncio.run(_child(connection, site, config, clock))
+    try:
+        asyncio.run(_child(connection, site, config, clock))
+    finally:
+        logs.close()
 
 
 async def _child(

@@ -31,9 +31,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lastwatt.config import LoggingSettings
 
-__all__ = ["TEXT_FORMAT", "JsonFormatter", "RepeatFilter", "setup_logging"]
+__all__ = [
+    "TEMPLATE_ATTR",
+    "TEXT_FORMAT",
+    "TRACEBACK_ATTR",
+    "JsonFormatter",
+    "RepeatFilter",
+    "setup_logging",
+]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# A record relayed from another process (the control process) arrives with its message
+# already filled in; these keep what the repeat filter needs to group and spare it.
+TEMPLATE_ATTR = "lastwatt_template"
+TRACEBACK_ATTR = "lastwatt_traceback"
 _HANDLER_MARK = "_lastwatt_handler"
 
 
@@ -80,7 +91,8 @@ class RepeatFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Whether the record is logged (module docstring)."""
-        if self.window_s <= 0 or record.levelno < logging.WARNING or record.exc_info:
+        traceback = record.exc_info or getattr(record, TRACEBACK_ATTR, False)
+        if self.window_s <= 0 or record.levelno < logging.WARNING or traceback:
             return True
         # One filter serves every handler: the first decides, the others reuse it.
         decided: bool | None = getattr(record, "_lastwatt_passed", None)
@@ -91,7 +103,7 @@ class RepeatFilter(logging.Filter):
         return passed
 
     def _decide(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.levelno, str(record.msg))
+        key = (record.name, record.levelno, str(getattr(record, TEMPLATE_ATTR, record.msg)))
         now = self._clock()
         with self._lock:
             last, suppressed = self._seen.get(key, (-float("inf"), 0))

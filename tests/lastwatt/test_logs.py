@@ -89,3 +89,47 @@ def test_a_shared_filter_gives_every_handler_the_same_record(tmp_path, clean_roo
 def test_a_bad_level_is_named():
     with pytest.raises(ValueError, match=r"logging.areas.controllers = 'LOUD' is not a level"):
         setup_logging(LoggingSettings(areas={"controllers": "LOUD"}))
+
+
+def _child_logs(connection, levels):
+    """A spawned child's logging, as the control process sets it up."""
+    from lastwatt.control_loop import send_logs_to_service
+
+    outbox = send_logs_to_service(connection, levels)
+    gateway = logging.getLogger("lastwatt_test_child")
+    for k in range(5):
+        gateway.warning("gateway %s down (attempt %d)", "gw1", k)
+    logging.getLogger("lastwatt_test_area").warning("quiet area: not logged")
+    try:
+        1 / 0  # noqa: B018 - the traceback must arrive
+    except ZeroDivisionError:
+        gateway.exception("cycle failed")
+    outbox.close()
+
+
+def test_a_child_process_logs_through_the_services_handlers(tmp_path, clean_root):
+    """The control process writes no file of its own: its records reach the service's
+    JSON file, grouped by the repeat filter and filtered by area, tracebacks kept."""
+    import multiprocessing
+
+    from lastwatt.control_loop import ChildLogs, logger_levels
+
+    path = tmp_path / "lastwatt.log"
+    settings = LoggingSettings(
+        level="INFO", areas={"lastwatt_test_area": "ERROR"}, json=True, file=path
+    )
+    setup_logging(settings)
+    context = multiprocessing.get_context("spawn")
+    relay = ChildLogs(context)
+    child = context.Process(target=_child_logs, args=(relay.child_end, logger_levels()))
+    child.start()
+    relay.child_started()
+    child.join(60)
+    relay.close()
+    assert child.exitcode == 0
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    child_entries = [e for e in entries if e["logger"] == "lastwatt_test_child"]
+    assert [e["message"] for e in child_entries[:1]] == ["gateway gw1 down (attempt 0)"]
+    assert len(child_entries) == 2  # four repeats suppressed by template, the error kept
+    assert "ZeroDivisionError" in child_entries[1]["message"]
+    assert all("quiet area" not in e["message"] for e in entries)
