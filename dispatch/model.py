@@ -149,8 +149,11 @@ def tier_tolerance(tier: str, data: ModelData) -> float:
         # tier's energy lies: 0.1 kWh there. (1 Wh at the flattest slope, ≈ 2e-6 of
         # the steepest, sat below HiGHS's tolerances and was never proven in 2.8 s.)
         return BLOCK_TOLERANCE_KWH
-    if tier in ("household", "contract", "reserve", "beyond_plan"):
+    if tier in ("household", "reserve", "beyond_plan"):
         return BLOCK_TOLERANCE_KWH
+    # The contract tier keeps 1 Wh: a lower tier's relay decided within a coarser gap
+    # (a carpenter's minimum power) took 63 Wh of a mill's band that the polish, relays
+    # fixed, could not give back; a band's hour is a promise, its few relays prove fast.
     return TIER_TOLERANCE_KWH
 
 

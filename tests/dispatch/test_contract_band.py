@@ -66,6 +66,18 @@ def test_a_contracted_consumer_without_stake_still_gets_its_band_first():
     assert s.allotment_kw["shop"].tolist() == pytest.approx([2.0] * 4, abs=1e-6)
 
 
+def test_no_lower_tier_relay_takes_a_sliver_of_the_band():
+    # 3.75 kW of sun; the band asks 3 kW; a carpenter staked 100:1 runs at 0.8 kW or not
+    # at all. Switching it on would take 0.05 kW of the band each hour: the band holds
+    # (a gap of 1 Wh, not the relay tiers' 0.1 kWh) and the carpenter stays off.
+    carpenter = business("carpenter", stake=100, demand=0.8, pmin=0.8)
+    mill = business("mill", stake=1, demand=10.0)
+    p = replace(problem(pv=3.75, businesses=(mill, carpenter)), contracts=(band(3.0, 6.0),))
+    s = solve_dispatch(p)
+    assert s.allotment_kw["mill"].tolist() == pytest.approx([3.75] * 4, abs=1e-6)
+    assert energy(s, "carpenter") == pytest.approx(0.0, abs=1e-6)
+
+
 def test_the_band_is_served_before_the_reserve_and_the_site_policy_can_move_it():
     # Dark; a 20 kWh battery, full. The clinic draws 1 kW: 4 kWh over the horizon and a
     # reserve of 4 kWh at its end (P10 = 0, the next 4 h repeat). The mill's band asks
