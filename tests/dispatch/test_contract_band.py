@@ -54,6 +54,7 @@ def test_the_band_is_served_before_other_businesses_when_supply_allows():
     assert s.status is DispatchStatus.OPTIMAL
     assert s.allotment_kw["mill"].tolist() == pytest.approx([3.0] * 4, abs=1e-6)
     assert s.allotment_kw["shop"].tolist() == pytest.approx([2.0] * 4, abs=1e-6)
+    assert "contract_short" not in s.violations_kwh
 
 
 def test_a_contracted_consumer_without_stake_still_gets_its_band_first():
@@ -104,6 +105,7 @@ def test_below_the_band_the_shortfall_is_the_grids_waived_and_never_a_penalty():
     s = solve_dispatch(p)
     assert s.allotment_kw["mill"].tolist() == pytest.approx([2.0] * 4, abs=1e-6)
     assert energy(s, "shop") == pytest.approx(0.0, abs=1e-6)
+    assert s.violations_kwh["contract_short"] == pytest.approx(4.0, abs=1e-6)  # the plan says so
     contract = BandContract(
         "mill-mar", "mill", START, H, ((3000, 5000),) * 4, 0, 0, 400_000, 200_000, 1_000_000
     )
