@@ -308,7 +308,7 @@ def firm_demand_kw(business: BusinessLoad, band: ContractBand | None) -> np.ndar
     consumer committed to draw it) and capped at its upper edge plus tolerance (the plan
     never allots, and its meter limit never lets through, a draw the contract penalises).
     """
-    demand = np.clip(np.asarray(business.demand_kw, dtype=float), 0.0, None)
+    demand: np.ndarray = np.clip(np.asarray(business.demand_kw, dtype=float), 0.0, None)
     if band is None:
         return demand
     firm: np.ndarray = np.minimum(np.maximum(demand, band.lower_kw), band.upper_kw)
