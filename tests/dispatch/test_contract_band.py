@@ -28,7 +28,17 @@ from dispatch.problem import (
 from dispatch.setpoints import Setpoints
 from lastwatt.contract_job import dispatch_band, plan_allotment_wh
 from microgrid.site import SitePolicy, complete_tier_order
-from settlement.contracts import BandContract, IntervalUsage, assess_period
+from settlement import SqliteLedgerStore
+from settlement.contracts import (
+    CONTRACT_BUDGET,
+    BandContract,
+    IntervalUsage,
+    assess_period,
+    open_contract,
+    settle_interval,
+    statement,
+)
+from settlement.ledger import FIAT_BRIDGE, Asset, Batch, Transfer
 from tests.dispatch.test_dispatch import battery, business, energy, problem
 
 START = dt.datetime(2026, 3, 20, tzinfo=dt.UTC)
@@ -98,7 +108,7 @@ def test_the_band_is_served_before_the_reserve_and_the_site_policy_can_move_it()
     assert "reserve_short" not in after.violations_kwh
 
 
-def test_below_the_band_the_shortfall_is_the_grids_waived_and_never_a_penalty():
+def test_below_the_band_the_shortfall_is_the_grids_waived_and_never_a_penalty(tmp_path):
     # 2 kW of sun against a 3–5 kW band: the mill gets all of it, ahead of the shop, and
     # the plan's figure (2 kWh an hour) waives the 1 kWh under the band in every hour.
     p = replace(problem(pv=2.0, businesses=mill_and_shop()), contracts=(band(3.0, 5.0),))
@@ -107,7 +117,7 @@ def test_below_the_band_the_shortfall_is_the_grids_waived_and_never_a_penalty():
     assert energy(s, "shop") == pytest.approx(0.0, abs=1e-6)
     assert s.violations_kwh["contract_short"] == pytest.approx(4.0, abs=1e-6)  # the plan says so
     contract = BandContract(
-        "mill-mar", "mill", START, H, ((3000, 5000),) * 4, 0, 0, 400_000, 200_000, 1_000_000
+        "mill-mar", "mill", START, H, ((3000, 5000),) * 4, 0, 2_000_000, 400_000, 200_000, 0
     )
     allotted = plan_allotment_wh(contract, s.allotment_kw["mill"], START)
     assert allotted == dict.fromkeys(contract.interval_starts(), 2000)
@@ -115,7 +125,18 @@ def test_below_the_band_the_shortfall_is_the_grids_waived_and_never_a_penalty():
     usage = {t: IntervalUsage(2000, allotted_wh=wh) for t, wh in allotted.items()}
     outcomes = assess_period(contract, usage)
     assert [o.under_waived for o in outcomes] == [True] * 4
-    assert sum(o.penalty for o in outcomes) == 0
+    # Posted and read back: the statement shows every hour waived, the bonus untouched.
+    with SqliteLedgerStore(tmp_path / "ledger.sqlite") as store:
+        budget = Transfer(FIAT_BRIDGE, CONTRACT_BUDGET, Asset.COIN, 2_000_000, "fiat.topup")
+        store.post(Batch("budget", (budget,)), START)
+        open_contract(store, contract, START)
+        for outcome in outcomes:
+            settle_interval(store, contract, outcome, outcome.start + H)
+        standing = statement(store, contract, outcomes)
+        assert store.verify().ok
+    assert [row.outcome.under_waived for row in standing.rows] == [True] * 4
+    assert standing.penalties == 0
+    assert standing.bonus_left == 2_000_000
     # Had the plan allotted the band, the same draw would be the mill's: 0.2 coin an hour.
     usage = {t: IntervalUsage(2000, allotted_wh=3000) for t in allotted}
     assert [o.penalty for o in assess_period(contract, usage)] == [200_000] * 4
