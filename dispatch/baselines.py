@@ -134,7 +134,7 @@ def proportional_rule(problem: DispatchProblem) -> Schedule:
         relays=relays,
         allotment_kw=allotment_frame,
         reasons=explain(problem, relays, allotment_frame),
-        violations_kwh=violations_kwh(problem, plan, soc),
+        violations_kwh=violations_kwh(problem, plan, soc, allotment_frame),
         household_groups=tuple(g.id for g in problem.households),
     )
 

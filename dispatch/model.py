@@ -19,7 +19,13 @@ import pyomo.environ as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from dispatch.fair_share import FairShareLayers, fair_share_layers
-from dispatch.problem import TIER_ORDER, BusinessLoad, DispatchProblem, business_weights
+from dispatch.problem import (
+    TIER_ORDER,
+    BusinessLoad,
+    DispatchProblem,
+    business_weights,
+    firm_demand_kw,
+)
 from dispatch.reserve import reserve_requirement_kwh
 
 __all__ = [
@@ -108,6 +114,9 @@ def tier_binaries(model: pyo.ConcreteModel, problem: DispatchProblem, tier: str)
         return list(model.household_on.values())
     if tier == "beyond_plan":
         return list(model.household_free.values())
+    contracted = set(model.ContractBlocks)  # blocks with a band to serve: the contract tier's
+    if tier == "contract":
+        return [model.business_on[b, h] for b, h in model.ContractBlocks]
     if tier in ("business", CONSERVATION):
         wanted = tier == CONSERVATION
         return [
@@ -115,6 +124,7 @@ def tier_binaries(model: pyo.ConcreteModel, problem: DispatchProblem, tier: str)
             for b, business in enumerate(problem.businesses)
             if surplus_only(business, problem) == wanted
             for h in model.H
+            if (b, h) not in contracted
         ]
     return []
 
@@ -141,6 +151,9 @@ def tier_tolerance(tier: str, data: ModelData) -> float:
         return BLOCK_TOLERANCE_KWH
     if tier in ("household", "reserve", "beyond_plan"):
         return BLOCK_TOLERANCE_KWH
+    # The contract tier keeps 1 Wh: a lower tier's relay decided within a coarser gap
+    # (a carpenter's minimum power) took 63 Wh of a mill's band that the polish, relays
+    # fixed, could not give back; a band's hour is a promise, its few relays prove fast.
     return TIER_TOLERANCE_KWH
 
 
@@ -219,6 +232,7 @@ def build_model(
     add_priority(model, problem)
     add_households(model, problem, data)
     add_businesses(model, problem, data)
+    add_contracts(model, problem, data)
     add_relay_switching(model, problem, data)
     add_energy_balance(model, problem, data)
     add_reserve(model, problem, data)
@@ -234,7 +248,8 @@ def _model_data(problem: DispatchProblem, business_level_kwh: float | None) -> M
     caps = np.zeros((len(problem.businesses), blocks))
     for i, b in enumerate(problem.businesses):
         if b.has_credit:
-            per_period = np.clip(np.minimum(b.demand_kw, b.power_kw_max), 0.0, None)
+            demand = firm_demand_kw(b, problem.band_of(b.id))  # a band is firm demand
+            per_period = np.clip(np.minimum(demand, b.power_kw_max), 0.0, None)
             padded = np.pad(per_period, (0, blocks * k - per_period.size), mode="edge")
             caps[i] = padded.reshape(blocks, k).min(axis=1)
     staked = [
@@ -472,6 +487,51 @@ def add_businesses(model: pyo.ConcreteModel, problem: DispatchProblem, data: Mod
         if room <= 0.0:
             return pyo.Constraint.Skip
         return linear((1.0, -room), (m.business_extra[b, h], m.business_on[b, h])) <= 0.0
+
+
+def add_contracts(model: pyo.ConcreteModel, problem: DispatchProblem, data: ModelData) -> None:
+    r"""The contract tier: each contracted business's band lower edge, as a priced shortfall.
+
+    Notes
+    -----
+    For a contract on business :math:`b` with band lower edge :math:`\ell_t` [kW]:
+
+    .. math:: p^{bus}_{b,h} + u_{c,h} \ge L_{c,h}, \quad u_{c,h} \ge 0, \qquad
+              L_{c,h} = \min\big(\min_{t \in h} \ell_t,\ \bar d_{b,h}\big)
+
+    and ``objective_contract`` :math:`= \Delta_h \sum_{c,h} u_{c,h}` [kWh]. The block's
+    relay :math:`y_{b,h}` belongs to this tier where :math:`L_{c,h} > 0`
+    (:func:`tier_binaries`); the cap :math:`\bar d_{b,h}` already holds the band's upper
+    edge plus tolerance (:func:`dispatch.problem.firm_demand_kw`). A positive
+    :math:`u` is the grid's shortfall: the contracts job waives it.
+    """
+    k = data.periods_per_block
+    target: dict[tuple[int, int], float] = {}  # (contract, block) → L [kW]
+    business_of: dict[int, int] = {}
+    for c, band in enumerate(problem.contracts):
+        b = next(i for i, x in enumerate(problem.businesses) if x.id == band.connection_id)
+        business_of[c] = b
+        lower = np.pad(band.lower_kw, (0, len(model.H) * k - problem.periods), mode="edge")
+        for h in model.H:
+            firm = min(float(lower[h * k : (h + 1) * k].min()), float(data.business_cap_kw[b, h]))
+            if firm > 0.0:
+                target[c, h] = firm
+    model.ContractBlocks = pyo.Set(
+        initialize=sorted({(business_of[c], h) for c, h in target}), dimen=2, ordered=True
+    )
+    model.ContractRows = pyo.Set(initialize=sorted(target), dimen=2, ordered=True)
+    model.contract_shortfall = pyo.Var(model.ContractRows, bounds=(0.0, None))
+
+    @model.Constraint(model.ContractRows)
+    def contract_lower(m: pyo.ConcreteModel, c: int, h: int) -> object:
+        coefs, variables = business_power_terms(m, data, business_of[c], h)
+        return linear([*coefs, 1.0], [*variables, m.contract_shortfall[c, h]]) >= target[c, h]
+
+    block_hours = k * problem.step_hours
+    shortfall = list(model.contract_shortfall.values())
+    model.objective_contract = pyo.Objective(
+        expr=linear([block_hours] * len(shortfall), shortfall), sense=pyo.minimize
+    )
 
 
 def business_power_terms(

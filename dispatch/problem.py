@@ -6,18 +6,26 @@ Everything here is plain data in SI-ish units named in the field (``_kw``, ``_kw
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from microgrid.site import TIER_NAMES, Battery, ConnectionKind, ServicePlan, Site
+from microgrid.site import (
+    TIER_NAMES,
+    Battery,
+    ConnectionKind,
+    ServicePlan,
+    Site,
+    complete_tier_order,
+)
 from microgrid.timegrid import TimeGrid
 
 __all__ = [
     "TIER_ORDER",
     "BatteryState",
     "BusinessLoad",
+    "ContractBand",
     "DispatchPolicy",
     "DispatchProblem",
     "HouseholdGroupLoad",
@@ -28,7 +36,9 @@ __all__ = [
     "business_weights",
     "check_problem",
     "check_settings",
+    "contract_band",
     "default_stakes",
+    "firm_demand_kw",
     "household_lifeline",
     "problem_from_site",
 ]
@@ -39,8 +49,9 @@ VALUE_SCORE_LIMIT = 10.0
 TIER_ORDER = TIER_NAMES
 """The tiers in the order the community's rules rank them by default (DESIGN.md §5): the
 battery's SoC window, priority users, the household lifeline (demand within the service
-plan; all demand for households without a plan), the priority reserve, businesses,
-household use beyond the plan. A site states its own order (``[policy]``)."""
+plan; all demand for households without a plan), the lower edges of contracted consumers'
+bands (:class:`ContractBand`), the priority reserve, businesses, household use beyond the
+plan. A site states its own order (``[policy]``)."""
 
 BUSINESS_OBJECTIVES = ("stake_fairness", "community_value")
 """How the business tier shares its energy (:class:`DispatchPolicy`)."""
@@ -236,6 +247,75 @@ class BusinessLoad:
 
 
 @dataclass(frozen=True)
+class ContractBand:
+    """A contracted consumer's band as power: firm demand below, a cap above.
+
+    A band contract (:mod:`settlement.contracts`) fixes the consumer's energy per interval
+    in ``[lower, upper]`` with a tolerance; dispatch takes it as mean power over each
+    period. Its own tier (``contract``) minimises the shortfall under ``lower_kw``, and the
+    consumer's power never exceeds ``upper_kw`` (:func:`firm_demand_kw`).
+
+    Attributes
+    ----------
+    id : str
+        The contract's id.
+    connection_id : str
+        The contracted business (a :class:`BusinessLoad` of the problem).
+    lower_kw : numpy.ndarray
+        The band's lower edge per period [kW]; 0 outside the contract's period.
+    upper_kw : numpy.ndarray
+        The band's upper edge plus the tolerance per period [kW]; ``inf`` outside it.
+    """
+
+    id: str
+    connection_id: str
+    lower_kw: np.ndarray
+    upper_kw: np.ndarray
+
+
+def contract_band(
+    contract_id: str,
+    connection_id: str,
+    bands_kw: Sequence[tuple[float, float] | None],
+    tolerance_kw: float,
+) -> ContractBand:
+    """A :class:`ContractBand` from a band per period (None outside the contract).
+
+    Parameters
+    ----------
+    contract_id, connection_id : str
+    bands_kw : sequence of (float, float) or None
+        ``(lower, upper)`` mean power per period [kW]
+        (:func:`settlement.contracts.band_power_kw`).
+    tolerance_kw : float
+        The contract's tolerance as mean power over one interval [kW]; added to ``upper``.
+
+    Examples
+    --------
+    >>> band = contract_band("mill", "B001", [None, (1.0, 2.0)], 0.1)
+    >>> band.lower_kw.tolist(), band.upper_kw.tolist()
+    ([0.0, 1.0], [inf, 2.1])
+    """
+    lower = np.array([0.0 if b is None else b[0] for b in bands_kw], dtype=float)
+    upper = np.array([np.inf if b is None else b[1] + tolerance_kw for b in bands_kw], dtype=float)
+    return ContractBand(contract_id, connection_id, lower, upper)
+
+
+def firm_demand_kw(business: BusinessLoad, band: ContractBand | None) -> np.ndarray:
+    """A business's demand with its band as firm demand [kW].
+
+    Inside the contract's period the forecast is raised to the band's lower edge (the
+    consumer committed to draw it) and capped at its upper edge plus tolerance (the plan
+    never allots, and its meter limit never lets through, a draw the contract penalises).
+    """
+    demand: np.ndarray = np.clip(np.asarray(business.demand_kw, dtype=float), 0.0, None)
+    if band is None:
+        return demand
+    firm: np.ndarray = np.minimum(np.maximum(demand, band.lower_kw), band.upper_kw)
+    return firm
+
+
+@dataclass(frozen=True)
 class DispatchPolicy:
     """How the community wants the energy shared; the rules, not the data.
 
@@ -282,6 +362,10 @@ class DispatchPolicy:
     tier_order: tuple[str, ...] = TIER_ORDER
     business_objective: str = "stake_fairness"
     stake_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        # An order written before the contract tier existed gets it in its default place.
+        object.__setattr__(self, "tier_order", complete_tier_order(self.tier_order))
 
     @classmethod
     def from_site(cls, site: Site, **overrides: object) -> DispatchPolicy:
@@ -343,6 +427,8 @@ class DispatchProblem:
         None: no prosumers.
     timezone : str
         The site's IANA timezone: budget periods (local days) and evening windows.
+    contracts : tuple of ContractBand
+        Bands of contracted businesses (at most one per business): the ``contract`` tier.
     """
 
     grid: TimeGrid
@@ -355,6 +441,11 @@ class DispatchProblem:
     policy: DispatchPolicy = field(default_factory=DispatchPolicy)
     prosumer_export_kw: np.ndarray | None = None
     timezone: str = "UTC"
+    contracts: tuple[ContractBand, ...] = ()
+
+    def band_of(self, business_id: str) -> ContractBand | None:
+        """The contract band of a business, or None."""
+        return next((c for c in self.contracts if c.connection_id == business_id), None)
 
     @property
     def periods(self) -> int:
@@ -489,6 +580,7 @@ def problem_from_site(
     policy: DispatchPolicy | None = None,
     export_kw: Mapping[str, np.ndarray] | None = None,
     budget_used_wh: Mapping[str, float] | None = None,
+    contracts: Sequence[ContractBand] = (),
 ) -> DispatchProblem:
     """Assemble a dispatch problem for a site from forecasts and measured state.
 
@@ -522,6 +614,8 @@ def problem_from_site(
     export_kw : mapping of str to numpy.ndarray, optional
         Forecast export of each prosumer at its connection [kW], ≥ 0
         (:meth:`forecasts.Forecast.prosumer_export_kw`); pass their import as demand.
+    contracts : sequence of ContractBand, optional
+        Bands of the open band contracts on the grid (at most one per business).
     """
     stakes = default_stakes(site) if stakes is None else stakes
     supply = None
@@ -627,6 +721,7 @@ def problem_from_site(
         policy=policy or DispatchPolicy.from_site(site),
         prosumer_export_kw=supply,
         timezone=site.location.timezone,
+        contracts=tuple(contracts),
     )
 
 
@@ -687,6 +782,7 @@ def check_problem(problem: DispatchProblem) -> None:
         _check_non_negative(g.id, "relay.hours_in_state", g.relay.hours_in_state)
     for b in problem.businesses:
         _check_business(b)
+    _check_contracts(problem)
     _check_policy(problem)
 
 
@@ -750,6 +846,31 @@ def _check_business(b: BusinessLoad) -> None:
         msg = f"{b.power_kw_max} kW is below power_kw_min ({b.power_kw_min} kW)"
         raise ProblemError(msg, unit=b.id, field="power_kw_max")
     _check_non_negative(b.id, "relay.hours_in_state", b.relay.hours_in_state)
+
+
+def _check_contracts(problem: DispatchProblem) -> None:
+    businesses = {b.id for b in problem.businesses}
+    contracted: set[str] = set()
+    for c in problem.contracts:
+        if c.connection_id not in businesses:
+            msg = (
+                f"{c.connection_id!r} is not a business of the problem; a band contract "
+                "needs a limitable business connection"
+            )
+            raise ProblemError(msg, unit=c.id, field="connection_id")
+        if c.connection_id in contracted:
+            msg = f"{c.connection_id!r} has two bands; merge its contracts into one band"
+            raise ProblemError(msg, unit=c.id, field="connection_id")
+        contracted.add(c.connection_id)
+        _check_series(c.id, "lower_kw", c.lower_kw, problem.periods)
+        upper = np.asarray(c.upper_kw, dtype=float)
+        if upper.shape != (problem.periods,) or np.isnan(upper).any():
+            msg = f"needs one number per period ({problem.periods}), inf outside the band"
+            raise ProblemError(msg, unit=c.id, field="upper_kw")
+        if np.any(upper < c.lower_kw):
+            t = int(np.flatnonzero(upper < c.lower_kw)[0])
+            msg = f"{upper[t]} kW is below lower_kw ({c.lower_kw[t]} kW) in period {t}"
+            raise ProblemError(msg, unit=c.id, field="upper_kw")
 
 
 def _check_policy(problem: DispatchProblem) -> None:

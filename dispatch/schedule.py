@@ -22,7 +22,7 @@ from dispatch.model import (
     priority_demand_kw,
     surplus_only,
 )
-from dispatch.problem import DispatchProblem, business_weights
+from dispatch.problem import DispatchProblem, business_weights, firm_demand_kw
 from microgrid.access import MTF_THRESHOLDS, MtfThresholds, mtf_daily
 from microgrid.timegrid import TimeGrid
 
@@ -405,7 +405,7 @@ def extract_schedule(
         relays=relays,
         allotment_kw=allotment,
         reasons=explain(problem, relays, allotment, free),
-        violations_kwh=violations_kwh(problem, plan, soc),
+        violations_kwh=violations_kwh(problem, plan, soc, allotment),
         household_groups=tuple(g.id for g in problem.households),
         solver=solver,
         household_free=free if any(g.lifeline_kw is not None for g in problem.households) else None,
@@ -546,7 +546,10 @@ def household_access(
 
 
 def violations_kwh(
-    problem: DispatchProblem, plan: pd.DataFrame, soc_kwh: np.ndarray
+    problem: DispatchProblem,
+    plan: pd.DataFrame,
+    soc_kwh: np.ndarray,
+    allotment_kw: pd.DataFrame | None = None,
 ) -> dict[str, float]:
     """Priced violations of a plan by name [kWh], the same for the MILP and the rules.
 
@@ -564,7 +567,9 @@ def violations_kwh(
     dict of str to float
         ``priority_unserved`` (energy), ``soc_below_min`` and ``soc_above_max`` (summed
         over the state-of-charge points, as the model prices them), ``end_soc_short``
-        and ``reserve_short`` (the largest shortfall); only those above 1 Wh.
+        and ``reserve_short`` (the largest shortfall); with ``allotment_kw``,
+        ``contract_short``: energy allotted below contracted bands' lower edges (what the
+        consumers could draw), the grid's shortfall; only those above 1 Wh.
     """
     battery = problem.battery
     step = problem.step_hours
@@ -581,8 +586,25 @@ def violations_kwh(
         "soc_above_max": float(np.clip(soc_kwh - battery.soc_kwh_max, 0.0, None).sum()),
         "end_soc_short": end_short,
         "reserve_short": float(plan["reserve_short_kwh"].max()),
+        "contract_short": _contract_short_kwh(problem, allotment_kw),
     }
     return {name: value for name, value in violations.items() if value > VIOLATION_KWH}
+
+
+def _contract_short_kwh(problem: DispatchProblem, allotment_kw: pd.DataFrame | None) -> float:
+    """Energy allotted below the contracted bands' lower edges [kWh] (0 without allotment)."""
+    if allotment_kw is None:
+        return 0.0
+    short = 0.0
+    for business in problem.businesses:
+        band = problem.band_of(business.id)
+        if band is None or business.id not in allotment_kw.columns or not business.has_credit:
+            continue
+        drawable = np.minimum(firm_demand_kw(business, band), business.power_kw_max)
+        wanted = np.minimum(band.lower_kw, drawable)
+        given = allotment_kw[business.id].to_numpy(float)
+        short += float(np.clip(wanted - given, 0.0, None).sum() * problem.step_hours)
+    return short
 
 
 def explain(

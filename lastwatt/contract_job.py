@@ -6,7 +6,9 @@ Wiring only; the rules are :mod:`settlement.contracts`. Every hour the job
    last run (:func:`new_events`): a ``connection_trip`` of a contracted meter, an
    ``inverter_overload``, a ``low_battery_cutoff``, and the spans of the ``safe_state``;
 2. notes what the plan in force allots each contracted connection over the intervals
-   still to come (the allotment decides whether an under-band interval was the grid's);
+   still to come (:func:`plan_allotment_wh`; the allotment decides whether an under-band
+   interval was the grid's: dispatch serves the band's lower edge in its own ``contract``
+   tier, so an allotment below it is a shortfall of supply, never the consumer's);
 3. assesses and posts every interval of every open contract that ended at least
    ``grace`` ago (:func:`settlement.contract_registry.settle_due`), with the disconnects
    and outages attributed by :func:`attribute` — the consumer pays only for what it caused;
@@ -43,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dispatch.problem import ContractBand, contract_band
 from lastwatt.state import ServiceState, StoredSchedule
 from settlement.alarms import AlarmKind, AlarmRecord
 from settlement.contract_registry import ContractRegistry, settle_due
@@ -61,8 +64,10 @@ __all__ = [
     "ContractEvent",
     "ContractJob",
     "attribute",
+    "dispatch_band",
     "new_events",
     "open_registry",
+    "plan_allotment_wh",
 ]
 
 log = logging.getLogger(__name__)
@@ -199,6 +204,50 @@ def _safe_spans(
     return [(r.first_seen, r.cleared_at or now) for r in records if r.kind is AlarmKind.SAFE_STATE]
 
 
+def dispatch_band(
+    contract: BandContract, index: pd.DatetimeIndex, step: dt.timedelta
+) -> ContractBand | None:
+    """A contract's band on a dispatch grid [kW], or None if no period of it falls inside."""
+    periods = [t.to_pydatetime() for t in index]
+    bands = band_power_kw(contract, periods, step)
+    if all(b is None for b in bands):
+        return None
+    tolerance_kw = contract.tolerance_wh / 1000 / (contract.interval.total_seconds() / 3600)
+    return contract_band(contract.contract_id, contract.meter_id, bands, tolerance_kw)
+
+
+def plan_allotment_wh(
+    contract: BandContract, allotment_kw: pd.Series, since: dt.datetime
+) -> dict[dt.datetime, int]:
+    """What a plan allots the consumer in each interval starting at or after ``since`` [Wh].
+
+    Only intervals the plan covers whole; this is the figure
+    :func:`settlement.contracts.assess_interval` compares with the band's lower edge
+    (below it, the under-band penalty is the grid's and waived). Pure.
+
+    Parameters
+    ----------
+    contract : BandContract
+    allotment_kw : pandas.Series
+        The plan's allotment of the consumer per period start [kW]
+        (:attr:`dispatch.schedule.Schedule.allotment_kw`).
+    since : datetime
+    """
+    step_h = 0.25
+    if len(allotment_kw.index) > 1:
+        step_h = (allotment_kw.index[1] - allotment_kw.index[0]).total_seconds() / 3600
+    out: dict[dt.datetime, int] = {}
+    for start in contract.interval_starts():
+        if start < since:
+            continue
+        span = allotment_kw[
+            (allotment_kw.index >= start) & (allotment_kw.index < start + contract.interval)
+        ]
+        if len(span) * step_h * 3600 >= contract.interval.total_seconds():
+            out[start] = round(float(span.sum()) * step_h * 1000)
+    return out
+
+
 class ContractJob:
     """The hourly ``contracts`` job (module docstring).
 
@@ -235,38 +284,39 @@ class ContractJob:
         self.schedule = schedule
         self.grace = grace
 
-    def firm_demand(
-        self, demand_kw: Mapping[str, np.ndarray], index: pd.DatetimeIndex
-    ) -> dict[str, np.ndarray]:
-        """Demand forecasts with each open contract's band as its connection's firm demand.
+    def bands(self, index: pd.DatetimeIndex) -> tuple[ContractBand, ...]:
+        """Every open contract's band on the dispatch grid ``index``: the ``contract`` tier.
 
-        Inside a contract's period the connection's forecast [kW] is clipped into its band:
-        at least the lower edge (firm demand the plan serves where supply allows), at most
-        the upper one (the plan's limit never invites a draw above the band). The tiers are
-        not changed: a band competes in the business tier like any business demand. When
-        the plan allots less than the lower edge, the contracts job notes it and the
-        under-band penalty of that interval is the grid's (waived).
+        Dispatch serves each band's lower edge as firm demand in its own tier, placed by
+        the site's ``[policy]`` tier order, and caps the consumer at the upper edge plus
+        tolerance (:func:`dispatch.problem.firm_demand_kw`). Where supply cannot cover the
+        lower edge, the plan's allotment falls below it and :meth:`run` waives that
+        interval's under-band penalty: the shortfall is the grid's. Two open contracts of
+        one meter (consecutive periods) make one band.
         """
-        out = {k: np.asarray(v, dtype=float) for k, v in demand_kw.items()}
         if len(index) == 0:
-            return out
+            return ()
         step = (
             (index[1] - index[0]).to_pytimedelta() if len(index) > 1 else dt.timedelta(minutes=15)
         )
-        periods = [t.to_pydatetime() for t in index]
         with open_registry(self.store, self.data_dir) as registry:
             records = [r for r in registry.all() if not r.closed]
+        by_meter: dict[str, ContractBand] = {}
         for record in records:
             contract = record.contract
-            if contract.meter_id not in out:
+            band = dispatch_band(contract, index, step)
+            if band is None:
                 continue
-            bands = band_power_kw(contract, periods, step)
-            forecast = out[contract.meter_id].copy()
-            for t, band in enumerate(bands):
-                if band is not None:
-                    forecast[t] = min(max(forecast[t], band[0]), band[1])
-            out[contract.meter_id] = forecast
-        return out
+            known = by_meter.get(contract.meter_id)
+            if known is not None:
+                band = ContractBand(
+                    f"{known.id}+{band.id}",
+                    contract.meter_id,
+                    np.maximum(known.lower_kw, band.lower_kw),
+                    np.minimum(known.upper_kw, band.upper_kw),
+                )
+            by_meter[contract.meter_id] = band
+        return tuple(by_meter.values())
 
     async def run(self, due: dt.datetime) -> None:
         """Charge every interval that ended, for every open contract (module docstring)."""
@@ -302,17 +352,8 @@ class ContractJob:
         allotted: dict[str, dict[str, int]] = self.state.get(_ALLOTTED, {})
         mine = allotted.setdefault(contract.contract_id, {})
         if stored is not None and contract.meter_id in stored.allotment_kw.columns:
-            series = stored.allotment_kw[contract.meter_id]
-            step_h = 0.25
-            if len(series.index) > 1:
-                step_h = (series.index[1] - series.index[0]).total_seconds() / 3600
-            for start in contract.interval_starts():
-                if start < now:
-                    continue
-                span = series[(series.index >= start) & (series.index < start + contract.interval)]
-                covered = len(span) * step_h * 3600 >= contract.interval.total_seconds()
-                if covered:
-                    mine[start.isoformat()] = round(float(span.sum()) * step_h * 1000)
+            planned = plan_allotment_wh(contract, stored.allotment_kw[contract.meter_id], now)
+            mine.update({start.isoformat(): wh for start, wh in planned.items()})
         self.state.set(_ALLOTTED, allotted)
 
     def _settle(

@@ -797,7 +797,6 @@ class Service:
             # Prosumers: what their meters import is demand, what they export is supply.
             demand_frame = forecast.grid_demand_kw().reindex(grid.index).ffill().fillna(0.0)
             demand = {c: demand_frame[c].to_numpy() for c in demand_frame.columns}
-            demand = self.contracts.firm_demand(demand, grid.index)  # bands are firm demand
             export_frame = forecast.prosumer_export_kw().reindex(grid.index).ffill().fillna(0.0)
             export = {c: export_frame[c].to_numpy() for c in export_frame.columns}
             soc = self._soc_kwh
@@ -824,6 +823,7 @@ class Service:
                 shed_hours=self._relays.shed_hours,
                 policy=DispatchPolicy.from_site(site, reserve=self.reserve_enabled),
                 export_kw=export,
+                contracts=self.contracts.bands(grid.index),  # the contract tier's bands
             )
             settings = SolverSettings(time_limit_s=self.config.solver_time_limit_s)
             deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.time_limit_s)

@@ -48,6 +48,7 @@ __all__ = [
     "SitePolicy",
     "Tariff",
     "TariffBand",
+    "complete_tier_order",
 ]
 
 UnitId = Annotated[int, Field(ge=1, le=247, description="Modbus unit (device) id on its bus")]
@@ -456,10 +457,31 @@ class ServicePlan(_Frozen):
         return (hours >= self.evening_start_hour) & (hours < self.evening_end_hour)
 
 
-TIER_NAMES = ("soc_window", "priority", "household", "reserve", "business", "beyond_plan")
+TIER_NAMES = (
+    "soc_window", "priority", "household", "contract", "reserve", "business", "beyond_plan"
+)  # fmt: skip
 """Every dispatch tier: the battery's SoC window, priority users, the household lifeline
-(demand within the service plan), the priority reserve, businesses, household use beyond
-the plan."""
+(demand within the service plan), contracted consumers' band lower edges, the priority
+reserve, businesses, household use beyond the plan."""
+
+
+def complete_tier_order(order: tuple[str, ...]) -> tuple[str, ...]:
+    """A tier order with ``contract`` in its default place if it does not name it.
+
+    Orders written before band contracts had a tier name the other six; the contract
+    tier then goes right after ``household`` (the default, see the README's contracts
+    section). An order that names it is returned as it is.
+
+    Examples
+    --------
+    >>> complete_tier_order(("priority", "household", "reserve"))
+    ('priority', 'household', 'contract', 'reserve')
+    """
+    order = tuple(order)
+    if "contract" in order or "household" not in order:
+        return order
+    at = order.index("household") + 1
+    return (*order[:at], "contract", *order[at:])
 
 
 class SitePolicy(_Frozen):
@@ -485,6 +507,7 @@ class SitePolicy(_Frozen):
     @field_validator("tier_order")
     @classmethod
     def _each_tier_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        value = complete_tier_order(value)
         if sorted(value) != sorted(TIER_NAMES):
             msg = f"tier_order {list(value)} must name each of {list(TIER_NAMES)} exactly once"
             raise ValueError(msg)

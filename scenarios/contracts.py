@@ -21,10 +21,14 @@ Model (hourly, local time; assumptions stated, not measured):
 4. **Reserve**: the operator holds back, every hour, the 95th percentile of the hourly
    aggregate under-forecast (actual − forecast, > 0) seen in the run: "reserve needed".
 5. **Supply**: the energy the grid offers the large consumers each hour is
-   ``supply_ratio`` × their expected (profile) demand in open hours, 0 outside. Each is
-   allotted its forecast, scaled down to fit the supply less the reserve; the reserve
-   then serves whoever draws above its allotment, up to the reserve. Served energy =
-   metered energy.
+   ``supply_ratio`` × their expected (profile) demand in open hours, 0 outside. It is
+   shared in dispatch's tier order (:data:`dispatch.problem.TIER_ORDER`): contracted,
+   the bands' lower edges first (the ``contract`` tier: firm demand, scaled down only if
+   the supply cannot cover them — the grid's shortfall), then the reserve is held back,
+   then each consumer's forecast above its firm part is scaled into what is left. The
+   reserve serves whoever draws above its allotment, up to the reserve; a contracted
+   consumer's meter stops it at its band's upper edge plus tolerance (the plan's limit).
+   Served energy = metered energy.
 6. **Community value**: Σ value score × served kWh (the business tier's objective).
 7. **Contracts**: weekly periods; band ``[lower, upper]`` = planned energy ×
    (``band_low``, ``band_high``), tolerance ``tolerance_fraction`` × nominal hourly energy;
@@ -163,35 +167,63 @@ def _actual_day(plan: np.ndarray, rng: np.random.Generator, s: ContractScenario)
     return actual * (1 + rng.uniform(-s.power_noise, s.power_noise, size=24))
 
 
-def _serve(
-    forecast: np.ndarray, actual: np.ndarray, supply: np.ndarray, reserve: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Allotments and served energy per consumer and hour [kWh] (module docstring, 5)."""
-    total = forecast.sum(axis=0)
-    room = np.maximum(supply - reserve, 0.0)
+def _fit(wanted: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """``wanted`` (consumer, hour) scaled down, per hour, to fit ``room`` (hour) [kWh]."""
+    total = wanted.sum(axis=0)
     scale = np.where(
         total > room, np.divide(room, total, where=total > 0, out=np.zeros_like(total)), 1.0
     )
-    allot = forecast * scale
+    fitted: np.ndarray = wanted * scale
+    return fitted
+
+
+def _serve(
+    forecast: np.ndarray,
+    actual: np.ndarray,
+    supply: np.ndarray,
+    reserve: float,
+    band: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Allotments and served energy per consumer and hour [kWh] (module docstring, 5).
+
+    ``band``: contracted, each consumer's lower edge and upper edge plus tolerance [kWh]
+    per hour; the lower edges are served before the reserve, the upper one caps the draw.
+    """
+    firm = np.zeros_like(forecast) if band is None else _fit(band[0], supply)
+    left = supply - firm.sum(axis=0)
+    reserve_held = np.minimum(reserve, left)
+    allot = firm + _fit(np.maximum(forecast - firm, 0.0), np.maximum(left - reserve_held, 0.0))
     base = np.minimum(actual, allot)
     excess = np.maximum(actual - allot, 0.0)
+    if band is not None:
+        excess = np.minimum(excess, np.maximum(band[1] - allot, 0.0))
     extra_total = excess.sum(axis=0)
-    reserve_used = np.minimum(extra_total, np.minimum(reserve, supply))
-    share = np.divide(reserve_used, extra_total, where=extra_total > 0, out=np.zeros_like(total))
+    reserve_used = np.minimum(extra_total, reserve_held)
+    share = np.divide(
+        reserve_used, extra_total, where=extra_total > 0, out=np.zeros_like(extra_total)
+    )
     extra = excess * share
     return allot + extra, base + extra
 
 
-def _contract(c: _Consumer, plan: np.ndarray, start: datetime, s: ContractScenario) -> BandContract:
+def _band_kwh(
+    c: _Consumer, plan: np.ndarray, s: ContractScenario
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """A consumer's band per hour of its plan: lower and upper edges, tolerance [kWh]."""
     nominal = c.daily_energy_kwh / max(c.closing_hour - c.opening_hour, 1)
-    bands = tuple((round(p * s.band_low * _WH), round(p * s.band_high * _WH)) for p in plan)
+    return plan * s.band_low, plan * s.band_high, nominal * s.tolerance_fraction
+
+
+def _contract(c: _Consumer, plan: np.ndarray, start: datetime, s: ContractScenario) -> BandContract:
+    lower, upper, tolerance = _band_kwh(c, plan, s)
+    bands = tuple((round(lo * _WH), round(up * _WH)) for lo, up in zip(lower, upper, strict=True))
     return BandContract(
         contract_id=f"scenario-{c.id}",
         meter_id=c.id,
         start=start,
         interval=timedelta(hours=1),
         bands_wh=bands,
-        tolerance_wh=round(nominal * s.tolerance_fraction * _WH),
+        tolerance_wh=round(tolerance * _WH),
         bonus=s.bonus_per_week,
         over_rate=s.over_rate,
         under_rate=s.under_rate,
@@ -219,7 +251,12 @@ def _run(site: Site, s: ContractScenario, seed: int) -> list[dict[str, float | i
         served = np.zeros_like(actual)
         allotted = np.zeros_like(actual)
         for d in range(days):
-            allotted[d], served[d] = _serve(forecast[d], actual[d], supply, reserve)
+            band = None
+            if mode == "contracted":  # the contract tier: lower edges first, upper capped
+                edges = [_band_kwh(c, plans[d, i], s) for i, c in enumerate(consumers)]
+                lower = np.stack([lo for lo, _, _ in edges])
+                band = (lower, np.stack([up + tol for _, up, tol in edges]))
+            allotted[d], served[d] = _serve(forecast[d], actual[d], supply, reserve, band)
         penalties = discounts = 0
         if mode == "contracted":
             penalties, discounts = _contract_money(consumers, plans, served, allotted, s)

@@ -184,8 +184,15 @@ DEFAULT_HOUSEHOLD_PLAN = "basic"
 EVENING_HOURS = (18, 22)
 POLICY = """
 # The community's allocation policy: tiers highest first, and how businesses are chosen.
+# "contract": the lower edges of contracted consumers' bands, firm demand. After the
+# household lifeline (a signed band never outranks a household's plan) and before the
+# reserve and the businesses: the band was promised a day ahead, so the grid serves it
+# before it banks P10 insurance or shares the rest by stake. Move it after "reserve" to
+# keep the priority users' night reserve ahead of the contracts.
 [policy]
-tier_order = ["soc_window", "priority", "household", "reserve", "business", "beyond_plan"]
+tier_order = [
+    "soc_window", "priority", "household", "contract", "reserve", "business", "beyond_plan",
+]
 business_objective = "community_value"
 stake_weight = 0.5
 """

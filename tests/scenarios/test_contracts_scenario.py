@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from lastwatt.cli import main
@@ -50,3 +51,27 @@ def test_compare_command_prints_the_table_and_refuses_bad_input(capsys):
     assert "contracted" in out
     assert main(["contracts", "compare", "--runs", "0"]) == 2
     assert "--runs must be at least 1" in capsys.readouterr().err
+
+
+def test_contracted_lower_edges_are_served_before_the_reserve_and_the_upper_caps_the_draw():
+    # One hour, two consumers forecasting 6 kWh each; the first is contracted at 5 kWh
+    # lower edge and 6.5 kWh upper edge plus tolerance, the second has no band.
+    from scenarios.contracts import _serve
+
+    forecast = np.array([[6.0], [6.0]])
+    band = (np.array([[5.0], [0.0]]), np.array([[6.5], [np.inf]]))
+    # Short: 10 kWh of supply, a 4 kWh reserve, both draw their forecast. The contract
+    # tier first (5 kWh), then the reserve (4 kWh), the last 1 kWh by forecast, 1:6:
+    # planned 5 1/7 and 6/7; what they draw above it (6/7 and 5 1/7) shares the reserve,
+    # 4 of 6 kWh: + 4/7 and + 3 3/7.
+    _, served = _serve(forecast, forecast, np.array([10.0]), 4.0, band)
+    assert served[:, 0] == pytest.approx([5 + 5 / 7, 4 + 2 / 7])
+    # Without the band: 3 and 3 planned, the reserve's 4 kWh split evenly, 5 and 5.
+    _, served = _serve(forecast, forecast, np.array([10.0]), 4.0)
+    assert served[:, 0] == pytest.approx([5.0, 5.0])
+    # Plenty: 20 kWh, a reserve of 8; the first draws 8 kWh, its meter stops it at 6.5.
+    actual = np.array([[8.0], [6.0]])
+    _, served = _serve(forecast, actual, np.array([20.0]), 8.0, band)
+    assert served[:, 0] == pytest.approx([6.5, 6.0])
+    _, served = _serve(forecast, actual, np.array([20.0]), 8.0)
+    assert served[:, 0] == pytest.approx([8.0, 6.0])

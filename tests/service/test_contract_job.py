@@ -206,29 +206,26 @@ def test_an_inverter_trip_is_the_consumers_only_when_it_drew_above_its_band():
 # --- the band as firm demand in dispatch --------------------------------------------------------
 
 
-def test_firm_demand_clips_the_forecast_into_the_band_inside_the_period_only(tmp_path):
+def test_open_contracts_bands_go_to_dispatch_on_its_grid_and_closed_ones_do_not(tmp_path):
     service = Service(service_site(), config(tmp_path), ManualClock(START))
     try:
-        contract = mill_contract()  # 06:00–12:00, 10–14 kWh an hour
+        contract = mill_contract()  # 06:00–12:00, 10–14 kWh an hour, tolerance 0.5 kWh
         with open_registry(service.store, tmp_path) as registry:
             registry.create(contract, START)
         index = pd.date_range(START - H, START + 7 * H, freq="15min", inclusive="left")
-        forecast = {MILL: np.full(len(index), 20.0), "B17_welder": np.full(len(index), 20.0)}
-        forecast[MILL][8:12] = 3.0  # 07:00–08:00: below the band
-        firm = service.contracts.firm_demand(forecast, index)
+        (band,) = service.contracts.bands(index)
         with open_registry(service.store, tmp_path) as registry:
             registry.mark_closed(contract.contract_id, START)
-        after_close = service.contracts.firm_demand(forecast, index)
+        after_close = service.contracts.bands(index)
     finally:
         service.store.close()
         service.state.close()
-    mill = firm[MILL]
-    assert list(mill[:4]) == [20.0] * 4  # before the period: the forecast
-    assert list(mill[4:8]) == [14.0] * 4  # capped at the upper edge
-    assert list(mill[8:12]) == [10.0] * 4  # raised to the lower edge: firm demand
-    assert list(mill[-4:]) == [20.0] * 4  # after the period
-    assert list(firm["B17_welder"]) == list(forecast["B17_welder"])
-    assert list(after_close[MILL]) == list(forecast[MILL])
+    assert (band.id, band.connection_id) == ("mill-aug", MILL)
+    assert list(band.lower_kw[:4]) == [0.0] * 4  # before the period: no band
+    assert list(band.lower_kw[4:28]) == [10.0] * 24  # firm demand: the lower edge
+    assert list(band.upper_kw[4:28]) == [14.5] * 24  # the upper edge plus tolerance
+    assert list(band.upper_kw[-4:]) == [np.inf] * 4  # after the period: no cap
+    assert after_close == ()
 
 
 def _midday_allotment_kwh(tmp_path, meter, bands):
@@ -247,7 +244,7 @@ def _midday_allotment_kwh(tmp_path, meter, bands):
         async with rig:
             allotment = rig.service.schedule.allotment_kw[meter]
         window = allotment[start : start + 4 * H - dt.timedelta(minutes=1)]
-        return float(window.sum() * 0.25)
+        return (window.groupby(np.arange(len(window)) // 4).sum() * 0.25).tolist()
 
     return asyncio.run(plan())
 
@@ -255,9 +252,10 @@ def _midday_allotment_kwh(tmp_path, meter, bands):
 def test_dispatch_plans_a_contracted_band_as_demand(tmp_path):
     # Uncontracted, the planner allots the mill B02 its profile's share at midday.
     free = _midday_allotment_kwh(tmp_path / "free", "B02_grain_mill", None)
-    # A band of nothing keeps its limit at zero; a band of 3.5–4 kWh an hour raises it.
+    # A band of nothing keeps its limit at zero; a band of 3.5–4 kWh an hour is served in
+    # the contract tier, every hour at least its lower edge, never above its upper one.
     nothing = _midday_allotment_kwh(tmp_path / "none", "B02_grain_mill", ((0, 0),) * 4)
     firm = _midday_allotment_kwh(tmp_path / "firm", "B02_grain_mill", ((3_500, 4_000),) * 4)
-    assert nothing == 0.0
-    assert firm > free
-    assert firm <= 4 * 4.0 + 1e-6  # never above the band's upper edge
+    assert nothing == [0.0] * 4
+    assert sum(firm) > sum(free)
+    assert all(3.5 - 1e-6 <= kwh <= 4.0 + 1e-6 for kwh in firm), firm
