@@ -161,6 +161,9 @@ CREATE TABLE IF NOT EXISTS meter_decisions (
     state TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (site, meter_id, hour_us)
 );
+-- Settling an hour reads the previous hour's decisions of every meter: without this
+-- index that read scanned every decision ever stored (400 rows more each hour).
+CREATE INDEX IF NOT EXISTS meter_decisions_by_hour ON meter_decisions (site, hour_us);
 CREATE TABLE IF NOT EXISTS owners (
     account TEXT COLLATE "C" PRIMARY KEY,
     owner TEXT COLLATE "C" NOT NULL

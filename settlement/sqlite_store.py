@@ -133,6 +133,9 @@ CREATE TABLE IF NOT EXISTS meter_decisions (
     state TEXT NOT NULL,
     PRIMARY KEY (site, meter_id, hour_us)
 ) WITHOUT ROWID;
+-- Settling an hour reads the previous hour's decisions of every meter: without this
+-- index that read scanned every decision ever stored (400 rows more each hour).
+CREATE INDEX IF NOT EXISTS meter_decisions_by_hour ON meter_decisions (site, hour_us);
 CREATE TABLE IF NOT EXISTS owners (
     account TEXT PRIMARY KEY,
     owner TEXT NOT NULL
@@ -795,7 +798,9 @@ class SqliteLedgerStore:
     def connected_after(self, site_id: str, hour: datetime) -> dict[str, bool]:
         """Each meter's decision (relay closed?) made when ``hour`` was settled."""
         rows = self._db.execute(
-            "SELECT meter_id, connected FROM meter_decisions WHERE site = ? AND hour_us = ?",
+            # Without statistics SQLite would walk the primary key's site prefix instead.
+            "SELECT meter_id, connected FROM meter_decisions INDEXED BY meter_decisions_by_hour "
+            "WHERE site = ? AND hour_us = ?",
             (site_id, to_us(hour)),
         )
         return {str(m): bool(on) for m, on in rows}
