@@ -5,6 +5,12 @@ This is the orchestrator (read → compute → write); the rules are pure, in
 (``settle:<site>:<hour>``); settling it again posts nothing if nothing changed, and a
 correcting batch (``…#1``, ``…#2``) with only the difference if late readings changed it.
 Posted batches are never edited.
+
+An hour is settled under the store's settlement lock
+(:meth:`~settlement.store.LedgerStore.settling`), which holds across processes: the CLI
+and the service, or two services on one PostgreSQL site, never plan from each other's
+half-written hour. On SQLite the hour (with any later hours it replays) is also one
+transaction: its batch, mark, decisions and alarms commit together, with one fsync.
 """
 
 from __future__ import annotations
@@ -534,8 +540,8 @@ def settle_hour(
     Raises
     ------
     settlement.ledger.IdempotencyConflictError
-        If another process posted a different batch for this hour at the same moment;
-        settle again.
+        If a writer that does not take the settlement lock posted a different batch
+        under this hour's key; nothing of this settlement is kept on SQLite.
     WattBalanceError
         If the hour would start from a negative WATT balance (nothing posted, alarmed,
         retried with backoff). A later hour refused so while being replayed stops the
