@@ -192,3 +192,32 @@ def test_a_write_failing_inside_a_settlement_undoes_only_itself(tmp_path):
                 store.post(bad)
         assert store.balance("user:a") == 5
         assert store.posted("bad") is None
+
+
+def _post_and_fail(store: LedgerStore) -> None:
+    with store.settling("x"):
+        store.post(Batch("gone", (Transfer(FIAT_BRIDGE, "user:a", Asset.COIN, 5, "fiat.topup"),)))
+        raise RuntimeError("rolled back")
+
+
+def test_an_anchored_store_checkpoints_a_settled_hour_after_its_one_commit(tmp_path):
+    """Inside the hour's transaction the post defers its checkpoint to the commit."""
+    from settlement.anchor import Anchor, create_anchor_key, verify_anchored
+
+    site = seed_002_site()
+    config = settle_worker.config_for_test()
+    anchor = Anchor(tmp_path / "export", create_anchor_key(tmp_path / "k"))
+
+    def exported() -> dict[str, bytes]:
+        return {f.name: f.read_bytes() for f in anchor.directory.iterdir()}
+
+    with SqliteLedgerStore(tmp_path / "l.sqlite", synchronous="NORMAL", anchor=anchor) as store:
+        _record_day(store)
+        for k in range(3):
+            settle_hour(store, site, HOUR + k * H, config)
+        assert verify_anchored(store, anchor.directory, anchor.key).ok
+        before = exported()
+        with pytest.raises(RuntimeError, match="rolled back"):
+            _post_and_fail(store)
+        assert exported() == before  # nothing committed, no checkpoint
+        assert verify_anchored(store, anchor.directory, anchor.key).ok
