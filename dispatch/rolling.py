@@ -30,6 +30,7 @@ from dispatch.problem import (
 from dispatch.schedule import Schedule
 from microgrid import Site, TimeGrid
 from microgrid.physics import BatteryLimits, ContainerState, StepInputs, step
+from microgrid.site import ConnectionKind
 
 __all__ = [
     "BlockDelivery",
@@ -44,6 +45,7 @@ __all__ = [
     "roll",
     "shed_hours",
     "track_relays",
+    "unit_own_pv_kw",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -83,7 +85,8 @@ class Delivery:
     flows : pandas.DataFrame
         ``pv_kw`` (available), ``pv_used_kw``, ``curtailed_kw``, ``battery_kw``
         (discharge positive), ``soc_kwh`` (end of period), ``short_kw`` (load the
-        battery could not carry) [kW, kWh].
+        battery could not carry), ``export_kw`` (what prosumers' own panels delivered
+        into the grid: supply) [kW, kWh].
     tiers : dict of str to tuple of str
         Unit ids per tier (``priority``, ``household``, ``business``).
     shed_hours : pandas.Series
@@ -145,6 +148,9 @@ class BlockDelivery:
     state : ContainerState
         The physics' state at the block's end (SoC, inverter restart and meter timers,
         trip counters), to continue the next block from.
+    exported_kw : numpy.ndarray
+        Per period, what the prosumers' own panels delivered into the grid [kW]
+        (zeros without ``own_pv_kw``).
     """
 
     served_kw: FloatArray
@@ -155,6 +161,7 @@ class BlockDelivery:
     soc_kwh: FloatArray
     short_kw: FloatArray
     state: ContainerState
+    exported_kw: FloatArray = field(default_factory=lambda: np.zeros(0))
 
 
 def deliver_block(
@@ -167,6 +174,7 @@ def deliver_block(
     tiers: UnitTiers,
     state: ContainerState | None = None,
     household_limit_kw: FloatArray | None = None,
+    own_pv_kw: FloatArray | None = None,
 ) -> BlockDelivery:
     """Deliver consecutive periods of a plan on actual PV and demand, by the one physics.
 
@@ -204,6 +212,13 @@ def deliver_block(
         or without plans [kW]. The group stands for its households' meters: each
         limited to its plan's power until its budget is used, which is what the
         allotment sums. None: no limits (switch-only groups draw their demand).
+    own_pv_kw : numpy.ndarray, optional
+        Periods × units: AC power of the prosumers' own panels behind each unit's meters
+        [kW] (:func:`unit_own_pv_kw`). The physics serves the unit's own load from it
+        first and takes the surplus as supply at the connection, before the container's
+        PV, as the simulated container does; ``served_kw`` is then what the grid
+        delivered (a unit's demand its own panels covered is not served by the grid).
+        None: no prosumers.
     """
     rows, n_units = demand_kw.shape
     limits = BatteryLimits(
@@ -224,6 +239,7 @@ def deliver_block(
         power_limit[:, tiers.household] = household_limit_kw
     served = np.zeros((rows, n_units))
     flows = np.zeros((6, rows))
+    exported = np.zeros(rows)
     for t in range(rows):
         demand = np.maximum(demand_kw[t], 0.0)
         outcome = step(
@@ -238,9 +254,13 @@ def deliver_block(
                 demand_kw=demand,
                 closed=closed[t],
                 power_limit_kw=power_limit[t],
+                own_pv_kw=None if own_pv_kw is None else own_pv_kw[t],
             ),
         )
         served[t] = outcome.drawn_kw
+        exported[t] = float(outcome.exported_kw.sum())
+        if own_pv_kw is not None:  # what the meters would import, as the physics sees it
+            demand = np.maximum(demand - np.maximum(own_pv_kw[t], 0.0), 0.0)
         wanted = float(np.where(closed[t], np.minimum(demand, power_limit[t]), 0.0).sum())
         dark_kw = max(wanted - outcome.load_kw, 0.0) if outcome.tripped else 0.0
         pv = max(float(pv_kw[t]), 0.0)
@@ -253,7 +273,59 @@ def deliver_block(
             dark_kw,
         )
     pv_available, pv_used, curtailed, battery_flow, soc, short = flows
-    return BlockDelivery(served, pv_available, pv_used, curtailed, battery_flow, soc, short, state)
+    return BlockDelivery(
+        served, pv_available, pv_used, curtailed, battery_flow, soc, short, state, exported
+    )
+
+
+def unit_own_pv_kw(
+    site: Site, units: list[str] | tuple[str, ...], own_pv_kw: Mapping[str, np.ndarray], rows: int
+) -> FloatArray:
+    """The prosumers' own PV summed per dispatch unit, for :func:`deliver_block`.
+
+    A household's panels sit behind its meter in its relay group's unit; any other
+    connection is its own unit (dispatch's aggregation, :func:`dispatch.problem.
+    problem_from_site`).
+
+    Parameters
+    ----------
+    site : Site
+        Which connection feeds which unit.
+    units : sequence of str
+        Unit ids in column order.
+    own_pv_kw : mapping of str to numpy.ndarray
+        AC power of each prosumer's panels per period [kW], by connection id: the
+        forecasts' and the simulated container's one model,
+        :func:`forecasts.pv.prosumer_pv_ac_power_kw` (``Forecast.prosumer_pv_kw``).
+    rows : int
+        Periods.
+
+    Returns
+    -------
+    numpy.ndarray
+        Periods × units [kW].
+
+    Raises
+    ------
+    ValueError
+        If ``own_pv_kw`` names a connection the site does not have, or one too short.
+    """
+    column = {u: k for k, u in enumerate(units)}
+    connections = {c.id: c for c in site.connections}
+    out: FloatArray = np.zeros((rows, len(units)))
+    for connection_id, power in own_pv_kw.items():
+        c = connections.get(connection_id)
+        if c is None:
+            msg = f"own PV given for {connection_id!r}, which is not a connection of the site"
+            raise ValueError(msg)
+        values = np.asarray(power, dtype=float)
+        if len(values) < rows:
+            msg = f"own PV of {connection_id!r} has {len(values)} periods; {rows} are needed"
+            raise ValueError(msg)
+        unit = c.relay_group if c.kind is ConnectionKind.HOUSEHOLD else c.id
+        if unit in column:  # a connection no unit holds (no relay group) has no path
+            out[:, column[str(unit)]] += np.maximum(values[:rows], 0.0)
+    return out
 
 
 def roll(
@@ -270,6 +342,7 @@ def roll(
     stakes: Mapping[str, int] | None = None,
     policy: DispatchPolicy | None = None,
     keep_plans: bool = False,
+    actual_own_pv_kw: Mapping[str, np.ndarray] | None = None,
 ) -> Delivery:
     """Plan and deliver ``grid`` period by period with a rolling horizon.
 
@@ -301,6 +374,12 @@ def roll(
         As for :func:`dispatch.problem.problem_from_site`.
     keep_plans : bool
         Keep every plan in the result (memory grows with the run).
+    actual_own_pv_kw : mapping of str to numpy.ndarray, optional
+        AC power the prosumers' own panels had, on ``grid``, by connection id [kW]
+        (``forecast_site(site, grid, weather).prosumer_pv_kw``: the pvlib chain the
+        forecasts and the simulated container use). Delivered by the physics as each
+        connection's own supply; ``actual_demand_kw`` stays the connections' whole
+        demand. None: the prosumers' panels are dark.
 
     Returns
     -------
@@ -336,7 +415,8 @@ def roll(
     )
     demand_actual = np.column_stack([actual_units[u] for u in units]) if units else np.zeros((n, 0))
     served = np.zeros((n, len(units)))
-    flows = np.zeros((6, n))
+    flows = np.zeros((7, n))
+    own_pv = None if not actual_own_pv_kw else unit_own_pv_kw(site, units, actual_own_pv_kw, n)
     switchable = units[len(tiers["priority"]) :]
     relays: dict[str, RelayState] = {}
     shed = np.zeros(len(tiers["household"]))
@@ -383,6 +463,7 @@ def roll(
             positions,
             physics,
             household_limit_kw=held,
+            own_pv_kw=None if own_pv is None else own_pv[rows],
         )
         if plan.household_free is not None:
             _count_budgets(problem, plan, block.served_kw, positions, step, count, budget_used)
@@ -399,15 +480,28 @@ def roll(
             block.battery_kw,
             block.soc_kwh,
             block.short_kw,
+            block.exported_kw,
         )
         battery = replace(battery, soc_kwh=float(block.soc_kwh[-1]))
         # The measured state the next plan starts from: relays with time in state, and
         # the hours each household group was dark while it had demand.
         track_relays(planned_on, switchable, len(tiers["priority"]), step, relays)
-        wanted = lifeline_wanted_kw(problem, demand_actual[rows], positions)
+        # A unit its own panels covered wanted nothing from the grid: not shed.
+        grid_demand = demand_actual[rows]
+        if own_pv is not None:
+            grid_demand = np.maximum(grid_demand - own_pv[rows], 0.0)
+        wanted = lifeline_wanted_kw(problem, grid_demand, positions)
         shed += shed_hours(block.served_kw, wanted, positions, step)
     index = grid.index
-    names = ("pv_kw", "pv_used_kw", "curtailed_kw", "battery_kw", "soc_kwh", "short_kw")
+    names = (
+        "pv_kw",
+        "pv_used_kw",
+        "curtailed_kw",
+        "battery_kw",
+        "soc_kwh",
+        "short_kw",
+        "export_kw",
+    )
     return Delivery(
         grid=grid,
         served_kw=pd.DataFrame(served, index=index, columns=units),

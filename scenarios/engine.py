@@ -148,6 +148,7 @@ class _Inputs:
     pv_p50: np.ndarray
     pv_p10: np.ndarray
     demand: pd.DataFrame
+    own_pv: np.ndarray  # prosumers' own PV, periods × demand columns [kW] (0: no panels)
 
 
 def _inputs(scenario: Scenario, site: Site, seeds: list[np.random.SeedSequence]) -> _Inputs:
@@ -181,6 +182,9 @@ def _inputs(scenario: Scenario, site: Site, seeds: list[np.random.SeedSequence])
         pv_p50=forecast.pv_kw["p50"].to_numpy(),
         pv_p10=forecast.pv_kw["p10"].to_numpy(),
         demand=actual.demand_kw,
+        own_pv=actual.prosumer_pv_kw.reindex(
+            columns=actual.demand_kw.columns, fill_value=0.0
+        ).to_numpy(dtype=float),
     )
 
 
@@ -316,6 +320,9 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
         actual_today = expected_today * noise
         cols = units.connection_columns
         unit_demand = actual_today[:, cols] @ units.membership
+        # The prosumers' panels, from the same weather and pvlib chain as the container's
+        # array: the one physics serves their own load first and takes the rest as supply.
+        unit_own_pv = inputs.own_pv[span][:, cols] @ units.membership
         realised_value = np.clip(
             true_value
             + scenario.businesses.performance_noise * rng_value.standard_normal(true_value.size),
@@ -363,6 +370,7 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                 problem.battery,
                 step,
                 physics,
+                unit_own_pv[block],
             )
             physics = delivered.state
             served_day[block] = delivered.served_kw
@@ -377,7 +385,8 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                 ]
             )
             soc = float(delivered.soc_kwh[-1])
-            wanted = lifeline_wanted_kw(problem, unit_demand[block], units.tiers)
+            grid_demand = np.maximum(unit_demand[block] - unit_own_pv[block], 0.0)
+            wanted = lifeline_wanted_kw(problem, grid_demand, units.tiers)
             _track(plan, units, delivered.served_kw, wanted, step, relays, shed)
             t0 = tick("delivery", t0)
         value = _community_value(served_day, units, realised_value, business_col, step, values)
@@ -405,6 +414,7 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                 step,
                 values,
                 dispatch_policy,
+                unit_own_pv,
             )
             t0 = tick("oracle", t0)
         # --- settlement and the round's end ------------------------------------------
@@ -549,11 +559,14 @@ def _deliver(
     battery: BatteryState,
     step: float,
     state: ContainerState | None = None,
+    own_pv: np.ndarray | None = None,
 ) -> BlockDelivery:
     relays, allotment = _plan_arrays(plan, units, len(pv))
     groups = [units.ids[k] for k in units.tiers.household]
     held = held_limits_kw(plan, groups, allotment[:, units.tiers.household])
-    return deliver_block(relays, allotment, pv, demand, battery, step, units.tiers, state, held)
+    return deliver_block(
+        relays, allotment, pv, demand, battery, step, units.tiers, state, held, own_pv
+    )
 
 
 def _track(
@@ -615,6 +628,7 @@ def _oracle_day(
     step: float,
     values: TierValues,
     dispatch_policy: DispatchPolicy,
+    unit_own_pv: np.ndarray | None = None,
 ) -> float:
     """The oracle's community value of one day from the policy's state at its start."""
     window = slice(t, t + max(plan_periods, per_day))
@@ -658,6 +672,12 @@ def _oracle_day(
     )
     plan = planner(problem, None)
     delivered = _deliver(
-        plan, units, inputs.pv_actual[t : t + per_day], unit_demand, problem.battery, step
+        plan,
+        units,
+        inputs.pv_actual[t : t + per_day],
+        unit_demand,
+        problem.battery,
+        step,
+        own_pv=unit_own_pv,
     )
     return _community_value(delivered.served_kw, units, realised_value, business_col, step, values)

@@ -232,29 +232,16 @@ def interval_energies(
         raise ValueError(msg)
     origin = to_us(start)
     step = length // timedelta(microseconds=1) // parts
-    by_time: dict[int, MeterReading] = {}
-    for r in readings:
-        if r.meter_id != meter_id:
-            msg = f"hourly_energy of {meter_id!r} got a reading of {r.meter_id!r}"
-            raise ValueError(msg)
-        t = to_us(r.read_at)
-        seen = by_time.get(t)
-        if seen is not None and (seen.import_wh, seen.export_wh) != (r.import_wh, r.export_wh):
-            msg = (
-                f"meter {meter_id!r} has two different readings at {r.read_at.isoformat()}; "
-                "keep one (the store keeps the first)"
-            )
-            raise ValueError(msg)
-        by_time[t] = r
-    times = sorted(by_time)
-    import_points = [(t, by_time[t].import_wh) for t in times]
-    export_points = [(t, by_time[t].export_wh) for t in times]
+    by_time = _by_time(meter_id, readings)
+    times = list(by_time)
+    import_points = [(t, r.import_wh) for t, r in by_time.items()]
+    export_points = [(t, r.export_wh) for t, r in by_time.items()]
     out: list[MeterEnergy] = []
     for part in range(parts):
         h0 = origin + part * step
         h1 = origin + (part + 1) * step
-        hour = from_us(h0)
         if not times or times[-1] < h1:
+            hour = from_us(h0)
             last = "never reported" if not times else f"last read {by_time[times[-1]].read_at}"
             alarm = Alarm(
                 AlarmKind.READING_MISSING,
@@ -274,7 +261,7 @@ def interval_energies(
                 Alarm(
                     kind,
                     meter_id,
-                    hour,
+                    from_us(h0),
                     f"meter {meter_id}: {reason} between {_iso(step_start)} and {_iso(step_end)}; "
                     "the energy "
                     "of that step is unknown and not settled — inspect the meter (replaced or "
@@ -284,6 +271,44 @@ def interval_energies(
         status = EnergyStatus.PARTIAL if alarms else EnergyStatus.MEASURED
         out.append(MeterEnergy(meter_id, import_wh, export_wh, status, tuple(alarms)))
     return tuple(out)
+
+
+def _by_time(meter_id: str, readings: Iterable[MeterReading]) -> dict[int, MeterReading]:
+    """A meter's readings by instant [µs], in time order; identical duplicates dropped.
+
+    Stores hand readings over sorted and unique: that common case is one pass, without
+    re-sorting (it is most of settling's CPU, 400 meters an hour).
+
+    Raises
+    ------
+    ValueError
+        If a reading belongs to another meter or two readings at one instant differ.
+    """
+    by_time: dict[int, MeterReading] = {}
+    ordered = True
+    last = -1 << 62
+    for r in readings:
+        if r.meter_id != meter_id:
+            msg = f"hourly_energy of {meter_id!r} got a reading of {r.meter_id!r}"
+            raise ValueError(msg)
+        t = to_us(r.read_at)
+        if t > last:
+            by_time[t] = r
+            last = t
+            continue
+        ordered = False
+        seen = by_time.get(t)
+        if seen is not None and (seen.import_wh, seen.export_wh) != (r.import_wh, r.export_wh):
+            msg = (
+                f"meter {meter_id!r} has two different readings at {r.read_at.isoformat()}; "
+                "keep one (the store keeps the first)"
+            )
+            raise ValueError(msg)
+        if seen is None:
+            by_time[t] = r
+    if ordered:
+        return by_time
+    return {t: by_time[t] for t in sorted(by_time)}
 
 
 def _iso(micros: int) -> str:

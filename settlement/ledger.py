@@ -157,6 +157,7 @@ leaves int64 as an inexact REAL, and any sum of two bounded balances stays insid
 int64, so stores refuse a batch that would take a balance beyond it."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)  # built once: to_us runs ~2 000 times a settled hour
 _SEP = "\x1f"
 
 
@@ -206,7 +207,7 @@ def to_us(moment: datetime) -> int:
     if moment.tzinfo is not UTC and (moment.tzinfo is None or moment.utcoffset() is None):
         msg = f"{moment.isoformat()} has no timezone; pass an aware datetime (UTC)"
         raise ValueError(msg)
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def from_us(micros: int) -> datetime:

@@ -45,6 +45,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -160,6 +161,9 @@ CREATE TABLE IF NOT EXISTS meter_decisions (
     state TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (site, meter_id, hour_us)
 );
+-- Settling an hour reads the previous hour's decisions of every meter: without this
+-- index that read scanned every decision ever stored (400 rows more each hour).
+CREATE INDEX IF NOT EXISTS meter_decisions_by_hour ON meter_decisions (site, hour_us);
 CREATE TABLE IF NOT EXISTS owners (
     account TEXT COLLATE "C" PRIMARY KEY,
     owner TEXT COLLATE "C" NOT NULL
@@ -253,6 +257,10 @@ class PostgresLedgerStore:
         self.conninfo = conninfo
         self._connect_timeout_s = connect_timeout_s
         self._lock_key = _lock_key(self.schema)
+        # Not the writers' key: a settler holds this one while other writers (readings,
+        # top-ups) go on; a settler takes the writers' lock only inside it, never around.
+        self._settle_key = _lock_key(self.schema + ":settle")
+        self._settling = 0
         self._db = psycopg.connect(conninfo, autocommit=True, connect_timeout=connect_timeout_s)
         self._db.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
         try:
@@ -338,6 +346,31 @@ class PostgresLedgerStore:
             time.sleep(random.uniform(0, min(0.2, 0.001 * 2**attempt)))
         msg = "unreachable: the last attempt returns or raises"
         raise AssertionError(msg)  # pragma: no cover
+
+    @contextmanager
+    def settling(self, site_id: str) -> Iterator[None]:
+        """Hold the site's settlement advisory lock (a session lock) for the block.
+
+        Another service or CLI settling the same site waits in ``pg_advisory_lock``
+        until this block ends; other sites' settlers do not. Each write inside still
+        commits on its own (serialisable, retried). Reentrant.
+
+        Parameters
+        ----------
+        site_id : str
+            Ignored: the lock is this store's site (its schema).
+        """
+        del site_id  # this store writes one site
+        db = self._db
+        if not self._settling:
+            db.execute("SELECT pg_advisory_lock(%s)", (self._settle_key,))
+        self._settling += 1
+        try:
+            yield
+        finally:
+            self._settling -= 1
+            if not self._settling:
+                db.execute("SELECT pg_advisory_unlock(%s)", (self._settle_key,))
 
     # --- the journal ---------------------------------------------------------------------
     def post(self, batch: Batch, posted_at: datetime | None = None) -> PostedBatch:

@@ -5,6 +5,12 @@ This is the orchestrator (read → compute → write); the rules are pure, in
 (``settle:<site>:<hour>``); settling it again posts nothing if nothing changed, and a
 correcting batch (``…#1``, ``…#2``) with only the difference if late readings changed it.
 Posted batches are never edited.
+
+An hour is settled under the store's settlement lock
+(:meth:`~settlement.store.LedgerStore.settling`), which holds across processes: the CLI
+and the service, or two services on one PostgreSQL site, never plan from each other's
+half-written hour. On SQLite the hour (with any later hours it replays) is also one
+transaction: its batch, mark, decisions and alarms commit together, with one fsync.
 """
 
 from __future__ import annotations
@@ -534,24 +540,36 @@ def settle_hour(
     Raises
     ------
     settlement.ledger.IdempotencyConflictError
-        If another process posted a different batch for this hour at the same moment;
-        settle again.
+        If a writer that does not take the settlement lock posted a different batch
+        under this hour's key; nothing of this settlement is kept on SQLite.
     WattBalanceError
         If the hour would start from a negative WATT balance (nothing posted, alarmed,
         retried with backoff). A later hour refused so while being replayed stops the
         replay instead: its own retry replays the hours after it.
     """
-    with _SETTLING:
-        return _settle_hour(store, site, hour, config, now, replay_later, watt_balances)
+    config = config or SettlementConfig()
+    refused: WattBalanceError | None = None
+    # The store's settlement lock holds across processes (the CLI and the service, two
+    # services on one PostgreSQL site); on SQLite it also makes the hour one transaction,
+    # one fsync: its batch, mark, decisions and alarms commit together or not at all.
+    with _SETTLING, store.settling(config.site_key(site)):
+        try:
+            return _settle_hour(store, site, hour, config, now, replay_later, watt_balances)
+        except WattBalanceError as error:
+            refused = error  # its alarm and backoff are the outcome: commit them
+    raise refused
 
 
 _SETTLING = threading.RLock()
-"""Serializes settlements in this process. The service settles from two threads (the
-control cycle's late hours, the settle job), each on its own connection: an hour planned
-while another hour's batch was posted but not yet marked settled started from balances
-that included that later hour's WATT, and the ledger kept the wrong history (for the
-commission recipients a negative opening balance every later hour then refused).
-Reentrant: a settlement replays later hours through :func:`settle_hour`."""
+"""Serializes settlements in this process before the store's lock is asked for. The
+service settles from two threads (the control cycle's late hours, the settle job), each
+on its own connection: an hour planned while another hour's batch was posted but not yet
+marked settled started from balances that included that later hour's WATT, and the
+ledger kept the wrong history (for the commission recipients a negative opening balance
+every later hour then refused). The store's lock (:meth:`~settlement.store.LedgerStore.
+settling`) alone would do it too, but SQLite's busy handler polls with sleeps; a
+thread waits here on the lock itself. Reentrant: a settlement replays later hours
+through :func:`settle_hour`."""
 
 
 def _settle_hour(

@@ -9,6 +9,7 @@ chain see the latest committed state, and keep the journal append-only.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -66,6 +67,16 @@ class LedgerStore(Protocol):
 
     def connect_again(self) -> LedgerStore:
         """The same ledger on a connection of its own (for a worker thread); close it after."""
+        ...
+
+    def settling(self, site_id: str) -> AbstractContextManager[None]:
+        """Hold ``site_id``'s settlement lock, across processes, for the ``with`` block.
+
+        A second settler of the site (another thread, the CLI, another service) waits
+        until the block ends, so it plans from what this one posted. Reentrant. The SQLite
+        store also makes the block one transaction (one commit); PostgreSQL holds an
+        advisory lock of the site and commits each write on its own.
+        """
         ...
 
     # --- the journal ---------------------------------------------------------------------

@@ -1,0 +1,145 @@
+"""The planners' delivery meets the prosumers' own panels, as the simulated container does.
+
+Their panels serve their own load behind the meter and export the surplus as supply at
+their connection (``microgrid.physics``); a delivery that forgets them measures a grid
+without them: more battery discharge, less served.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tomli_w
+
+from dispatch import proportional_rule
+from dispatch.problem import BatteryState
+from dispatch.rolling import UnitTiers, deliver_block, roll, unit_own_pv_kw
+from forecasts.forecast import forecast_site
+from forecasts.weather import synthetic_weather
+from microgrid import Site, TimeGrid
+from microgrid.site import RooftopPv
+from scenarios import parse_scenario, run_scenario
+from tests.sites import village as village_site
+
+GROUPS = ("HG01", "HG02", "HG03", "HG04")
+ROOF = RooftopPv(dc_capacity_kwp=1.5, surface_tilt_deg=15, surface_azimuth_deg=180)
+
+
+@pytest.fixture(scope="module")
+def sunny_village() -> Site:
+    """The rolling tests' village with a roof on both clinics and every fourth household."""
+    village = village_site(
+        GROUPS,
+        lambda all_: tuple(c for c in all_ if c.id.startswith(("B01_", "B02_", "B17_"))),
+        priority=2,
+        pv_kwp=2.5,
+        inverter_kw=2.2,
+        battery_kwh=6.0,
+        battery_kw=3.0,
+    )
+    households = {c.id for c in village.households[::4]} | {c.id for c in village.priority_users}
+    connections = tuple(
+        c.model_copy(update={"pv": ROOF}) if c.id in households else c for c in village.connections
+    )
+    return Site.model_validate(village.model_copy(update={"connections": connections}).model_dump())
+
+
+def _battery(soc_kwh: float = 3.0) -> BatteryState:
+    return BatteryState(
+        soc_kwh=soc_kwh,
+        soc_kwh_min=0.6,
+        soc_kwh_max=6.0,
+        power_kw_max=5.0,
+        charge_efficiency=1.0,
+        discharge_efficiency=1.0,
+    )
+
+
+def test_a_prosumers_surplus_serves_the_others_before_the_battery():
+    # A clinic wants 1 kW; a business wants 2 kW and has 3 kW on its roof; no container PV.
+    tiers = UnitTiers.of(1, 0, 1)
+    relays = np.ones((1, 2), dtype=bool)
+    allotment = np.array([[1.0, 2.0]])
+    demand = np.array([[1.0, 2.0]])
+    args = (relays, allotment, np.zeros(1), demand, _battery(5.0), 1.0, tiers)
+    dark = deliver_block(*args)
+    sunny = deliver_block(*args, own_pv_kw=np.array([[0.0, 3.0]]))
+    assert dark.battery_kw[0] == pytest.approx(3.0)  # the roof forgotten: all from the battery
+    assert sunny.battery_kw[0] == pytest.approx(0.0)
+    assert sunny.exported_kw[0] == pytest.approx(1.0)
+    # The grid served the clinic; the business's own panels served the business.
+    np.testing.assert_allclose(sunny.served_kw[0], [1.0, 0.0])
+    assert sunny.soc_kwh[0] == pytest.approx(5.0)
+
+
+def test_own_pv_is_summed_into_the_units_that_hold_the_connections(sunny_village):
+    prosumers = list(sunny_village.prosumers)
+    units = ["P_anything", *GROUPS]
+    own = {c.id: np.full(3, 1.0) for c in prosumers}
+    out = unit_own_pv_kw(sunny_village, units, own, 3)
+    expected = [sum(c.relay_group == g for c in prosumers) for g in GROUPS]
+    assert min(expected) > 0
+    np.testing.assert_allclose(out[0], [0.0, *expected])  # a unit not named gets nothing
+    with pytest.raises(ValueError, match="not a connection of the site"):
+        unit_own_pv_kw(sunny_village, units, {"nobody": np.ones(3)}, 3)
+
+
+def _roll(site: Site, with_roofs: bool):
+    horizon = 24
+    full = TimeGrid(
+        start=pd.Timestamp("2026-08-10", tz="UTC"),
+        periods=48 + horizon - 1,
+        step=pd.Timedelta("1h"),
+    )
+    run = TimeGrid(start=full.start, periods=48, step=full.step)
+    weather = synthetic_weather(full.index, site.location, seed=3)
+    actual = forecast_site(site, full, weather)  # the forecasts' and simulator's pvlib chain
+    pv = actual.pv_kw["p50"].to_numpy()
+    demand = {c: actual.demand_kw[c].to_numpy() for c in actual.demand_kw.columns}
+    roofs = {c: actual.prosumer_pv_kw[c].to_numpy()[:48] for c in actual.prosumer_pv_kw.columns}
+    return roll(
+        site,
+        run,
+        (pv, 0.8 * pv),
+        demand,
+        pv[:48],
+        {c: d[:48] for c, d in demand.items()},
+        lambda p, prev: proportional_rule(p),
+        soc_kwh=3.0,
+        horizon_periods=horizon,
+        replan_every=4,
+        actual_own_pv_kw=roofs if with_roofs else None,
+    )
+
+
+def test_roll_delivers_the_prosumers_export_as_supply(sunny_village):
+    dark = _roll(sunny_village, with_roofs=False)
+    sunny = _roll(sunny_village, with_roofs=True)
+    flows = sunny.flows
+    # The one physics' balance: the grid's load is container PV, battery and export.
+    np.testing.assert_allclose(
+        sunny.served_kw.sum(axis=1),
+        flows["pv_used_kw"] + flows["battery_kw"] + flows["export_kw"],
+        atol=1e-6,
+    )
+    assert flows["export_kw"].sum() > 1.0  # [kWh at 1 h periods] the roofs exported
+    assert dark.flows["export_kw"].sum() == 0.0
+    # The roofs' supply spares the battery: fewer overload blackouts, less net discharge.
+    assert sunny.flows["short_kw"].sum() < dark.flows["short_kw"].sum()
+    assert sunny.flows["battery_kw"].sum() < dark.flows["battery_kw"].sum()
+
+
+def test_the_scenario_engine_delivers_the_roofs(sunny_village, tmp_path):
+    path = tmp_path / "village.toml"
+    path.write_text(tomli_w.dumps(sunny_village.model_dump(mode="json", exclude_none=True)))
+    scenario = parse_scenario(
+        f'name = "roofs"\nsite = "{path.name}"\n[horizon]\nstart = "2026-08-01"\ndays = 2\n'
+        '[policy]\ndispatch = "proportional"\noracle_every_days = 0\n',
+        base_dir=tmp_path,
+    )
+    d = run_scenario(scenario).daily
+    served = d["priority_kwh"] + d["household_kwh"] + d["business_kwh"]
+    # What the loads got beyond container PV and battery is what the roofs exported.
+    export = served - (d["pv_used_kwh"] + d["battery_net_kwh"])
+    assert (export > 0.5).all(), export.tolist()
