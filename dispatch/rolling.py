@@ -29,7 +29,7 @@ from dispatch.problem import (
 )
 from dispatch.schedule import Schedule
 from microgrid import Site, TimeGrid
-from microgrid.physics import BatteryLimits, ContainerState, StepInputs, step
+from microgrid.physics import BatteryLimits, ContainerState, StepInputs, meter_flows_kw, step
 from microgrid.site import ConnectionKind
 
 __all__ = [
@@ -260,7 +260,7 @@ def deliver_block(
         served[t] = outcome.drawn_kw
         exported[t] = float(outcome.exported_kw.sum())
         if own_pv_kw is not None:  # what the meters would import, as the physics sees it
-            demand = np.maximum(demand - np.maximum(own_pv_kw[t], 0.0), 0.0)
+            demand = meter_flows_kw(demand, np.maximum(own_pv_kw[t], 0.0))[0]
         wanted = float(np.where(closed[t], np.minimum(demand, power_limit[t]), 0.0).sum())
         dark_kw = max(wanted - outcome.load_kw, 0.0) if outcome.tripped else 0.0
         pv = max(float(pv_kw[t]), 0.0)
@@ -276,6 +276,21 @@ def deliver_block(
     return BlockDelivery(
         served, pv_available, pv_used, curtailed, battery_flow, soc, short, state, exported
     )
+
+
+def _planned_demand(
+    demand_kw: Mapping[str, np.ndarray],
+    own_pv_kw: Mapping[str, np.ndarray] | None,
+    horizon: slice,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One plan's demand per connection and the prosumers' export over ``horizon`` [kW]."""
+    demand = {c: np.asarray(d)[horizon] for c, d in demand_kw.items()}
+    export: dict[str, np.ndarray] = {}
+    for connection_id, pv in (own_pv_kw or {}).items():
+        demand[connection_id], export[connection_id] = meter_flows_kw(
+            demand[connection_id], np.asarray(pv)[horizon]
+        )
+    return demand, export
 
 
 def unit_own_pv_kw(
@@ -343,6 +358,7 @@ def roll(
     policy: DispatchPolicy | None = None,
     keep_plans: bool = False,
     actual_own_pv_kw: Mapping[str, np.ndarray] | None = None,
+    forecast_own_pv_kw: Mapping[str, np.ndarray] | None = None,
 ) -> Delivery:
     """Plan and deliver ``grid`` period by period with a rolling horizon.
 
@@ -380,6 +396,11 @@ def roll(
         forecasts and the simulated container use). Delivered by the physics as each
         connection's own supply; ``actual_demand_kw`` stays the connections' whole
         demand. None: the prosumers' panels are dark.
+    forecast_own_pv_kw : mapping of str to numpy.ndarray, optional
+        The forecast of the same panels, as long as ``forecast_demand_kw``, by connection
+        id [kW]. Each plan takes a prosumer's meter import as its demand and its export as
+        supply at its connection, as the live service plans
+        (:func:`microgrid.physics.meter_flows_kw`). None: planned without the panels.
 
     Returns
     -------
@@ -430,18 +451,22 @@ def roll(
     for t in range(0, n, replan_every):
         window = TimeGrid(start=grid.index[t], periods=horizon_periods, step=grid.step)
         horizon = slice(t, t + horizon_periods)
+        planned_demand, planned_export = _planned_demand(
+            forecast_demand_kw, forecast_own_pv_kw, horizon
+        )
         problem = problem_from_site(
             site,
             window,
             forecast_pv_kw[0][horizon],
             forecast_pv_kw[1][horizon],
-            {c: np.asarray(d)[horizon] for c, d in forecast_demand_kw.items()},
+            planned_demand,
             battery.soc_kwh,
             stakes,
             relays=relays,
             shed_hours=dict(zip(tiers["household"], shed.tolist(), strict=True)),
             policy=policy,
             budget_used_wh=budget_used,
+            export_kw=planned_export,
         )
         plan = planner(problem, previous)
         previous = plan
@@ -489,7 +514,7 @@ def roll(
         # A unit its own panels covered wanted nothing from the grid: not shed.
         grid_demand = demand_actual[rows]
         if own_pv is not None:
-            grid_demand = np.maximum(grid_demand - own_pv[rows], 0.0)
+            grid_demand = meter_flows_kw(grid_demand, own_pv[rows])[0]
         wanted = lifeline_wanted_kw(problem, grid_demand, positions)
         shed += shed_hours(block.served_kw, wanted, positions, step)
     index = grid.index

@@ -10,6 +10,7 @@ from forecasts.demand import aggregate_demand, demand_kw
 from forecasts.pv import clear_sky, prosumer_pv_ac_power_kw, pv_ac_power_kw, solar_position
 from forecasts.uncertainty import PvErrorModel, pv_quantiles
 from forecasts.weather import weather_on_grid
+from microgrid.physics import meter_flows_kw
 from microgrid.site import Site
 from microgrid.timegrid import TimeGrid
 
@@ -48,7 +49,8 @@ class Forecast:
     def prosumer_export_kw(self) -> pd.DataFrame:
         """What each prosumer's meter exports [kW]: its PV beyond its own load, ≥ 0."""
         own = self.demand_kw.reindex(columns=self.prosumer_pv_kw.columns, fill_value=0.0)
-        return (self.prosumer_pv_kw - own).clip(lower=0.0)
+        exported: pd.DataFrame = meter_flows_kw(own, self.prosumer_pv_kw)[1]
+        return exported
 
     def grid_demand_kw(self) -> pd.DataFrame:
         """What each connection's meter imports [kW]: its load less its own PV, ≥ 0.
@@ -57,7 +59,8 @@ class Forecast:
         prosumer is never negative demand.
         """
         pv = self.prosumer_pv_kw.reindex(columns=self.demand_kw.columns, fill_value=0.0)
-        return (self.demand_kw - pv).clip(lower=0.0)
+        imported: pd.DataFrame = meter_flows_kw(self.demand_kw, pv)[0]
+        return imported
 
     def demand_by_tier_kw(self) -> pd.DataFrame:
         """Mean power per period of each tier [kW]."""

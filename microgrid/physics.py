@@ -51,9 +51,11 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from numpy.typing import ArrayLike
 
 from microgrid.site import Battery
 
@@ -65,12 +67,39 @@ __all__ = [
     "Flows",
     "Protection",
     "StepInputs",
+    "meter_flows_kw",
     "step",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
+
+
+def meter_flows_kw(demand_kw: ArrayLike, own_pv_kw: ArrayLike) -> tuple[Any, Any]:
+    """What a prosumer's meter imports and exports [kW], from its load and its own PV.
+
+    Its panels serve its own load first; the rest of the load is imported and the rest of
+    the PV exported. Dispatch takes the import as demand and the export as supply, never
+    negative demand.
+
+    Parameters
+    ----------
+    demand_kw, own_pv_kw : array_like
+        Mean power per period [kW] (numpy arrays or aligned pandas objects).
+
+    Returns
+    -------
+    (imported, exported) : same type as the inputs, each ≥ 0 [kW]
+
+    Examples
+    --------
+    >>> meter_flows_kw(np.array([1.0, 0.5]), np.array([0.25, 2.0]))
+    (array([0.75, 0.  ]), array([0. , 1.5]))
+    """
+    net = demand_kw - own_pv_kw  # type: ignore[operator]
+    return np.clip(net, 0.0, None), np.clip(-net, 0.0, None)
+
 
 _EPS_KW = 1e-9  # below any meter's resolution: a difference this small is rounding
 _EPS_H = 1e-12  # a timer this close to expiry has expired (float sums of step lengths)
@@ -386,8 +415,7 @@ def step(
         if inputs.own_pv_kw is None
         else np.maximum(np.asarray(inputs.own_pv_kw, dtype=float), 0.0)
     )
-    surplus = np.maximum(own_pv - demand, 0.0)
-    demand = np.maximum(demand - own_pv, 0.0)
+    demand, surplus = meter_flows_kw(demand, own_pv)
     limit = (
         np.full(n, np.inf)
         if inputs.power_limit_kw is None

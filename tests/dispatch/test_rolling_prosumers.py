@@ -85,7 +85,7 @@ def test_own_pv_is_summed_into_the_units_that_hold_the_connections(sunny_village
         unit_own_pv_kw(sunny_village, units, {"nobody": np.ones(3)}, 3)
 
 
-def _roll(site: Site, with_roofs: bool):
+def _roll(site: Site, with_roofs: bool, planned_roofs: bool = False, problems=None):
     horizon = 24
     full = TimeGrid(
         start=pd.Timestamp("2026-08-10", tz="UTC"),
@@ -98,6 +98,8 @@ def _roll(site: Site, with_roofs: bool):
     pv = actual.pv_kw["p50"].to_numpy()
     demand = {c: actual.demand_kw[c].to_numpy() for c in actual.demand_kw.columns}
     roofs = {c: actual.prosumer_pv_kw[c].to_numpy()[:48] for c in actual.prosumer_pv_kw.columns}
+    forecast_roofs = {c: actual.prosumer_pv_kw[c].to_numpy() for c in actual.prosumer_pv_kw}
+    problems = [] if problems is None else problems
     return roll(
         site,
         run,
@@ -105,11 +107,12 @@ def _roll(site: Site, with_roofs: bool):
         demand,
         pv[:48],
         {c: d[:48] for c, d in demand.items()},
-        lambda p, prev: proportional_rule(p),
+        lambda p, prev: problems.append(p) or proportional_rule(p),
         soc_kwh=3.0,
         horizon_periods=horizon,
         replan_every=4,
         actual_own_pv_kw=roofs if with_roofs else None,
+        forecast_own_pv_kw=forecast_roofs if planned_roofs else None,
     )
 
 
@@ -143,3 +146,18 @@ def test_the_scenario_engine_delivers_the_roofs(sunny_village, tmp_path):
     # What the loads got beyond container PV and battery is what the roofs exported.
     export = served - (d["pv_used_kwh"] + d["battery_net_kwh"])
     assert (export > 0.5).all(), export.tolist()
+
+
+def test_roll_plans_the_prosumers_export_as_supply_and_their_import_as_demand(sunny_village):
+    """As the live service plans: a prosumer's meter import is its demand, its export
+    supply at its connection (never negative demand)."""
+    without, planned = [], []
+    _roll(sunny_village, with_roofs=True, problems=without)
+    _roll(sunny_village, with_roofs=True, planned_roofs=True, problems=planned)
+    assert all(p.prosumer_export_kw is None for p in without)
+    export = sum(float(p.prosumer_export_kw.sum()) for p in planned)
+    assert export > 1.0  # [kW summed over periods] the roofs' surplus is supply
+    household_demand = [sum(float(g.demand_kw.sum()) for g in p.households) for p in planned]
+    before = [sum(float(g.demand_kw.sum()) for g in p.households) for p in without]
+    assert sum(household_demand) < sum(before)  # their own load met behind the meter
+    assert all(min(g.demand_kw.min() for g in p.households) >= 0.0 for p in planned)
