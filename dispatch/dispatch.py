@@ -226,11 +226,12 @@ def _solve(
             bound = solver.solve(tier, tolerance, relax=True, fix=False)
             relaxed = solver.relaxed
             if bound.status is SolverStatus.OPTIMAL and relaxed is not None:
-                if not solver.plan_pinned(tier, np.round(relaxed)):
-                    solver.plan_pinned(tier, np.floor(relaxed + 1e-6))
+                # Packing (business relays) keeps what rounding down keeps and more, and
+                # rounding up rarely fits: try it first, the two roundings only without it.
                 packed = _packed_relays(model, problem, data, solver, tier, relaxed)
-                if packed is not None:
-                    solver.plan_pinned(tier, packed)
+                taken = packed is not None and solver.plan_pinned(tier, packed)
+                if not taken and not solver.plan_pinned(tier, np.round(relaxed)):
+                    solver.plan_pinned(tier, np.floor(relaxed + 1e-6))
                 if solver.solution is not None and solver.own_solution:
                     incumbent = solver.value_of(tier, solver.solution)
                     if incumbent - bound.value <= tolerance:
