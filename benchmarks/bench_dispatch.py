@@ -45,7 +45,7 @@ from microgrid.scaling import replicate_site, resize_container
 PHASES = ("build_s", "compile_s", "highs_s", "extract_s", "total_s")
 
 
-def problem_for(site: Site, grid: TimeGrid, seed: int):
+def problem_for(site: Site, grid: TimeGrid, seed: int) -> DispatchProblem:
     forecast = forecast_site(site, grid, synthetic_weather(grid.index, site.location, seed=seed))
     demand = {c: forecast.demand_kw[c].to_numpy() for c in forecast.demand_kw.columns}
     soc = 0.5 * site.battery.energy_capacity_kwh
