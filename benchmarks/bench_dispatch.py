@@ -9,14 +9,17 @@ phases, how many plans were proven optimal per tier and how many the deadline cu
 short. Then one plan each for 10× the community and for one
 week at 1 h.
 
-Run: python benchmarks/bench_dispatch.py [--days N] [--skip-scale] [--time-limit S]
+Run: python benchmarks/bench_dispatch.py [--days N] [--skip-scale] [--time-limit S] [--week]
+(``--week``: only the week at 1 h, with its stages' times.)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import machine
 
-from dispatch import Schedule, SolverSettings, problem_from_site, solve_dispatch
+from dispatch import (
+    DispatchProblem,
+    Schedule,
+    SolverSettings,
+    problem_from_site,
+    solve_dispatch,
+)
 from dispatch.schedule import SolverStatus
 from forecasts.forecast import forecast_site
 from forecasts.weather import synthetic_weather
@@ -36,7 +45,7 @@ from microgrid.scaling import replicate_site, resize_container
 PHASES = ("build_s", "compile_s", "highs_s", "extract_s", "total_s")
 
 
-def problem_for(site: Site, grid: TimeGrid, seed: int):
+def problem_for(site: Site, grid: TimeGrid, seed: int) -> DispatchProblem:
     forecast = forecast_site(site, grid, synthetic_weather(grid.index, site.location, seed=seed))
     demand = {c: forecast.demand_kw[c].to_numpy() for c in forecast.demand_kw.columns}
     soc = 0.5 * site.battery.energy_capacity_kwh
@@ -50,14 +59,29 @@ def days(count: int) -> list[tuple[str, int]]:
     return [(d.strftime("%Y-%m-%d"), seed) for seed, d in enumerate(dates)]
 
 
-def plan(site: Site, date: str, seed: int, settings: SolverSettings) -> Schedule:
+Planned = tuple[Schedule, float]
+"""A plan and the CPU time its solve took [s] (all threads of the process)."""
+
+
+def timed(problem: DispatchProblem, settings: SolverSettings) -> Planned:
+    # CPU time next to wall time: on the shared 2-core box the load average swings
+    # from 1 to 15 within minutes, and wall time with it; CPU time is what an idle
+    # machine's wall time would be (HiGHS runs one thread here).
+    begin = time.process_time()
+    schedule = solve_dispatch(problem, settings)
+    return schedule, time.process_time() - begin
+
+
+def plan(site: Site, date: str, seed: int, settings: SolverSettings) -> Planned:
     grid = TimeGrid.from_days(date, 1, site.location.timezone)
-    return solve_dispatch(problem_for(site, grid, seed), settings)
+    return timed(problem_for(site, grid, seed), settings)
 
 
-def summary(label: str, schedules: list[Schedule]) -> None:
+def summary(label: str, planned: list[Planned]) -> None:
+    schedules = [s for s, _ in planned]
     reports = [s.solver for s in schedules if s.solver is not None]
     totals = np.array([r.total_s for r in reports])
+    cpu = np.array([c for _, c in planned])
     phases = "  ".join(
         f"{p.removesuffix('_s')} {statistics.median(getattr(r, p) for r in reports):.3f}"
         for p in PHASES
@@ -73,6 +97,10 @@ def summary(label: str, schedules: list[Schedule]) -> None:
         f"{proven} proven optimal, {cut} cut short by the time limit; "
         f"median business energy {business:.1f} kWh/day"
     )
+    print(
+        f"    CPU time per plan median {np.median(cpu):.2f} s, p95 {np.percentile(cpu, 95):.2f} s, "
+        f"max {cpu.max():.2f} s; load average now {os.getloadavg()[0]:.1f}"
+    )
     print(f"    phase medians [s]: {phases}")
 
 
@@ -81,10 +109,14 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--time-limit", type=float, default=10.0, help="per plan [s]")
     parser.add_argument("--skip-scale", action="store_true", help="only the 30 days")
+    parser.add_argument("--week", action="store_true", help="only the week at 1 h")
     args = parser.parse_args()
     settings = SolverSettings(time_limit_s=args.time_limit)
     site = load_site()
     print(f"machine: {machine()}")
+    if args.week:
+        week_plan(site)
+        return
     print(
         f"{args.days} days × 96 periods × 15 min, one plan each after a warm-up, "
         f"time limit {args.time_limit:g} s"
@@ -101,11 +133,20 @@ def main() -> None:
     scale_settings = SolverSettings(time_limit_s=60.0)
     summary(
         f"10× ({len(big.connections)} connections)",
-        [solve_dispatch(problem_for(big, grid, 3), scale_settings)],
+        [timed(problem_for(big, grid, 3), scale_settings)],
     )
+    week_plan(site)
+
+
+def week_plan(site: Site) -> None:
+    """One plan for a week at 1 h (60 s budget), with its stages' times."""
     day = TimeGrid.from_days("2026-03-20", 7, site.location.timezone)
     week = TimeGrid(start=day.start, periods=7 * 24, step=pd.Timedelta("1h"))
-    summary("one week at 1 h", [solve_dispatch(problem_for(site, week, 3), scale_settings)])
+    schedule, cpu = timed(problem_for(site, week, 3), SolverSettings(time_limit_s=60.0))
+    summary("one week at 1 h", [(schedule, cpu)])
+    if schedule.solver is not None:
+        stages = ", ".join(f"{s.name} {s.highs_s:.2f}" for s in schedule.solver.stages)
+        print(f"    stages [s]: {stages}")
 
 
 if __name__ == "__main__":

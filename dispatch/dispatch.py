@@ -33,11 +33,13 @@ from dispatch.model import (
     community_value,
     tier_binaries,
     tier_tolerance,
+    valued_businesses,
 )
 from dispatch.problem import (
     DispatchProblem,
     ProblemError,
     SolverSettings,
+    business_weights,
     check_problem,
     check_settings,
 )
@@ -224,7 +226,11 @@ def _solve(
             bound = solver.solve(tier, tolerance, relax=True, fix=False)
             relaxed = solver.relaxed
             if bound.status is SolverStatus.OPTIMAL and relaxed is not None:
-                if not solver.plan_pinned(tier, np.round(relaxed)):
+                # Packing (business relays) keeps what rounding down keeps and more, and
+                # rounding up rarely fits: try it first, the two roundings only without it.
+                packed = _packed_relays(model, problem, data, solver, tier, relaxed)
+                taken = packed is not None and solver.plan_pinned(tier, packed)
+                if not taken and not solver.plan_pinned(tier, np.round(relaxed)):
                     solver.plan_pinned(tier, np.floor(relaxed + 1e-6))
                 if solver.solution is not None and solver.own_solution:
                     incumbent = solver.value_of(tier, solver.solution)
@@ -326,6 +332,62 @@ def _relevel(
             again.fix_integers(tier_binaries(model, problem, tier))
     again.highs_s = solver.highs_s  # HiGHS's time is counted across the rebuild
     return model, data, again
+
+
+PACK_SLACK = 1e-6
+"""A relaxed binary within this of 0 or 1 counts as decided when packing [-]."""
+
+
+def _packed_relays(
+    model: pyo.ConcreteModel,
+    problem: DispatchProblem,
+    data: ModelData,
+    solver: LexicographicSolver,
+    tier: str,
+    relaxed: np.ndarray,
+) -> np.ndarray | None:
+    """The relaxed plan's undecided business relays, packed block by block (a start).
+
+    Rounding a relaxed plan drops (or cannot feed) the units it serves in part, about
+    one marginal business per relay block: on the one-week-at-1-h benchmark the
+    rounded plan was worth 51.95 value units against a relaxed bound of 62.35. Packing
+    keeps the relaxed plan's battery and gives the power it hands to the undecided
+    relays of a block to as many of them as their minimum power allows, the most
+    valuable first (a knapsack's greedy); the pinned LP then re-optimises the powers:
+    60.11 there, and on the default site's business days it lands within the tier's
+    tolerance often enough to skip branch and bound (2026-12-20: stage 0.19 → 0.01 s).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        A solution vector whose tier binaries are the packed relays (the others the
+        relaxed plan rounded down); None for a tier without business relays.
+    """
+    if tier != "business" or not problem.businesses:
+        return None
+    value = (
+        business_weights(problem.businesses, problem.policy.stake_weight)
+        if community_value(problem)
+        else np.array([float(b.stake) for b in problem.businesses])
+    )
+    pins = np.floor(relaxed + PACK_SLACK)
+    floor, cap = data.business_floor_kw, data.business_cap_kw
+    valued = valued_businesses(problem)
+    order = sorted(valued, key=lambda b: -value[b])
+    for h in model.H:
+        on = solver.positions([model.business_on[b, h] for b in order])
+        extra = solver.positions([model.business_extra[b, h] for b in order])
+        undecided = [
+            (b, i, j)
+            for b, i, j in zip(order, on, extra, strict=True)
+            if i >= 0 and relaxed[i] < 1.0 - PACK_SLACK
+        ]
+        budget = sum(floor[b, h] * relaxed[i] + relaxed[j] for b, i, j in undecided)
+        for b, i, _ in undecided:
+            if cap[b, h] > 0.0 and floor[b, h] <= budget + PACK_SLACK:
+                pins[i] = 1.0
+                budget -= min(cap[b, h], budget)
+    return pins
 
 
 def _relay_start(

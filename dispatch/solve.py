@@ -138,6 +138,10 @@ class LexicographicSolver:
             stop = stop or out.mip_primal_bound - out.mip_dual_bound <= self._tolerance
         event.interrupt(stop)
 
+    def positions(self, variables: Sequence[pyo.Var]) -> np.ndarray:
+        """Column index of each variable in a solution vector (-1 if not in the model)."""
+        return np.array([self._position.get(id(v), -1) for v in variables], dtype=np.int64)
+
     def value_of(self, name: str, solution: np.ndarray) -> float:
         """An objective's value at a solution (with its constant)."""
         return float(self._costs[name] @ solution + self._offsets[name])

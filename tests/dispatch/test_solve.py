@@ -10,9 +10,14 @@ import time
 
 import numpy as np
 import pyomo.environ as pyo
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from dispatch.problem import SolverSettings
+from dispatch.dispatch import _packed_relays
+from dispatch.model import build_model
+from dispatch.problem import DispatchPolicy, SolverSettings
 from dispatch.solve import LexicographicSolver
+from tests.dispatch.test_dispatch import battery, business, problem
 
 
 def _model() -> tuple[pyo.ConcreteModel, LexicographicSolver]:
@@ -65,3 +70,72 @@ def test_unpin_leaves_fixed_binaries_fixed() -> None:
     solver.fix_integers([m.y])  # fixed at 0 while held off: decided, not released
     solver.unpin()
     assert _upper(solver, m.y) == 0.0
+
+
+def test_packing_gives_a_dropped_marginal_business_power_to_one_whose_minimum_fits() -> None:
+    # One hour, 0.8 kW for businesses. The relaxed plan gives all of it to the mill (the
+    # most valuable; minimum 1 kW, so y = 0.8): rounding switches the mill on (it cannot
+    # be fed) and rounding down serves nobody. Packing keeps the 0.8 kW for the tailor.
+    p = problem(
+        pv=0.8,
+        periods=1,
+        bat=battery(soc=0.0),
+        businesses=(
+            business("mill", stake=10, score=9.0, demand=2.0, periods=1, pmin=1.0, pmax=2.0),
+            business("tailor", stake=2, score=3.0, demand=1.0, periods=1, pmin=0.1, pmax=1.0),
+        ),
+        policy=DispatchPolicy(business_objective="community_value"),
+    )
+    model, data = build_model(p)
+    solver = LexicographicSolver(model, SolverSettings(), time.monotonic() + 30.0)
+    relaxed = np.zeros(len(solver.columns))
+    relaxed[_column(solver, model.business_on[0, 0])] = 0.8
+    relaxed[_column(solver, model.business_extra[0, 0])] = 0.0
+    pins = _packed_relays(model, p, data, solver, "business", relaxed)
+    assert pins is not None
+    assert pins[_column(solver, model.business_on[0, 0])] == 0.0  # its minimum does not fit
+    assert pins[_column(solver, model.business_on[1, 0])] == 1.0  # the tailor's does
+    assert solver.plan_pinned("business", pins)  # a feasible plan that serves the tailor
+    assert solver.value_of("business", solver.solution) < -1e-3
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    floors=st.lists(st.floats(0.05, 2.0), min_size=2, max_size=5),
+    shares=st.lists(st.floats(0.0, 1.0), min_size=5, max_size=5),
+)
+def test_packing_never_switches_on_more_minimum_power_than_the_relaxed_plan_hands_out(
+    floors: list[float], shares: list[float]
+) -> None:
+    # Any relaxed plan: business b draws shares[b] of its cap (y = power / cap, the
+    # extra above the minimum to match). The packed relays keep every decided relay,
+    # add to the rounded-down plan only, and the minimum powers of the relays they switch
+    # on fit in the power the relaxed plan gave the undecided ones.
+    units = tuple(
+        business(f"b{i}", stake=1 + i, demand=2.0, periods=1, pmin=f, pmax=2.0)
+        for i, f in enumerate(floors)
+    )
+    p = problem(pv=0.0, periods=1, bat=battery(soc=0.0), businesses=units)
+    model, data = build_model(p)
+    solver = LexicographicSolver(model, SolverSettings(), time.monotonic() + 30.0)
+    relaxed = np.zeros(len(solver.columns))
+    budget = 0.0
+    undecided = []
+    for b, share in enumerate(shares[: len(units)]):
+        floor, cap = float(data.business_floor_kw[b, 0]), float(data.business_cap_kw[b, 0])
+        power = share * cap
+        on, extra = (
+            _column(solver, model.business_on[b, 0]),
+            _column(solver, model.business_extra[b, 0]),
+        )
+        relaxed[on] = power / cap
+        relaxed[extra] = power - floor * power / cap
+        if 0.0 < relaxed[on] < 1.0:
+            budget += power
+            undecided.append((b, on))
+    pins = _packed_relays(model, p, data, solver, "business", relaxed)
+    assert pins is not None
+    rounded_down = np.floor(relaxed + 1e-6)
+    assert np.all(pins >= rounded_down)  # nothing decided on is switched off
+    switched_on = [b for b, on in undecided if pins[on] == 1.0]
+    assert sum(float(data.business_floor_kw[b, 0]) for b in switched_on) <= budget + 1e-6
