@@ -459,7 +459,12 @@ async def _run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await runtime.start()
+    try:
+        await runtime.start()
+    except BaseException:  # stop what did start (a control process would outlive us)
+        with contextlib.suppress(Exception):  # the start's own error is the one to report
+            await runtime.stop()
+        raise
     print(f"serving {site.name!r}: dashboard {runtime.url}, API docs {runtime.url}docs", flush=True)
     watchdog_task = _start_watchdog(runtime, config, options, stop)
     until = None
