@@ -11,8 +11,11 @@ import time
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from lastwatt.api import ApiSettings, Noticeboard, create_app
+from lastwatt.api_models import HoldCommand, RelayCommand
+from lastwatt.api_refunds import RefundRequest
 from lastwatt.auth import Credentials, Role, User, hash_password
 from lastwatt.guard import ApiLimits
 from microgrid.site import ConnectionKind
@@ -150,6 +153,20 @@ def test_noticeboard_can_be_switched_off(tmp_path):
 BAD_AMOUNTS = ["5", True, 1.0, 2**62, 0, -5, None]
 BAD_FLAGS = ["no", 0, 1, "false", None]
 BAD_HOURS = ["1e10", "nan", "inf", "-inf", "1e308", "-1e308", "0", "abc"]
+# Blank, control characters, too long, and text that shows nothing or reorders what the
+# console shows: a zero-width space, a right-to-left override, an isolate, a lone RLM.
+INVISIBLE_REASONS = [
+    " ",
+    "\t\n",
+    "a\x00b",
+    "a\x85b",
+    "x" * 201,
+    "\u200b",
+    "\u202e",
+    "paid\u202edrawkcab",
+    "\u2066x\u2069",
+    "\u200f",
+]
 
 
 def test_strict_input_and_bounded_queries_are_4xx_never_5xx(tmp_path):
@@ -171,7 +188,7 @@ def test_strict_input_and_bounded_queries_are_4xx_never_5xx(tmp_path):
             out[f"relay {flag!r}"] = await client.post(
                 f"/api/operator/relays/{own}", json={"closed": flag, "reason": "x"}, auth=operator
             )
-        for reason in (" ", "\t\n", "a\x00b", "x" * 201):
+        for reason in INVISIBLE_REASONS:
             out[f"reason {reason[:5]!r}"] = await client.post(
                 f"/api/operator/relays/{own}",
                 json={"closed": True, "reason": reason},
@@ -206,6 +223,28 @@ def test_strict_input_and_bounded_queries_are_4xx_never_5xx(tmp_path):
         assert 400 <= answer.status_code < 500, (name, answer.status_code, answer.text[:300])
         assert answer.json()["detail"], name
         assert len(answer.content) < 10_000, f"{name}: the error echoes the input"
+
+
+RTL_REASON = "\u0639\u0637\u0644 \u0641\u064a \u0627\u0644\u0639\u062f\u0627\u062f\u200f"
+
+
+@pytest.mark.parametrize("reason", ["fusible grillé – remplacé", RTL_REASON, "H001 ok"])
+def test_reasons_in_any_script_are_accepted(reason):
+    """Visible text in any script passes, with the marks right-to-left text needs."""
+    assert HoldCommand.model_validate({"reason": reason}).reason == reason
+    assert RelayCommand.model_validate({"closed": False, "reason": reason}).reason == reason
+    assert _refund(reason).reason == reason
+
+
+def _refund(reason: str) -> RefundRequest:
+    body = {"account": "user:amina", "kind": "overcharge", "amount_minor": 5, "key": "k1"}
+    return RefundRequest.model_validate({**body, "reason": reason})
+
+
+@pytest.mark.parametrize("reason", [*INVISIBLE_REASONS, "\u200b\u200b\u200b", "\u200f\u200f\u200f"])
+def test_refund_reasons_are_visible_text(reason):
+    with pytest.raises(ValidationError, match="reason"):
+        _refund(reason)
 
 
 def test_limits_before_work(tmp_path):
