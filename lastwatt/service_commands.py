@@ -85,7 +85,8 @@ lastwatt serve --config /etc/lastwatt/lastwatt.toml
     parser.add_argument(
         "--private",
         action="store_true",
-        help="no public noticeboard: every API read but /api/health needs credentials",
+        help="no public noticeboard: every API read but /api/health and /metrics (no "
+        "personal data) needs credentials",
     )
     parser.add_argument("--host", default=None, help="API address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="API port (default 8000, 0: any)")
