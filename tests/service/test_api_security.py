@@ -17,7 +17,7 @@ from lastwatt.api import ApiSettings, Noticeboard, create_app
 from lastwatt.api_models import HoldCommand, RelayCommand
 from lastwatt.api_refunds import RefundRequest
 from lastwatt.auth import Credentials, Role, User, hash_password
-from lastwatt.guard import ApiLimits
+from lastwatt.guard import ApiLimits, RateLimits, RequestGuard
 from microgrid.site import ConnectionKind
 from settlement import sign_webhook
 from settlement.ledger import FIAT_BRIDGE, Asset, Batch, Transfer, chain_hash
@@ -288,6 +288,50 @@ def test_limits_before_work(tmp_path):
     assert busy[0].status_code == 200
     assert busy[-1].status_code == 429
     assert int(busy[-1].headers["retry-after"]) >= 1
+
+
+def _guarded(headers, app=None):
+    """One request through RequestGuard alone: what the app saw, how many body chunks were
+    read from the client, what was sent back. The client offers 200 chunks of 10 kB."""
+    reached, reads, sent = [], [], []
+
+    async def reading_app(scope, receive, send):
+        reached.append(scope["path"])
+        while (await receive()).get("more_body"):
+            pass
+
+    async def receive():
+        reads.append(1)
+        return {"type": "http.request", "body": b"x" * 10_000, "more_body": len(reads) < 200}
+
+    async def send(message):
+        sent.append(message)
+
+    limits = ApiLimits()
+    guard = RequestGuard(app or reading_app, limits, RateLimits(limits))
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/webhooks/fiat",
+        "headers": headers,
+        "client": ("192.0.2.1", 1234),
+    }
+    asyncio.run(guard(scope, receive, send))
+    return reached, len(reads), sent
+
+
+def test_an_oversized_content_length_is_refused_before_anything_is_read():
+    reached, reads, sent = _guarded([(b"content-length", b"200000000")])
+    assert reached == []  # no routing, no authentication, no parsing
+    assert reads == 0  # not one byte of the body taken from the client
+    assert sent[0]["status"] == 413
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit():
+    reached, reads, sent = _guarded([(b"transfer-encoding", b"chunked")])
+    assert reached == ["/api/webhooks/fiat"]
+    assert reads == 2  # 16 384 bytes allowed: the second 10 kB chunk crosses the limit
+    assert sent[0]["status"] == 413
 
 
 def test_webhook_hostile_headers_and_unknown_accounts_over_http(tmp_path):
