@@ -9,7 +9,6 @@ says where (:mod:`lastwatt.auth`).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
@@ -23,6 +22,8 @@ from lastwatt.commands import Subcommands, UsageError, add_site_option, command
 # The service stack (pandas, the MILP, the Modbus client) is imported by the handlers
 # when they run, so that `lastwatt --help` stays fast.
 if TYPE_CHECKING:
+    import asyncio
+
     from lastwatt.api import ApiSettings
     from lastwatt.auth import Credentials
     from lastwatt.config import RetentionSettings, Settings, WeatherSettings
@@ -376,6 +377,8 @@ def _serve(args: argparse.Namespace) -> int:
         opening_credit_minor=opening_credit(args.opening_credit),
         api=api,
     )
+    import asyncio  # deferred: `lastwatt --help` loads no event loop machinery
+
     import psycopg
 
     try:
@@ -451,6 +454,8 @@ async def _run(
     options: RunOptions,
     hours: float | None,
 ) -> None:
+    import asyncio
+
     from lastwatt.runtime import Runtime
     from lastwatt.watchdog import notify
 
@@ -491,6 +496,8 @@ def _start_watchdog(
     runtime: Runtime, config: ServiceConfig, options: RunOptions, stop: asyncio.Event
 ) -> asyncio.Task[None] | None:
     """Tell systemd the service is ready; ping its watchdog while control cycles complete."""
+    import asyncio
+
     from lastwatt.watchdog import Watchdog, notify, watchdog_interval_s
 
     notify(f"READY=1\nSTATUS=serving on {runtime.url}")
