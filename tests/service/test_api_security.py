@@ -290,6 +290,27 @@ def test_limits_before_work(tmp_path):
     assert int(busy[-1].headers["retry-after"]) >= 1
 
 
+def test_each_user_has_a_request_budget_of_their_own(tmp_path):
+    limits = ApiLimits(per_client="1000/minute", per_user="3/minute")
+
+    async def calls(rig, client):
+        amina = ("amina", rig.passwords["amina"])
+        operator = ("operator", rig.passwords["operator"])
+        return {
+            "amina": [await client.get("/api/balances", auth=amina) for _ in range(4)],
+            "operator": await client.get("/api/balances", auth=operator),
+            "anonymous": await client.get("/api/health"),
+        }
+
+    out = unstarted(tmp_path, calls, ApiSettings(limits=limits))
+    assert [r.status_code for r in out["amina"]] == [200, 200, 200, 429]
+    assert int(out["amina"][-1].headers["retry-after"]) >= 1
+    assert "amina" in out["amina"][-1].json()["detail"]
+    # The same client, other users and anonymous reads are not held by amina's budget.
+    assert out["operator"].status_code == 200
+    assert out["anonymous"].status_code == 200
+
+
 def _guarded(headers, app=None):
     """One request through RequestGuard alone: what the app saw, how many body chunks were
     read from the client, what was sent back. The client offers 200 chunks of 10 kB."""
