@@ -29,7 +29,6 @@ import contextlib
 import copy
 import datetime as dt
 import logging
-import logging.handlers
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -42,7 +41,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from controllers.simulator import AcceleratedClock
-from lastwatt.logs import forward_logs, log_to_queue, lowest_level, stop_logging_to_queue
 
 if TYPE_CHECKING:
     from controllers.control import Clock, CycleResult
@@ -296,12 +294,6 @@ class ControlProcess:
         self._stopping = False
         self._started_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._log_listener: logging.handlers.QueueListener | None = None
-
-    def _stop_log_forwarding(self) -> None:
-        if self._log_listener is not None:
-            self._log_listener.stop()  # what the child sent is logged first
-            self._log_listener = None
 
     @property
     def pid(self) -> int | None:
@@ -313,13 +305,9 @@ class ControlProcess:
         self._loop = asyncio.get_running_loop()
         context = multiprocessing.get_context("spawn")
         parent_end, child_end = context.Pipe(duplex=True)
-        # The child's log records come back here, to the service's handlers (lastwatt.logs).
-        logs = context.Queue()
-        self._stop_log_forwarding()
-        self._log_listener = forward_logs(logs)
         process = context.Process(
             target=_child_main,
-            args=(child_end, self.site, self.config, _unlinked(self.clock), lowest_level(), logs),
+            args=(child_end, self.site, self.config, _unlinked(self.clock), _log_level()),
             name="lastwatt-control",
             daemon=False,  # it must outlive nothing, but leave the devices safe on its own
         )
@@ -424,7 +412,10 @@ class ControlProcess:
             process.join(0)
         if self._connection is not None:
             self._detach(self._connection)
-        self._stop_log_forwarding()
+
+
+def _log_level() -> int:
+    return logging.getLogger().getEffectiveLevel()
 
 
 def _child_main(
@@ -433,10 +424,12 @@ def _child_main(
     config: ServiceConfig,
     clock: Clock,
     log_level: int,
-    logs: Any,
 ) -> None:
     """The control process: run the control job until told to stop (module docstring)."""
-    log_to_queue(logs, log_level)  # the service formats, files and rate-limits them
+    logging.basicConfig(
+        level=log_level,
+        format="%(asctime)s %(levelname)s %(name)s [control %(process)d] %(message)s",
+    )
     # Above the API's threads: the devices' timers do not wait (CAP_SYS_NICE or root;
     # systemd: AmbientCapabilities=CAP_SYS_NICE). Measured on a loaded 2-core box under 50
     # API clients: fast-path p99 63 ms at nice -10, 204 ms at normal priority.
@@ -449,10 +442,7 @@ def _child_main(
     # The control job's SQLite worker and pipe sender are threads of this process: after
     # each Modbus reply the loop must win the interpreter back within 0.5 ms, not 5 ms.
     sys.setswitchinterval(CONTROL_SWITCH_INTERVAL_S)
-    try:
-        asyncio.run(_child(connection, site, config, clock))
-    finally:
-        stop_logging_to_queue(logs)
+    asyncio.run(_child(connection, site, config, clock))
 
 
 async def _child(

@@ -14,21 +14,13 @@
   the next one to pass says how many were suppressed meanwhile. A gateway that is down
   then logs once a minute, not at every cycle, and a fast-forward's "skipped" warnings
   are summarised. Errors with a traceback are never suppressed.
-
-The control loop runs in its own process (:mod:`lastwatt.control_loop`). Its records
-cross to the service through a queue (:func:`log_to_queue` in the child,
-:func:`forward_logs` in the service), so they get the same format, JSON option, file,
-per-area levels and repeat limit as the service's own, and only one process writes
-(and rotates) the log file.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import logging.handlers
-import queue
 import sys
 import threading
 import time
@@ -39,23 +31,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lastwatt.config import LoggingSettings
 
-__all__ = [
-    "TEXT_FORMAT",
-    "JsonFormatter",
-    "RepeatFilter",
-    "forward_logs",
-    "log_to_queue",
-    "lowest_level",
-    "setup_logging",
-    "stop_logging_to_queue",
-]
+__all__ = ["TEXT_FORMAT", "JsonFormatter", "RepeatFilter", "setup_logging"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _HANDLER_MARK = "_lastwatt_handler"
-# A record from another process arrives with its message filled in; its template travels
-# in this attribute, so the repeat filter still groups "skipped run due %s" by template.
-_TEMPLATE = "_lastwatt_template"
-_areas: set[str] = set()  # the areas setup_logging gave a level (lowest_level)
 
 
 class JsonFormatter(logging.Formatter):
@@ -71,8 +50,6 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        elif record.exc_text:  # formatted in the process that raised it
-            entry["exc"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -103,12 +80,7 @@ class RepeatFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Whether the record is logged (module docstring)."""
-        if (
-            self.window_s <= 0
-            or record.levelno < logging.WARNING
-            or record.exc_info
-            or record.exc_text
-        ):
+        if self.window_s <= 0 or record.levelno < logging.WARNING or record.exc_info:
             return True
         # One filter serves every handler: the first decides, the others reuse it.
         decided: bool | None = getattr(record, "_lastwatt_passed", None)
@@ -119,7 +91,7 @@ class RepeatFilter(logging.Filter):
         return passed
 
     def _decide(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.levelno, str(getattr(record, _TEMPLATE, record.msg)))
+        key = (record.name, record.levelno, str(record.msg))
         now = self._clock()
         with self._lock:
             last, suppressed = self._seen.get(key, (-float("inf"), 0))
@@ -174,10 +146,8 @@ def setup_logging(settings: LoggingSettings) -> None:
         setattr(handler, _HANDLER_MARK, True)
         root.addHandler(handler)
     root.setLevel(_level(settings.level, "logging.level"))
-    _areas.clear()
     for area, level in settings.areas.items():
         logging.getLogger(area).setLevel(_level(level, f"logging.areas.{area}"))
-        _areas.add(area)
 
 
 def _level(name: str, key: str) -> int:
@@ -186,91 +156,3 @@ def _level(name: str, key: str) -> int:
         msg = f"{key} = {name!r} is not a level; use DEBUG, INFO, WARNING or ERROR"
         raise ValueError(msg)
     return level
-
-
-class _TemplateQueueHandler(logging.handlers.QueueHandler):
-    """A queue handler that keeps each record's message template beside the text."""
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        # Not QueueHandler.prepare: it folds the traceback into the message, so the
-        # service's formatters and repeat limit could no longer tell an error's traceback.
-        prepared = copy.copy(record)
-        prepared.message = prepared.msg = record.getMessage()
-        prepared.args = None
-        if record.exc_info and not record.exc_text:
-            prepared.exc_text = logging.Formatter().formatException(record.exc_info)
-        prepared.exc_info = None  # tracebacks do not pickle; the text does
-        setattr(prepared, _TEMPLATE, str(record.msg))
-        return prepared
-
-
-def log_to_queue(logs: Any, level: int) -> None:
-    """In a child process: send every record of ``level`` and above to ``logs``.
-
-    Parameters
-    ----------
-    logs : multiprocessing.Queue
-        The queue the service reads with :func:`forward_logs`.
-    level : int
-        The lowest level any of the service's loggers lets through (:func:`lowest_level`).
-    """
-    # A child must never wait at exit, unbounded, for a service that stopped reading
-    # (stop_logging_to_queue waits a bounded time instead).
-    logs.cancel_join_thread()
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.addHandler(_TemplateQueueHandler(logs))
-    root.setLevel(level)
-
-
-def stop_logging_to_queue(logs: Any, timeout_s: float = 5.0) -> None:
-    """In a child process, at its end: send what is still buffered, for ``timeout_s`` at most.
-
-    Parameters
-    ----------
-    logs : multiprocessing.Queue
-        The queue given to :func:`log_to_queue`.
-    timeout_s : float
-        Longest wait for the queue's feeder thread [s].
-    """
-    logs.close()
-    # multiprocessing's feeder thread: join_thread() would wait unbounded, or not at all
-    # after cancel_join_thread().
-    feeder = getattr(logs, "_thread", None)
-    if feeder is not None:
-        feeder.join(timeout_s)
-
-
-class _Forward(logging.Handler):
-    """Hand a record from another process to this process's logger of the same name."""
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        logger = logging.getLogger(record.name)
-        if logger.isEnabledFor(record.levelno):  # this process's per-area levels
-            logger.handle(record)
-        return True
-
-    def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() above
-        self.handle(record)
-
-
-def forward_logs(logs: queue.Queue[Any] | Any) -> logging.handlers.QueueListener:
-    """In the service: log the records a child sends to ``logs``; stop() the result.
-
-    Returns
-    -------
-    logging.handlers.QueueListener
-        Started; its thread passes each record to this process's handlers, with their
-        format, file and repeat limit (module docstring).
-    """
-    listener = logging.handlers.QueueListener(logs, _Forward())
-    listener.start()
-    return listener
-
-
-def lowest_level() -> int:
-    """The lowest level the root logger or an area set by :func:`setup_logging` lets through."""
-    levels = [logging.getLogger().getEffectiveLevel()]
-    levels += [logging.getLogger(area).getEffectiveLevel() for area in _areas]
-    return min(levels)

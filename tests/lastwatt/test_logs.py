@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 
 import pytest
 
 from lastwatt.config import LoggingSettings
-from lastwatt.logs import (
-    RepeatFilter,
-    forward_logs,
-    log_to_queue,
-    lowest_level,
-    setup_logging,
-    stop_logging_to_queue,
-)
+from lastwatt.logs import RepeatFilter, setup_logging
 
 
 @pytest.fixture
@@ -97,55 +89,3 @@ def test_a_shared_filter_gives_every_handler_the_same_record(tmp_path, clean_roo
 def test_a_bad_level_is_named():
     with pytest.raises(ValueError, match=r"logging.areas.controllers = 'LOUD' is not a level"):
         setup_logging(LoggingSettings(areas={"controllers": "LOUD"}))
-
-
-def _child_that_logs(logs, level):
-    """A control process's logging, in miniature (spawned: runs in its own interpreter)."""
-    log_to_queue(logs, level)
-    log = logging.getLogger("lastwatt_test_child")
-    for k in range(50):  # a fast-forward's "skipped" warnings, each with its own time
-        log.warning("job control: run due %s skipped, the last one is still running", k)
-    logging.getLogger("lastwatt_test_area").warning("quiet area: not logged")
-    try:
-        raise RuntimeError("boom in the child")
-    except RuntimeError:
-        log.exception("cycle failed")
-    stop_logging_to_queue(logs)
-
-
-def test_a_child_process_logs_through_the_services_handlers(tmp_path, clean_root):
-    """The control process's records reach the service's one file, in its JSON format,
-    grouped by template by its repeat limit, quieted by its per-area levels, with the
-    child's traceback."""
-    path = tmp_path / "lastwatt.log"
-    settings = LoggingSettings(
-        json=True, file=path, repeat_window_s=60, areas={"lastwatt_test_area": "ERROR"}
-    )
-    setup_logging(settings)
-    context = multiprocessing.get_context("spawn")
-    logs = context.Queue()
-    listener = forward_logs(logs)
-    try:
-        child = context.Process(target=_child_that_logs, args=(logs, lowest_level()))
-        child.start()
-        child.join(60)
-        assert child.exitcode == 0
-    finally:
-        listener.stop()
-    entries = [json.loads(line) for line in path.read_text().splitlines()]
-    child_entries = [e for e in entries if e["logger"].startswith("lastwatt_test")]
-    skipped = [e for e in child_entries if "skipped" in e["message"]]
-    assert [e["message"] for e in skipped] == [
-        "job control: run due 0 skipped, the last one is still running"
-    ]
-    assert not any("quiet area" in e["message"] for e in child_entries)
-    (failed,) = [e for e in child_entries if e["message"] == "cycle failed"]
-    assert failed["level"] == "ERROR"
-    assert "RuntimeError: boom in the child" in failed["exc"]
-
-
-def test_the_lowest_level_includes_a_louder_area(clean_root):
-    setup_logging(LoggingSettings(level="WARNING", areas={"lastwatt_test_area": "DEBUG"}))
-    assert lowest_level() == logging.DEBUG
-    setup_logging(LoggingSettings(level="WARNING", areas={"lastwatt_test_area": "ERROR"}))
-    assert lowest_level() == logging.WARNING
