@@ -17,6 +17,7 @@ from settlement.ledger import MAX_AMOUNT
 
 __all__ = [
     "ID",
+    "VISIBLE_TEXT",
     "AccountId",
     "BalanceRow",
     "Balances",
@@ -54,13 +55,21 @@ ID = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}
 """A connection, meter or business id: ASCII letters, digits and ``_ . -`` (≤ 64)."""
 AccountId = Annotated[str, StringConstraints(pattern=r"^[a-z]+:[A-Za-z0-9_.:-]{1,100}$")]
 """A ledger account id ``<family>:<name>``."""
+# Never in a text: C0/C1 controls, the zero-width space, line/paragraph separators, bidi
+# embeddings, overrides and isolates (they reorder what the console shows: "Trojan
+# source"), invisible operators, the BOM. Marks some scripts need (ZWNJ, ZWJ, LRM, RLM,
+# ALM, soft hyphen) may appear, but not alone. ECMA/Python/Rust-compatible, so OpenAPI
+# shows it and the fuzzer can generate from it.
+_NEVER = r"\x00-\x1f\x7f-\x9f\u200b\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+_MARKS = r"\u00ad\u061c\u200c-\u200f"
+VISIBLE_TEXT = rf"^[^{_NEVER}]*[^{_NEVER}{_MARKS}\s][^{_NEVER}]*$"
+"""Text with at least one visible character and no control or reordering character."""
 Reason = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"
-    ),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=VISIBLE_TEXT),
 ]
-"""An operator's reason: visible text (not only spaces), no control characters."""
+"""An operator's reason: visible text (not only spaces or invisible marks), no control,
+bidi-override or zero-width-space characters."""
 
 _STRICT = ConfigDict(strict=True, extra="forbid")
 Row = dict[str, float | int | str | bool | None]

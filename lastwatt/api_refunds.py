@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from lastwatt.api_models import VISIBLE_TEXT
 from lastwatt.auth import User
 from settlement import Asset, InsufficientFundsError
 from settlement.fiat import ID_PATTERN
@@ -84,7 +85,12 @@ class RefundRequest(BaseModel):
         pattern=ID_PATTERN.pattern,
         description="The top-up's payment id (kind topup only)",
     )
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
+    reason: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=3, max_length=200, pattern=VISIBLE_TEXT
+        ),
+    ]
     key: str = Field(
         pattern=REFUND_KEY.pattern,
         description="Idempotency key: the same request again returns the first refund",

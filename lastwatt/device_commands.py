@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import logging
 import socket
@@ -118,6 +117,8 @@ def _simulate_devices(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
+        import asyncio  # deferred: `lastwatt --help` loads no event loop machinery
+
         asyncio.run(_serve(site, clock, settings, args.duration))
     except KeyboardInterrupt:
         pass
@@ -146,6 +147,8 @@ def _rtu_buses(site: Site, items: list[str]) -> dict[str, RtuBus]:
 async def _serve(
     site: Site, clock: AcceleratedClock, settings: SimulatorSettings, duration: float | None
 ) -> None:
+    import asyncio
+
     from controllers.simulator import SimulatedContainer
 
     sim = SimulatedContainer(site, clock, settings)

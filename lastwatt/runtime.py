@@ -142,6 +142,9 @@ class Runtime:
         from lastwatt.state import ServiceState
 
         o = self.options
+        # The API's port first: taken, nothing else has started (no simulator, control
+        # process or first plan left running behind the error).
+        sock = self._socket = _listen(o.host, o.port)
         anchor = None
         if o.speed:
             probe = ServiceState(self.config.data_dir / "service.sqlite")
@@ -183,7 +186,6 @@ class Runtime:
         if own_process:
             await self._start_control_process(service)
         await service.start()
-        sock = self._socket = _listen(o.host, o.port)
         port = sock.getsockname()[1]
         self.url = f"http://{o.host}:{port}/"
         app = create_app(service, self.credentials, self.options.api)

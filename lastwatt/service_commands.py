@@ -9,7 +9,6 @@ says where (:mod:`lastwatt.auth`).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
@@ -23,6 +22,8 @@ from lastwatt.commands import Subcommands, UsageError, add_site_option, command
 # The service stack (pandas, the MILP, the Modbus client) is imported by the handlers
 # when they run, so that `lastwatt --help` stays fast.
 if TYPE_CHECKING:
+    import asyncio
+
     from lastwatt.api import ApiSettings
     from lastwatt.auth import Credentials
     from lastwatt.config import RetentionSettings, Settings, WeatherSettings
@@ -85,7 +86,8 @@ lastwatt serve --config /etc/lastwatt/lastwatt.toml
     parser.add_argument(
         "--private",
         action="store_true",
-        help="no public noticeboard: every API read but /api/health needs credentials",
+        help="no public noticeboard: every API read but /api/health and /metrics (no "
+        "personal data) needs credentials",
     )
     parser.add_argument("--host", default=None, help="API address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="API port (default 8000, 0: any)")
@@ -375,6 +377,8 @@ def _serve(args: argparse.Namespace) -> int:
         opening_credit_minor=opening_credit(args.opening_credit),
         api=api,
     )
+    import asyncio  # deferred: `lastwatt --help` loads no event loop machinery
+
     import psycopg
 
     try:
@@ -450,6 +454,8 @@ async def _run(
     options: RunOptions,
     hours: float | None,
 ) -> None:
+    import asyncio
+
     from lastwatt.runtime import Runtime
     from lastwatt.watchdog import notify
 
@@ -459,7 +465,12 @@ async def _run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await runtime.start()
+    try:
+        await runtime.start()
+    except BaseException:  # stop what did start (a control process would outlive us)
+        with contextlib.suppress(Exception):  # the start's own error is the one to report
+            await runtime.stop()
+        raise
     print(f"serving {site.name!r}: dashboard {runtime.url}, API docs {runtime.url}docs", flush=True)
     watchdog_task = _start_watchdog(runtime, config, options, stop)
     until = None
@@ -485,6 +496,8 @@ def _start_watchdog(
     runtime: Runtime, config: ServiceConfig, options: RunOptions, stop: asyncio.Event
 ) -> asyncio.Task[None] | None:
     """Tell systemd the service is ready; ping its watchdog while control cycles complete."""
+    import asyncio
+
     from lastwatt.watchdog import Watchdog, notify, watchdog_interval_s
 
     notify(f"READY=1\nSTATUS=serving on {runtime.url}")

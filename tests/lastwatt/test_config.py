@@ -103,6 +103,26 @@ def test_serve_simulate_names_a_taken_port_and_the_flag(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_a_taken_api_port_is_named_before_anything_starts(tmp_path, capsys):
+    """The API's port is bound first: taken, nothing else (simulator, control process, first
+    plan, ledger) has started, so nothing is left running behind the usage error."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["serve", "--simulate", "--sim-port", "*=0", "--speed", "60"]
+        argv += ["--data-dir", str(tmp_path), "--port", str(port)]
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot listen" in err
+    assert "try --port" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "ledger.sqlite").exists()
+    assert not (tmp_path / "service.sqlite").exists()
+
+
 def test_sim_port_needs_simulate_and_a_known_gateway(tmp_path, capsys):
     assert main(["serve", "--data-dir", str(tmp_path), "--sim-port", "*=0"]) == 2
     assert "needs --simulate" in capsys.readouterr().err

@@ -52,6 +52,7 @@ def test_version_and_python_dash_m():
 # What `lastwatt --help` must not load: the MILP stack, pandas and matplotlib cost seconds,
 # and the project's own model and settlement packages import pandas. Handlers import them.
 _HEAVY = (
+    "asyncio",  # with subprocess and concurrent.futures: 30 ms of a 165 ms import
     "pandas",
     "numpy",
     "scipy",

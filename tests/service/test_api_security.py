@@ -11,10 +11,13 @@ import time
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from lastwatt.api import ApiSettings, Noticeboard, create_app
+from lastwatt.api_models import HoldCommand, RelayCommand
+from lastwatt.api_refunds import RefundRequest
 from lastwatt.auth import Credentials, Role, User, hash_password
-from lastwatt.guard import ApiLimits
+from lastwatt.guard import ApiLimits, RateLimits, RequestGuard
 from microgrid.site import ConnectionKind
 from settlement import sign_webhook
 from settlement.ledger import FIAT_BRIDGE, Asset, Batch, Transfer, chain_hash
@@ -150,6 +153,20 @@ def test_noticeboard_can_be_switched_off(tmp_path):
 BAD_AMOUNTS = ["5", True, 1.0, 2**62, 0, -5, None]
 BAD_FLAGS = ["no", 0, 1, "false", None]
 BAD_HOURS = ["1e10", "nan", "inf", "-inf", "1e308", "-1e308", "0", "abc"]
+# Blank, control characters, too long, and text that shows nothing or reorders what the
+# console shows: a zero-width space, a right-to-left override, an isolate, a lone RLM.
+INVISIBLE_REASONS = [
+    " ",
+    "\t\n",
+    "a\x00b",
+    "a\x85b",
+    "x" * 201,
+    "\u200b",
+    "\u202e",
+    "paid\u202edrawkcab",
+    "\u2066x\u2069",
+    "\u200f",
+]
 
 
 def test_strict_input_and_bounded_queries_are_4xx_never_5xx(tmp_path):
@@ -171,7 +188,7 @@ def test_strict_input_and_bounded_queries_are_4xx_never_5xx(tmp_path):
             out[f"relay {flag!r}"] = await client.post(
                 f"/api/operator/relays/{own}", json={"closed": flag, "reason": "x"}, auth=operator
             )
-        for reason in (" ", "\t\n", "a\x00b", "x" * 201):
+        for reason in INVISIBLE_REASONS:
             out[f"reason {reason[:5]!r}"] = await client.post(
                 f"/api/operator/relays/{own}",
                 json={"closed": True, "reason": reason},
@@ -206,6 +223,28 @@ def test_strict_input_and_bounded_queries_are_4xx_never_5xx(tmp_path):
         assert 400 <= answer.status_code < 500, (name, answer.status_code, answer.text[:300])
         assert answer.json()["detail"], name
         assert len(answer.content) < 10_000, f"{name}: the error echoes the input"
+
+
+RTL_REASON = "\u0639\u0637\u0644 \u0641\u064a \u0627\u0644\u0639\u062f\u0627\u062f\u200f"
+
+
+@pytest.mark.parametrize("reason", ["fusible grillé – remplacé", RTL_REASON, "H001 ok"])
+def test_reasons_in_any_script_are_accepted(reason):
+    """Visible text in any script passes, with the marks right-to-left text needs."""
+    assert HoldCommand.model_validate({"reason": reason}).reason == reason
+    assert RelayCommand.model_validate({"closed": False, "reason": reason}).reason == reason
+    assert _refund(reason).reason == reason
+
+
+def _refund(reason: str) -> RefundRequest:
+    body = {"account": "user:amina", "kind": "overcharge", "amount_minor": 5, "key": "k1"}
+    return RefundRequest.model_validate({**body, "reason": reason})
+
+
+@pytest.mark.parametrize("reason", [*INVISIBLE_REASONS, "\u200b\u200b\u200b", "\u200f\u200f\u200f"])
+def test_refund_reasons_are_visible_text(reason):
+    with pytest.raises(ValidationError, match="reason"):
+        _refund(reason)
 
 
 def test_limits_before_work(tmp_path):
@@ -249,6 +288,71 @@ def test_limits_before_work(tmp_path):
     assert busy[0].status_code == 200
     assert busy[-1].status_code == 429
     assert int(busy[-1].headers["retry-after"]) >= 1
+
+
+def test_each_user_has_a_request_budget_of_their_own(tmp_path):
+    limits = ApiLimits(per_client="1000/minute", per_user="3/minute")
+
+    async def calls(rig, client):
+        amina = ("amina", rig.passwords["amina"])
+        operator = ("operator", rig.passwords["operator"])
+        return {
+            "amina": [await client.get("/api/balances", auth=amina) for _ in range(4)],
+            "operator": await client.get("/api/balances", auth=operator),
+            "anonymous": await client.get("/api/health"),
+        }
+
+    out = unstarted(tmp_path, calls, ApiSettings(limits=limits))
+    assert [r.status_code for r in out["amina"]] == [200, 200, 200, 429]
+    assert int(out["amina"][-1].headers["retry-after"]) >= 1
+    assert "amina" in out["amina"][-1].json()["detail"]
+    # The same client, other users and anonymous reads are not held by amina's budget.
+    assert out["operator"].status_code == 200
+    assert out["anonymous"].status_code == 200
+
+
+def _guarded(headers, app=None):
+    """One request through RequestGuard alone: what the app saw, how many body chunks were
+    read from the client, what was sent back. The client offers 200 chunks of 10 kB."""
+    reached, reads, sent = [], [], []
+
+    async def reading_app(scope, receive, send):
+        reached.append(scope["path"])
+        while (await receive()).get("more_body"):
+            pass
+
+    async def receive():
+        reads.append(1)
+        return {"type": "http.request", "body": b"x" * 10_000, "more_body": len(reads) < 200}
+
+    async def send(message):
+        sent.append(message)
+
+    limits = ApiLimits()
+    guard = RequestGuard(app or reading_app, limits, RateLimits(limits))
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/webhooks/fiat",
+        "headers": headers,
+        "client": ("192.0.2.1", 1234),
+    }
+    asyncio.run(guard(scope, receive, send))
+    return reached, len(reads), sent
+
+
+def test_an_oversized_content_length_is_refused_before_anything_is_read():
+    reached, reads, sent = _guarded([(b"content-length", b"200000000")])
+    assert reached == []  # no routing, no authentication, no parsing
+    assert reads == 0  # not one byte of the body taken from the client
+    assert sent[0]["status"] == 413
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit():
+    reached, reads, sent = _guarded([(b"transfer-encoding", b"chunked")])
+    assert reached == ["/api/webhooks/fiat"]
+    assert reads == 2  # 16 384 bytes allowed: the second 10 kB chunk crosses the limit
+    assert sent[0]["status"] == 413
 
 
 def test_webhook_hostile_headers_and_unknown_accounts_over_http(tmp_path):
