@@ -27,6 +27,8 @@ from pathlib import Path
 
 from lastwatt.auth import CREDENTIALS_FILE, write_secret_file
 from settlement import SqliteLedgerStore
+from settlement.anchor import Anchor, Checkpoint, write_checkpoint
+from settlement.ledger import VerifyReport
 
 __all__ = ["DATABASES", "BackupError", "BackupReport", "backup", "restore", "verify_backup"]
 
@@ -104,13 +106,18 @@ def _check_integrity(path: Path) -> None:
         raise BackupError(msg)
 
 
-def _verify_ledger(path: Path) -> tuple[int, str]:
+def _verified_ledger(path: Path) -> VerifyReport:
     with SqliteLedgerStore(path) as store:
         report = store.verify()
     if not report.ok:
         first = report.problems[0].message if report.problems else "unknown problem"
         msg = f"{path}: the ledger does not verify (first bad row {report.first_bad_seq}): {first}"
         raise BackupError(msg)
+    return report
+
+
+def _verify_ledger(path: Path) -> tuple[int, str]:
+    report = _verified_ledger(path)
     return report.rows, report.head_hash.hex()
 
 
@@ -192,8 +199,15 @@ def verify_backup(folder: Path) -> BackupReport:
     )
 
 
-def restore(folder: Path, data_dir: Path, force: bool = False) -> BackupReport:
+def restore(
+    folder: Path, data_dir: Path, force: bool = False, anchor: Anchor | None = None
+) -> BackupReport:
     """Restore a backup into ``data_dir`` and verify the result (module docstring).
+
+    With ``anchor`` (the ledger's checkpoint folder and key), the restored head is signed
+    as a new base (:mod:`settlement.anchor`): the checkpoints taken after the backup
+    count rows the restore removed on purpose, and the anchored verify would otherwise
+    report them missing for ever.
 
     Raises
     ------
@@ -228,7 +242,8 @@ def restore(folder: Path, data_dir: Path, force: bool = False) -> BackupReport:
             elif name == CREDENTIALS_FILE:
                 text = (folder / name).read_text(encoding="utf-8")
                 write_secret_file(data_dir / name, text)
-        rows, head = _verify_ledger(data_dir / DATABASES[0])
+        restored = _verified_ledger(data_dir / DATABASES[0])
+        rows, head = restored.rows, restored.head_hash.hex()
         if (rows, head) != (report.ledger_rows, report.ledger_head):
             msg = (
                 f"restored ledger has {rows} rows, head {head[:16]}…; the backup recorded "
@@ -243,4 +258,16 @@ def restore(folder: Path, data_dir: Path, force: bool = False) -> BackupReport:
                 path.rename(data_dir / path.name)
             aside.rmdir()
         raise
+    if anchor is not None:  # after the files are in place: a failed restore signs nothing
+        write_checkpoint(
+            anchor.directory,
+            anchor.key,
+            Checkpoint(
+                restored.rows,
+                restored.batches,
+                restored.head_hash,
+                dt.datetime.now(dt.UTC),
+                restored=True,
+            ),
+        )
     return report

@@ -43,6 +43,19 @@ def add_commands(commands: Subcommands) -> None:
         action="store_true",
         help="replace existing data (moved aside into DATA_DIR/replaced-TIME/, not deleted)",
     )
+    restore.add_argument(
+        "--checkpoints",
+        type=Path,
+        metavar="DIR",
+        help="the ledger's checkpoint folder, where the restored head is signed as a new "
+        "base (default DATA_DIR/checkpoints, the service's)",
+    )
+    restore.add_argument(
+        "--anchor-key",
+        type=Path,
+        metavar="FILE",
+        help="the checkpoints' key (default DATA_DIR/anchor.key; none there: not anchored)",
+    )
     check = command(
         commands,
         "backup-check",
@@ -70,15 +83,27 @@ def _backup(args: argparse.Namespace) -> int:
 
 def _restore(args: argparse.Namespace) -> int:
     from lastwatt.backup import BackupError, restore
+    from settlement.anchor import Anchor, AnchorError, load_anchor_key
 
+    key_path = args.anchor_key or args.data_dir / "anchor.key"
+    anchor = None
+    if args.anchor_key is not None or key_path.exists():
+        try:
+            anchor = Anchor(
+                args.checkpoints or args.data_dir / "checkpoints", load_anchor_key(key_path)
+            )
+        except AnchorError as exc:
+            raise UsageError(str(exc)) from None
     try:
-        report = restore(args.backup, args.data_dir, args.force)
+        report = restore(args.backup, args.data_dir, args.force, anchor)
     except BackupError as exc:
         raise UsageError(str(exc)) from None
     print(
         f"restored {report.folder} into {args.data_dir}: ledger verified, "
         f"{report.ledger_rows} journal rows, head {report.ledger_head[:16]}… as backed up"
     )
+    if anchor is not None:
+        print(f"signed the restored head as the new base of the checkpoints in {anchor.directory}")
     return 0
 
 

@@ -16,10 +16,17 @@ the checkpoints, :func:`check_anchor` reports:
   the service is always covered; rows that are not were written around it (or in the
   instant between a commit and its checkpoint — the report lists them to be checked).
 
+A **restore** (``lastwatt restore``) puts back an older ledger on purpose: it appends a
+signed *base* checkpoint (``"restored": true``) of the restored head. The checkpoints
+before the last base describe a history the operator replaced, so the anchor is checked
+from the base on; without the key nobody can write a base, so a truncation or a rewrite
+still cannot pass as a restore.
+
 File format: ``<directory>/checkpoints.jsonl``, one JSON object per line,
-``{"rows": int, "batches": int, "head": hex, "at": ISO 8601, "mac": hex}``, appended and
-fsynced; the MAC covers the other fields in that order. A line whose MAC does not verify
-is itself reported (someone edited the anchor).
+``{"rows": int, "batches": int, "head": hex, "at": ISO 8601, "mac": hex}`` (plus
+``"restored": true`` on a base), appended and fsynced; the MAC covers the other fields in
+that order. A line whose MAC does not verify is itself reported (someone edited the
+anchor).
 """
 
 from __future__ import annotations
@@ -83,16 +90,20 @@ class Checkpoint:
         Hash of row ``rows`` (the genesis hash for an empty journal).
     at : datetime
         When it was taken (UTC).
+    restored : bool
+        A base written by a restore: the checkpoints before it no longer apply.
     """
 
     rows: int
     batches: int
     head_hash: bytes
     at: datetime
+    restored: bool = False
 
     def signed_text(self) -> bytes:
-        """The canonical bytes the MAC covers."""
-        return f"{self.rows}|{self.batches}|{self.head_hash.hex()}|{self.at.isoformat()}".encode()
+        """The canonical bytes the MAC covers (a base's flag too, so none can be forged)."""
+        text = f"{self.rows}|{self.batches}|{self.head_hash.hex()}|{self.at.isoformat()}"
+        return (text + ("|restored" if self.restored else "")).encode()
 
 
 def create_anchor_key(path: Path) -> bytes:
@@ -148,15 +159,15 @@ def write_checkpoint(directory: Path, key: bytes, checkpoint: Checkpoint) -> Pat
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / CHECKPOINTS_FILE
-    line = json.dumps(
-        {
-            "rows": checkpoint.rows,
-            "batches": checkpoint.batches,
-            "head": checkpoint.head_hash.hex(),
-            "at": checkpoint.at.isoformat(),
-            "mac": _mac(key, checkpoint),
-        }
-    )
+    entry: dict[str, object] = {
+        "rows": checkpoint.rows,
+        "batches": checkpoint.batches,
+        "head": checkpoint.head_hash.hex(),
+        "at": checkpoint.at.isoformat(),
+    }
+    if checkpoint.restored:
+        entry["restored"] = True
+    line = json.dumps(entry | {"mac": _mac(key, checkpoint)})
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.write(fd, (line + "\n").encode())
@@ -184,6 +195,7 @@ def read_checkpoints(directory: Path, key: bytes) -> tuple[list[Checkpoint], lis
                     int(item["batches"]),
                     bytes.fromhex(item["head"]),
                     datetime.fromisoformat(item["at"]),
+                    item.get("restored", False) is True,
                 )
                 good = hmac.compare_digest(_mac(key, checkpoint), str(item["mac"]))
             except (ValueError, KeyError, TypeError):
@@ -227,6 +239,8 @@ def check_anchor(
     """
     if not checkpoints:
         return [Problem(0, "no checkpoint to verify against: the chain is only self-consistent")]
+    bases = [k for k, c in enumerate(checkpoints) if c.restored]
+    checkpoints = checkpoints[bases[-1] :] if bases else checkpoints  # a restore's new base
     last = checkpoints[-1]
     when = last.at.isoformat(timespec="seconds")
     problems: list[Problem] = []
