@@ -59,6 +59,7 @@ from forecasts.weather import read_weather_csv, synthetic_weather
 from microgrid import ConnectionKind, Site, TimeGrid
 from microgrid.physics import ContainerState
 from scenarios.config import Scenario
+from scenarios.household_access import DayAccess
 from scenarios.ledger import SimLedger
 from scenarios.population import Community, build_community, equipped_site
 from scenarios.stakers import choose, initial_state, learn
@@ -292,6 +293,7 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
     previous: Schedule | None = None
     physics: ContainerState | None = None  # the one physics' state, carried block to block
     rows: list[dict[str, float]] = []
+    access = DayAccess(all_households, final.location.timezone)
     sigma = scenario.weather.demand_noise
     for day in range(horizon.days):
         t = day * per_day
@@ -377,6 +379,15 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                 ]
             )
             soc = float(delivered.soc_kwh[-1])
+            access.add_block(
+                plan,
+                problem,
+                units.ids,
+                delivered.served_kw,
+                delivered.short_kw,
+                actual_today[block][:, cols],
+                [c.id for c in site.connections],
+            )
             wanted = lifeline_wanted_kw(problem, unit_demand[block], units.tiers)
             _track(plan, units, delivered.served_kw, wanted, step, relays, shed)
             t0 = tick("delivery", t0)
@@ -499,6 +510,14 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                 "businesses_served": float(len(served_businesses)),
                 "households": float(len(site.households)),
             }
+            | access.end_day(
+                flows_day[0],
+                flows_day[4],
+                soc_day_start,
+                unit_demand[:, tiers.priority].sum(axis=1),
+                problem.battery,
+                step,
+            )
         )
         if progress is not None:
             progress(1)
