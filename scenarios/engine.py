@@ -62,7 +62,7 @@ from scenarios.config import Scenario
 from scenarios.household_access import DayAccess
 from scenarios.ledger import SimLedger
 from scenarios.population import Community, build_community, equipped_site
-from scenarios.stakers import choose, initial_state, learn
+from scenarios.stakers import choose, initial_state, learn, payoff_per_token
 
 __all__ = ["RunResult", "run_scenario"]
 
@@ -282,7 +282,6 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
 
     ledger = SimLedger(scenario, final)
     stakers = initial_state(len(all_households), len(all_business), scenario.stakers, rng_stakers)
-    household_col = {h: k for k, h in enumerate(all_households)}
 
     site: Site | None = None
     units: _Units | None = None
@@ -454,13 +453,13 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
             grid.index[t],
         )
         staked = stakers.choice.copy()
-        payoff = np.zeros(len(all_households))
-        for h, coins in round_result.rewards.items():
-            payoff[household_col[h]] += coins / 1e6
-        for h, tokens in round_result.slashed.items():
-            payoff[household_col[h]] -= tokens / 1e6
-        for h, tokens in round_result.recycled.items():  # the pool's tokens won
-            payoff[household_col[h]] += tokens / 1e6
+        payoff = payoff_per_token(
+            all_households,
+            round_result.rewards,
+            round_result.slashed,
+            round_result.recycled,
+            round_result.tokens,
+        )
         learn(stakers, staked, payoff, scenario.stakers)
         joined_households = np.array([community.join_day[h] <= day for h in all_households])
         nxt = choose(stakers, available, true_value, scenario.stakers, rng_stakers)
