@@ -14,6 +14,8 @@ KPIs per run:
 - staker returns (coins rewarded per household, tokens slashed) and ledger totals;
 - ``business_day_share``: share of days on which businesses got more than
   :data:`BUSINESS_DAY_KWH`, and ``business_kwh_on_business_days`` the energy on them;
+  ``business_share``: business energy ÷ all energy delivered (priority, households,
+  businesses), the axis of the lifeline-against-business trade-off;
 - ``mtf_tier_<k>_share``: share of household-days whose delivered MTF tier is k (0–5),
   rated by :func:`microgrid.access.mtf_daily` from each household's delivered energy
   and the power it could draw (:mod:`scenarios.household_access`);
@@ -100,6 +102,13 @@ def access_kpis(daily: pd.DataFrame) -> dict[str, float]:
         "business_day_share": float(business_days.mean()) if len(daily) else float("nan"),
         "business_kwh_on_business_days": float(daily.loc[business_days, "business_kwh"].sum()),
     }
+    if {"priority_kwh", "household_kwh"} <= set(daily.columns):
+        delivered = float(
+            (daily["priority_kwh"] + daily["household_kwh"] + daily["business_kwh"]).sum()
+        )
+        kpis["business_share"] = (
+            float(daily["business_kwh"].sum()) / delivered if delivered else float("nan")
+        )
     if "mtf_tier_0" not in daily:  # a run from before the engine rated households
         return kpis
     tiers = daily[[f"mtf_tier_{k}" for k in range(6)]].sum()

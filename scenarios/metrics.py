@@ -83,6 +83,11 @@ METRICS: dict[str, Metric] = {
         "–",
         "share of days on which businesses got more than 0.1 kWh",
     ),
+    "business_share": Metric(
+        "business share of delivered energy",
+        "–",
+        "business energy ÷ energy delivered to priority users, households and businesses",
+    ),
     "business_kwh_on_business_days": Metric(
         "business energy on business days", "kWh", "energy businesses got on those days"
     ),
