@@ -13,6 +13,7 @@ over the days physics allows), token supply against issue and rewards paid.
 
 Run: python benchmarks/bench_scenarios.py [--repeats 1] [--days 365]
 [--policies milp,proportional] [--stakers default|informed] [--no-sweep] [--json KPIS.json]
+[--daily-csv DAILY.csv]
 
 ``--stakers informed``: every household knows the true values (``stakers.informed = 1``);
 ``default`` is the planners' mix (loyal, learner, random).
@@ -45,9 +46,13 @@ def main() -> None:
     parser.add_argument("--stakers", choices=("default", "informed"), default="default")
     parser.add_argument("--no-sweep", action="store_true", help="skip the 4 × 14-day sweep")
     parser.add_argument("--json", type=Path, default=None, help="write every run's KPIs here")
+    parser.add_argument(
+        "--daily-csv", type=Path, default=None, help="write the last run's daily table here"
+    )
     args = parser.parse_args()
-    if args.json is not None and not args.json.parent.is_dir():
-        parser.error(f"--json: folder {args.json.parent} does not exist")
+    for flag, path in (("--json", args.json), ("--daily-csv", args.daily_csv)):
+        if path is not None and not path.parent.is_dir():
+            parser.error(f"{flag}: folder {path.parent} does not exist")
     print(f"machine: {machine()}")
     year = with_parameter(bundled_scenario("seeds_year"), "horizon.days", args.days)
     if args.stakers == "informed":
@@ -85,6 +90,8 @@ def main() -> None:
             f"{k['staker_rewards_coin_per_household']:.3f} coin/household"
         )
         dump[policy] = k
+        if args.daily_csv is not None:
+            result.daily.to_csv(args.daily_csv.with_stem(f"{args.daily_csv.stem}_{policy}"))
         if args.json is not None:
             args.json.write_text(json.dumps(dump, indent=1))
     if args.no_sweep:
