@@ -44,7 +44,7 @@ from microgrid import load_site
 from microgrid.units import COIN_SCALE, STAKE_TOKEN_SCALE
 from scenarios.config import StakerMix
 from scenarios.kpis import rounds_to_settle
-from scenarios.stakers import choose, initial_state, learn
+from scenarios.stakers import choose, initial_state, learn, payoff_per_token
 from settlement import SqliteLedgerStore
 from settlement.hourly import price_at
 from settlement.ledger import (
@@ -125,18 +125,10 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         tokens_before = {h: store.balance(stake_account(h), Asset.STAKE) for h in households}
         plan, _ = settle_round(store, site, r, outcomes, policy, at)
         rewards_minor += sum(plan.rewards.values())
-        payoff = np.array(
-            [
-                (
-                    plan.rewards.get(h, 0) / COIN_SCALE
-                    + (plan.recycled.get(h, 0) - plan.slashed.get(h, 0)) / STAKE_TOKEN_SCALE
-                )
-                / max(tokens_before[h] / STAKE_TOKEN_SCALE, 1e-9)
-                for h in households
-            ]
+        # Learners count coins and tokens won or lost per token, as the planners' engine does.
+        payoff = payoff_per_token(
+            households, plan.rewards, plan.slashed, plan.recycled, tokens_before
         )
-        # Learners count coins and tokens won or lost (a token as one coin, as the planners'
-        # engine does); the refill is not a reward for the choice, so it is left out.
         learn(stakers, choice.copy(), payoff, mix)
         choice = choose(stakers, available, value, mix, rng)
     issued = -store.balance(STAKE_ISSUER, Asset.STAKE)

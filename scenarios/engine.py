@@ -59,9 +59,10 @@ from forecasts.weather import read_weather_csv, synthetic_weather
 from microgrid import ConnectionKind, Site, TimeGrid
 from microgrid.physics import ContainerState
 from scenarios.config import Scenario
+from scenarios.household_access import DayAccess
 from scenarios.ledger import SimLedger
 from scenarios.population import Community, build_community, equipped_site
-from scenarios.stakers import choose, initial_state, learn
+from scenarios.stakers import choose, initial_state, learn, payoff_per_token
 
 __all__ = ["RunResult", "run_scenario"]
 
@@ -285,7 +286,6 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
 
     ledger = SimLedger(scenario, final)
     stakers = initial_state(len(all_households), len(all_business), scenario.stakers, rng_stakers)
-    household_col = {h: k for k, h in enumerate(all_households)}
 
     site: Site | None = None
     units: _Units | None = None
@@ -296,6 +296,7 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
     previous: Schedule | None = None
     physics: ContainerState | None = None  # the one physics' state, carried block to block
     rows: list[dict[str, float]] = []
+    access = DayAccess(all_households, final.location.timezone)
     sigma = scenario.weather.demand_noise
     for day in range(horizon.days):
         t = day * per_day
@@ -385,6 +386,15 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                 ]
             )
             soc = float(delivered.soc_kwh[-1])
+            access.add_block(
+                plan,
+                problem,
+                units.ids,
+                delivered.served_kw,
+                delivered.short_kw,
+                actual_today[block][:, cols],
+                [c.id for c in site.connections],
+            )
             grid_demand = np.maximum(unit_demand[block] - unit_own_pv[block], 0.0)
             wanted = lifeline_wanted_kw(problem, grid_demand, units.tiers)
             _track(plan, units, delivered.served_kw, wanted, step, relays, shed)
@@ -453,13 +463,13 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
             grid.index[t],
         )
         staked = stakers.choice.copy()
-        payoff = np.zeros(len(all_households))
-        for h, coins in round_result.rewards.items():
-            payoff[household_col[h]] += coins / 1e6
-        for h, tokens in round_result.slashed.items():
-            payoff[household_col[h]] -= tokens / 1e6
-        for h, tokens in round_result.recycled.items():  # the pool's tokens won
-            payoff[household_col[h]] += tokens / 1e6
+        payoff = payoff_per_token(
+            all_households,
+            round_result.rewards,
+            round_result.slashed,
+            round_result.recycled,
+            round_result.tokens,
+        )
         learn(stakers, staked, payoff, scenario.stakers)
         joined_households = np.array([community.join_day[h] <= day for h in all_households])
         nxt = choose(stakers, available, true_value, scenario.stakers, rng_stakers)
@@ -509,6 +519,14 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                 "businesses_served": float(len(served_businesses)),
                 "households": float(len(site.households)),
             }
+            | access.end_day(
+                flows_day[0],
+                flows_day[4],
+                soc_day_start,
+                unit_demand[:, tiers.priority].sum(axis=1),
+                problem.battery,
+                step,
+            )
         )
         if progress is not None:
             progress(1)

@@ -11,7 +11,20 @@ KPIs per run:
 - ``rounds_to_settle``: the seeds' "semi-stable condition" — the first round from which
   the 7-round mean of that share stays within 0.05 of its final level, NaN if it never
   does;
-- staker returns (coins rewarded per household, tokens slashed) and ledger totals.
+- staker returns (coins rewarded per household, tokens slashed) and ledger totals;
+- ``business_day_share``: share of days on which businesses got more than
+  :data:`BUSINESS_DAY_KWH`, and ``business_kwh_on_business_days`` the energy on them;
+  ``business_share``: business energy ÷ all energy delivered (priority, households,
+  businesses), the axis of the lifeline-against-business trade-off;
+- ``mtf_tier_<k>_share``: share of household-days whose delivered MTF tier is k (0–5),
+  rated by :func:`microgrid.access.mtf_daily` from each household's delivered energy
+  and the power it could draw (:mod:`scenarios.household_access`);
+- ``evening_lifeline_share``: share of household-days whose evening lifeline was delivered
+  (the household could draw in every period of its plan's evening window), and
+  ``evening_lifeline_share_physics_allows`` the same over the days physics allows
+  (realised PV plus usable battery at the evening's start carry priority load and every
+  lifeline, :func:`scenarios.household_access.evening_physics_allows`), whose share of
+  days is ``physics_allows_day_share``.
 """
 
 from __future__ import annotations
@@ -23,7 +36,19 @@ import pandas as pd
 
 from scenarios.engine import RunResult
 
-__all__ = ["SETTLE_TOLERANCE", "rounds_to_settle", "run_kpis", "tidy", "tidy_kpis"]
+__all__ = [
+    "BUSINESS_DAY_KWH",
+    "SETTLE_TOLERANCE",
+    "access_kpis",
+    "rounds_to_settle",
+    "run_kpis",
+    "tidy",
+    "tidy_kpis",
+]
+
+BUSINESS_DAY_KWH = 0.1
+"""A day counts as a business day when businesses got more than this [kWh]: a mill's
+quarter hour at 1.5 kW is 0.375 kWh, so 0.1 kWh excludes float noise and trickles only."""
 
 SETTLE_TOLERANCE = 0.05
 """How close the 7-round mean stake share must stay to its final level to count as settled."""
@@ -51,6 +76,60 @@ def rounds_to_settle(share: pd.Series, tolerance: float = SETTLE_TOLERANCE) -> f
     outside = np.flatnonzero(np.abs(rolling.to_numpy() - final) > tolerance)
     first = 0 if outside.size == 0 else int(outside[-1]) + 1
     return float("nan") if first >= len(values) else float(first)
+
+
+def access_kpis(daily: pd.DataFrame) -> dict[str, float]:
+    """Business days, MTF tier shares and evening lifelines of a run's daily table.
+
+    Examples
+    --------
+    Two days; on the first 3 of 4 households got their evening lifeline and physics
+    allowed it, on the second physics did not allow it and 1 of 4 did:
+
+    >>> d = pd.DataFrame({"business_kwh": [0.05, 4.0], "mtf_tier_0": [1.0, 3.0],
+    ...                   "mtf_tier_1": [0.0, 0.0], "mtf_tier_2": [3.0, 1.0],
+    ...                   "mtf_tier_3": [0.0] * 2, "mtf_tier_4": [0.0] * 2,
+    ...                   "mtf_tier_5": [0.0] * 2, "lifeline_households": [4.0, 4.0],
+    ...                   "lifeline_delivered": [3.0, 1.0], "physics_allows": [1.0, 0.0]})
+    >>> k = access_kpis(d)
+    >>> k["business_day_share"], k["business_kwh_on_business_days"], k["mtf_tier_2_share"]
+    (0.5, 4.0, 0.5)
+    >>> k["evening_lifeline_share"], k["evening_lifeline_share_physics_allows"]
+    (0.5, 0.75)
+    """
+    business_days = daily["business_kwh"] > BUSINESS_DAY_KWH
+    kpis = {
+        "business_day_share": float(business_days.mean()) if len(daily) else float("nan"),
+        "business_kwh_on_business_days": float(daily.loc[business_days, "business_kwh"].sum()),
+    }
+    if {"priority_kwh", "household_kwh"} <= set(daily.columns):
+        delivered = float(
+            (daily["priority_kwh"] + daily["household_kwh"] + daily["business_kwh"]).sum()
+        )
+        kpis["business_share"] = (
+            float(daily["business_kwh"].sum()) / delivered if delivered else float("nan")
+        )
+    if "mtf_tier_0" not in daily:  # a run from before the engine rated households
+        return kpis
+    tiers = daily[[f"mtf_tier_{k}" for k in range(6)]].sum()
+    household_days = float(tiers.sum())
+    for k in range(6):
+        kpis[f"mtf_tier_{k}_share"] = (
+            float(tiers.iloc[k] / household_days) if household_days else float("nan")
+        )
+    allowed = daily["physics_allows"] > 0
+    counted = float(daily["lifeline_households"].sum())
+    counted_allowed = float(daily.loc[allowed, "lifeline_households"].sum())
+    kpis["evening_lifeline_share"] = (
+        float(daily["lifeline_delivered"].sum()) / counted if counted else float("nan")
+    )
+    kpis["physics_allows_day_share"] = float(allowed.mean())
+    kpis["evening_lifeline_share_physics_allows"] = (
+        float(daily.loc[allowed, "lifeline_delivered"].sum()) / counted_allowed
+        if counted_allowed
+        else float("nan")
+    )
+    return kpis
 
 
 def run_kpis(result: RunResult) -> dict[str, float]:
@@ -96,6 +175,7 @@ def run_kpis(result: RunResult) -> dict[str, float]:
         "tokens_slashed": float(d["slashed_tokens"].sum()),
         "seconds": result.seconds,
     }
+    kpis |= access_kpis(d)
     kpis |= {f"ledger_{k}": v for k, v in result.ledger.items()}
     return kpis
 

@@ -68,6 +68,8 @@ class RoundResult:
     rewards: dict[str, int]
     slashed: dict[str, int]
     recycled: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+    """Tokens each household held at the round's start [micro-tokens]."""
 
     @property
     def rewarded_minor(self) -> int:
@@ -161,7 +163,7 @@ class SimLedger:
         if plan.transfers:
             key = f"stake:round:{self.site_name}:{round_number}"
             self.store.post(Batch(key, plan.transfers), at.to_pydatetime())
-        return RoundResult(plan.rewards, plan.slashed, plan.recycled)
+        return RoundResult(plan.rewards, plan.slashed, plan.recycled, tokens)
 
     # --- money in -----------------------------------------------------------------------
     def top_up(self, site: Site, revenue: Mapping[str, int], day: int, at: pd.Timestamp) -> None:

@@ -78,6 +78,45 @@ METRICS: dict[str, Metric] = {
     ),
     "tokens_slashed": Metric("tokens slashed", "token", "stake tokens slashed over the run"),
     "seconds": Metric("wall time", "s", "time the run took on this machine"),
+    "business_day_share": Metric(
+        "days with business energy",
+        "–",
+        "share of days on which businesses got more than 0.1 kWh",
+    ),
+    "business_share": Metric(
+        "business share of delivered energy",
+        "–",
+        "business energy ÷ energy delivered to priority users, households and businesses",
+    ),
+    "business_kwh_on_business_days": Metric(
+        "business energy on business days", "kWh", "energy businesses got on those days"
+    ),
+    **{
+        f"mtf_tier_{k}_share": Metric(
+            f"household-days at MTF tier {k}",
+            "–",
+            f"share of household-days whose delivered World Bank MTF tier is {k} "
+            "(lowest of capacity, daily energy, hours of supply, evening hours)",
+        )
+        for k in range(6)
+    },
+    "evening_lifeline_share": Metric(
+        "evening lifeline delivered",
+        "–",
+        "share of household-days on which the household could draw in every period of "
+        "its plan's evening window",
+    ),
+    "physics_allows_day_share": Metric(
+        "days physics allows the lifelines",
+        "–",
+        "share of days on which realised PV plus the usable battery at the evening's start "
+        "cover priority load and every household's evening lifeline",
+    ),
+    "evening_lifeline_share_physics_allows": Metric(
+        "evening lifeline, on days physics allows",
+        "–",
+        "share of household-days with the evening lifeline delivered, over the days physics allows",
+    ),
 }
 
 

@@ -5,8 +5,9 @@ nothing was swept). Per point the table gives each metric's median over runs and
 more than one run, its 10th–90th percentile range; the metric's label, unit and meaning
 come from :mod:`scenarios.metrics`. Charts are drawn per point, never averaged across
 points: energy per tier over time, stake concentration, η across runs, the trade-off
-between household and business energy over the sweep, and a sizing curve when PV or
-battery size is swept.
+between household and business energy over the sweep with the business share of the
+delivered energy against the lifeline size swept (or the household energy), and a sizing
+curve when PV or battery size is swept.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from matplotlib.figure import Figure
 
 from scenarios.metrics import METRICS, describe
 
-__all__ = ["MAX_PANELS", "point_labels", "summary_table", "write_report"]
+__all__ = ["MAX_PANELS", "point_labels", "summary_table", "tradeoff_figure", "write_report"]
 
 MAX_PANELS = 6
 """Sweep points drawn as small multiples; more are listed in the table only."""
@@ -143,14 +144,39 @@ def _eta_chart(kpis: pd.DataFrame, points: list[str]) -> str:
     return _png(fig)
 
 
+def _lifeline_axis(kpis: pd.DataFrame) -> str | None:
+    """The swept parameter that sizes the households' lifeline, if one was swept."""
+    for column in _params(kpis):
+        if (
+            column != "point"
+            and "lifeline" in column
+            and pd.api.types.is_numeric_dtype(pd.to_numeric(kpis[column], errors="coerce"))
+        ):
+            return column
+    return None
+
+
 def _tradeoff_chart(kpis: pd.DataFrame, points: list[str]) -> str | None:
+    fig = tradeoff_figure(kpis, points)
+    return None if fig is None else _png(fig)
+
+
+def tradeoff_figure(kpis: pd.DataFrame, points: list[str]) -> Figure | None:
+    """Household against business energy, and the business share against the lifeline.
+
+    The right panel is the community's choice (seed 000: "the community has the knowledge
+    to decide"): how much of the delivered energy businesses get for each lifeline size
+    swept, or for each level of household energy when no lifeline was swept.
+    """
     if len(points) < 2:
         return None
     medians = kpis.pivot_table(index="point", columns="metric", values="value", aggfunc="median")
     if not {"household_kwh", "business_kwh"} <= set(medians.columns):
         return None
     medians = medians.reindex(points)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    share = "business_share" in medians.columns
+    fig, axes = plt.subplots(1, 2 if share else 1, figsize=(11 if share else 6, 4), squeeze=False)
+    ax = axes[0, 0]
     ax.plot(medians["household_kwh"], medians["business_kwh"], marker="o")
     for point, row in medians.iterrows():
         ax.annotate(str(point), (row["household_kwh"], row["business_kwh"]), fontsize=7)
@@ -159,7 +185,27 @@ def _tradeoff_chart(kpis: pd.DataFrame, points: list[str]) -> str | None:
         ylabel="business energy [kWh]",
         title="Trade-off over the sweep",
     )
-    return _png(fig)
+    if share:
+        ax = axes[0, 1]
+        lifeline = _lifeline_axis(kpis)
+        if lifeline is not None:
+            x = pd.to_numeric(kpis.groupby("point")[lifeline].first(), errors="coerce")
+            x = x.reindex(points)
+            label = lifeline.split(".")[-1].replace("_", " ")
+        else:
+            x = medians["household_kwh"]
+            label = "household energy [kWh]"
+        order = np.argsort(x.to_numpy(), kind="stable")
+        y = medians["business_share"].to_numpy()
+        ax.plot(x.to_numpy()[order], y[order], marker="o")
+        for point, xv, yv in zip(points, x.to_numpy(), y, strict=True):
+            ax.annotate(str(point), (xv, yv), fontsize=7)
+        ax.set(
+            xlabel=label,
+            ylabel="business share of delivered energy [–]",
+            title="Lifeline size against business share",
+        )
+    return fig
 
 
 def _sizing_chart(kpis: pd.DataFrame) -> str | None:

@@ -18,21 +18,31 @@ Behaviours (seeds 000/001: one token, one business per round, may skip):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from microgrid.units import COIN_SCALE, STAKE_TOKEN_SCALE
 from scenarios.config import StakerMix
 
-__all__ = ["BEHAVIOURS", "StakerState", "choose", "initial_state", "learn"]
+__all__ = ["BEHAVIOURS", "StakerState", "choose", "initial_state", "learn", "payoff_per_token"]
 
 BEHAVIOURS = ("loyal", "learner", "random", "informed")
 """Behaviour names; a household's behaviour is its index here."""
 
-_OPTIMISM = 0.05
-"""Learners' initial payoff estimate [coins per token]: a little above zero, so an
-untried business beats one that slashed."""
+_OPTIMISM = 0.0
+"""Learners' initial payoff estimate [coins per token] (plus a tie-break draw below
+:data:`_TIE_BREAK`): an untried business beats one that slashed and loses to one that
+paid. It must sit below what a delivered round pays: a round's reward on the bundled year
+is ≈ 0.01 coin per token, and the former 0.05 made every business a learner tried look
+worse than any untried one, so learners went round all 70 businesses (≈ 6 visits each
+before a business's estimate fell below the prior's pull) and never settled within a year."""
+
+_TIE_BREAK = 1e-3
+"""Spread of the learners' initial estimates [coins per token]: breaks ties between
+untried businesses at random, and is small against one round's reward."""
 
 
 @dataclass
@@ -71,7 +81,7 @@ def initial_state(
         behaviour=behaviour.astype(np.int64),
         favourite=np.full(households, -1, dtype=np.int64),
         estimate=np.full((households, businesses), _OPTIMISM)
-        + rng.uniform(0.0, 1e-3, (households, businesses)),
+        + rng.uniform(0.0, _TIE_BREAK, (households, businesses)),
         choice=np.full(households, -1, dtype=np.int64),
     )
 
@@ -157,3 +167,46 @@ def learn(
     cols = staked[rows]
     old = state.estimate[rows, cols]
     state.estimate[rows, cols] = old + mix.learning_rate * (payoff_per_token[rows] - old)
+
+
+def payoff_per_token(
+    households: list[str],
+    rewards_minor: Mapping[str, int],
+    slashed_minor: Mapping[str, int],
+    recycled_minor: Mapping[str, int],
+    tokens_minor: Mapping[str, int],
+) -> npt.NDArray[np.float64]:
+    """Each household's payoff of a round per token it held [coins per token], for :func:`learn`.
+
+    Coins rewarded plus pool tokens recycled to it minus tokens slashed (a token counted
+    as one coin), divided by the tokens it held at the round's start. The refill is not
+    a reward for the choice and is left out. Per token, so that a household holding 3
+    tokens does not judge a business 3 times as good as one holding 1 does.
+
+    Parameters
+    ----------
+    households : list of str
+        Order of the result.
+    rewards_minor : mapping of str to int
+        Coins rewarded [coin minor units].
+    slashed_minor, recycled_minor : mapping of str to int
+        Tokens slashed and recycled [micro-tokens].
+    tokens_minor : mapping of str to int
+        Tokens held at the round's start [micro-tokens].
+
+    Examples
+    --------
+    H1 held 2 tokens, got 0.02 coin and 0.01 recycled token; H2 held 0.5 token and lost
+    0.05 of it:
+
+    >>> payoff_per_token(["H1", "H2"], {"H1": 20_000}, {"H2": 50_000}, {"H1": 10_000},
+    ...                  {"H1": 2_000_000, "H2": 500_000}).round(4).tolist()
+    [0.015, -0.1]
+    """
+    payoff = np.zeros(len(households))
+    for k, h in enumerate(households):
+        won = rewards_minor.get(h, 0) / COIN_SCALE + recycled_minor.get(h, 0) / STAKE_TOKEN_SCALE
+        lost = slashed_minor.get(h, 0) / STAKE_TOKEN_SCALE
+        held = tokens_minor.get(h, 0) / STAKE_TOKEN_SCALE
+        payoff[k] = (won - lost) / held if held > 0 else 0.0
+    return payoff

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from scenarios.report import point_labels, summary_table, write_report
+from scenarios.report import point_labels, summary_table, tradeoff_figure, write_report
 
 
 def kpis_frame(points: dict[int, float], runs: int = 5) -> pd.DataFrame:
@@ -82,3 +82,50 @@ def test_report_explains_a_missing_eta_and_draws_the_tradeoff(tmp_path):
     assert "η was not measured" in text
     assert "Trade-off" in text or "over the sweep" in text
     assert text.count("data:image/png;base64") >= 3
+
+
+def lifeline_sweep() -> tuple[pd.DataFrame, list[str]]:
+    """Three lifeline sizes: the bigger the lifeline, the smaller the business share."""
+    rows = []
+    for run, (wh, share, household) in enumerate(
+        ((120, 0.2, 30.0), (200, 0.1, 36.0), (0, 0.0, 46.0))
+    ):
+        for metric, value in (
+            ("business_share", share),
+            ("household_kwh", household),
+            ("business_kwh", 100 * share),
+        ):
+            rows.append(
+                {
+                    "run": run,
+                    "seed": run,
+                    "lifeline_wh_per_day": wh,
+                    "metric": metric,
+                    "value": value,
+                }
+            )
+    kpis = pd.DataFrame(rows)
+    kpis = kpis.assign(point=point_labels(kpis))
+    return kpis, list(dict.fromkeys(kpis["point"]))
+
+
+def test_tradeoff_has_a_business_share_axis_against_the_lifeline_swept():
+    kpis, points = lifeline_sweep()
+    fig = tradeoff_figure(kpis, points)
+    assert fig is not None
+    assert len(fig.axes) == 2
+    share = fig.axes[1]
+    assert share.get_xlabel() == "lifeline wh per day"
+    assert share.get_ylabel().startswith("business share")
+    x, y = share.lines[0].get_data()
+    assert list(x) == [0, 120, 200]  # drawn in lifeline order, not sweep order
+    assert list(y) == [0.0, 0.2, 0.1]
+
+
+def test_tradeoff_without_a_lifeline_swept_uses_household_energy():
+    kpis, _ = lifeline_sweep()
+    kpis = kpis.drop(columns="lifeline_wh_per_day")
+    kpis["point"] = kpis["run"].map({0: "a", 1: "b", 2: "c"})
+    fig = tradeoff_figure(kpis, ["a", "b", "c"])
+    assert fig is not None
+    assert fig.axes[1].get_xlabel() == "household energy [kWh]"
