@@ -109,7 +109,8 @@ Planner = Callable[[DispatchProblem, Schedule | None], Schedule]
 
 def _planner(kind: str, settings: SolverSettings, fallbacks: list[int]) -> Planner:
     if kind == "proportional":
-        return lambda problem, previous: proportional_rule(problem)
+        # The simulation never reads a plan's reasons: explaining them is skipped.
+        return lambda problem, previous: proportional_rule(problem, reasons=False)
 
     def milp(problem: DispatchProblem, previous: Schedule | None) -> Schedule:
         # dispatch.model.add_fair_share indexes one layer past the end for some small
