@@ -98,7 +98,7 @@ def _scalar_rule(problem: DispatchProblem) -> tuple[np.ndarray, ...]:
 powers = st.floats(0, 6, allow_nan=False, allow_subnormal=False)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     periods=st.integers(1, 9),
     data=st.data(),
