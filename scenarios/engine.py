@@ -196,6 +196,18 @@ class _Units:
     membership: np.ndarray  # connections × units, 1 where a connection feeds a unit
     business_ids: list[str]
 
+    def demand_kw(self, connection_demand_kw: np.ndarray) -> np.ndarray:
+        """Each unit's demand, its connections' summed in site order [kW] (periods × units).
+
+        Not ``demand @ membership``: BLAS splits that sum by thread count and CPU, so the
+        same seed gave other last bits, and other KPIs, on the process pool than on
+        Dask's single-threaded workers (and would on another machine).
+        """
+        by_connection = connection_demand_kw[:, self.connection_columns]
+        out = np.zeros((self.membership.shape[1], by_connection.shape[0]))
+        np.add.at(out, self.membership.argmax(axis=1), by_connection.T)
+        return out.T
+
     @classmethod
     def of(cls, site: Site, demand_columns: pd.Index) -> _Units:
         priority = [c.id for c in site.priority_users]
@@ -316,7 +328,7 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
         noise = rng_demand.lognormal(-0.5 * sigma**2, sigma, expected_today.shape) if sigma else 1.0
         actual_today = expected_today * noise
         cols = units.connection_columns
-        unit_demand = actual_today[:, cols] @ units.membership
+        unit_demand = units.demand_kw(actual_today)
         realised_value = np.clip(
             true_value
             + scenario.businesses.performance_noise * rng_value.standard_normal(true_value.size),
