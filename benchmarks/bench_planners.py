@@ -7,7 +7,11 @@
   the Dask / pool ratio. The issue's size is 100 runs × 365 days.
 - **fleet**: ``--fleet-sites`` sites derived from ``seeds_year`` (each its own equipment,
   weather and community), ``--fleet-days`` days, one run each, on the Dask cluster;
-  prints its wall time and the fleet KPIs.
+  prints its wall time and the fleet KPIs (``--fleet-sites 0`` skips it).
+
+The box the figures come from is shared: the load average is printed before and after
+each measurement, and the pool's CPU seconds per run-year (summed over the runs' own
+``seconds``, which are wall times inside a worker) give a figure less sensitive to it.
 
 Run: python benchmarks/bench_planners.py [--runs 100] [--days 365] [--repeats 3]
      [--policy proportional] [--fleet-sites 100] [--fleet-days 7]
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import time
@@ -46,13 +51,26 @@ def scenario_of(days: int, policy: str) -> Scenario:
     return with_parameter(scenario, "policy.dispatch", policy)
 
 
-def monte_carlo(runs: int, days: int, policy: str, backend: str) -> tuple[float, dict]:
+def monte_carlo(
+    runs: int, days: int, policy: str, backend: str
+) -> tuple[float, float, dict[int, dict[str, float]]]:
+    """Wall time [s], the runs' summed own seconds [s] and each run's KPIs but ``seconds``."""
     scenario = scenario_of(days, policy)
     jobs = [(scenario, r) for r in range(runs)]
     begin = time.perf_counter()
     kpis = dict(map_runs(jobs, run_kpis, WORKERS, backend))  # type: ignore[arg-type]
     seconds = time.perf_counter() - begin
-    return seconds, {k: {m: v for m, v in kpis[k].items() if m != "seconds"} for k in kpis}
+    run_seconds = sum(k["seconds"] for k in kpis.values())
+    return (
+        seconds,
+        run_seconds,
+        {k: {m: v for m, v in kpis[k].items() if m != "seconds"} for k in kpis},
+    )
+
+
+def load() -> str:
+    """The 1, 5 and 15 min load averages, for judging a figure from a shared box."""
+    return "load average " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -66,11 +84,19 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine()}")
     times: dict[str, list[float]] = {"processes": [], "dask": []}
+    run_times: dict[str, list[float]] = {"processes": [], "dask": []}
     reference = None
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for backend in ("processes", "dask"):
-            seconds, kpis = monte_carlo(args.runs, args.days, args.policy, backend)
+            before = load()
+            seconds, run_seconds, kpis = monte_carlo(args.runs, args.days, args.policy, backend)
+            print(
+                f"  repeat {repeat + 1} {backend}: {seconds:.1f} s wall, runs' own "
+                f"{run_seconds:.1f} s ({before}; after: {load()})",
+                flush=True,
+            )
             times[backend].append(seconds)
+            run_times[backend].append(run_seconds)
             if reference is None:
                 reference = kpis
             differing = [
@@ -88,13 +114,16 @@ def main() -> None:
     print(f"  process pool:              {pool:8.1f} s")
     print(f"  Dask LocalCluster:         {dask:8.1f} s (cluster startup included)")
     print(f"  Dask / pool:               {dask / pool:8.2f}")
-    print("  KPIs identical on both backends and every repeat: yes")
+    print(f"  KPIs identical on both backends and every repeat: yes ({len(reference or {})} runs)")
     per_run_day = pool * WORKERS / (args.runs * args.days)
+    own_per_run_day = statistics.median(run_times["processes"]) / (args.runs * args.days)
     print(
-        f"  => {per_run_day:.3f} core-s per run-day; 100 runs x 365 days on {WORKERS} workers "
-        f"would take ~{per_run_day * 100 * 365 / WORKERS / 3600:.1f} h on the pool"
+        f"  => {per_run_day:.3f} worker-s per run-day ({own_per_run_day:.3f} s inside the "
+        f"runs); 100 runs x 365 days on {WORKERS} workers would take "
+        f"~{per_run_day * 100 * 365 / WORKERS / 60:.0f} min on the pool at this load"
     )
-
+    if args.fleet_sites <= 0:
+        return
     base = scenario_of(args.fleet_days, args.policy)
     sites = fleet_scenarios(base, args.fleet_sites, seed=0)
     begin = time.perf_counter()

@@ -35,7 +35,7 @@ def oracle_problem(problem: DispatchProblem, actual_pv_kw: np.ndarray) -> Dispat
     return replace(problem, pv_p50_kw=actual, pv_p10_kw=actual)
 
 
-def proportional_rule(problem: DispatchProblem) -> Schedule:
+def proportional_rule(problem: DispatchProblem, *, reasons: bool = True) -> Schedule:
     """Dispatch by the seeds' rule, period by period.
 
     Order within each period: priority users from PV then battery; household groups from
@@ -43,6 +43,15 @@ def proportional_rule(problem: DispatchProblem) -> Schedule:
     the battery keeps the reserve requirement from businesses; businesses share the rest
     in proportion to stake, each taking at most its demand and nothing below its minimum
     power; what is left charges the battery, and the rest is curtailed.
+
+    Parameters
+    ----------
+    problem : DispatchProblem
+        What to dispatch.
+    reasons : bool
+        Explain every unit that is off or short (:func:`dispatch.schedule.explain`). A
+        simulation that never reads the reasons passes False: explaining costs about
+        as much as the rule itself, and the plan is the same either way.
     """
     n = problem.periods
     step = problem.step_hours
@@ -54,22 +63,41 @@ def proportional_rule(problem: DispatchProblem) -> Schedule:
     pv_used = np.zeros(n)
     charge = np.zeros(n)
     discharge = np.zeros(n)
-    allotment = {u: np.zeros(n) for u in _unit_ids(problem)}
+    units = _unit_ids(problem)
+    allotment_kw = np.zeros((len(units), n))
     group_on = np.ones((len(problem.households), n), dtype=bool)
     business_on = np.zeros((len(problem.businesses), n), dtype=bool)
     shed_so_far = np.array([g.shed_hours for g in problem.households], dtype=float)
     stakes = np.array([max(b.stake, 0) for b in problem.businesses], dtype=float)
+    # The loop runs once per period over every unit: it reads plain floats from lists
+    # and treats the businesses as arrays. Every operation, and the order of every sum,
+    # is the scalar rule's, so the plan is bit for bit the same.
+    first_group = len(problem.priority)
+    first_business = first_group + len(problem.households)
+    pv_kw = problem.pv_p50_kw.tolist()
+    priority_kw = [p.demand_kw.tolist() for p in problem.priority]
+    group_kw = [g.demand_kw.tolist() for g in problem.households]
+    business_kw = np.array([b.demand_kw for b in problem.businesses], dtype=float).reshape(
+        len(problem.businesses), n
+    )
+    business_max = np.array([b.power_kw_max for b in problem.businesses], dtype=float)
+    business_min = np.array([b.power_kw_min for b in problem.businesses], dtype=float)
+    credit = np.array([b.has_credit for b in problem.businesses], dtype=bool)
+    reserve_kwh = reserve.tolist()
+    total_stake = stakes.sum()
 
     for t in range(n):
-        pv = max(float(problem.pv_p50_kw[t]), 0.0)
+        pv = max(float(pv_kw[t]), 0.0)
         battery_out = min(
             battery.power_kw_max,
             max(soc[t] - battery.soc_kwh_min, 0.0) * battery.discharge_efficiency / step,
         )
         available = pv + battery_out
-        for p in problem.priority:
-            served = min(max(float(p.demand_kw[t]), 0.0), available)
-            allotment[p.id][t] = served
+        used = 0.0  # the allotments' sum, added in unit order as the scalar rule adds them
+        for i, demand in enumerate(priority_kw):
+            served = min(max(float(demand[t]), 0.0), available)
+            allotment_kw[i, t] = served
+            used += served
             available -= served
         if t % k == 0:
             # Decide the block's groups once, on this period's power, as a relay would.
@@ -77,36 +105,36 @@ def proportional_rule(problem: DispatchProblem) -> Schedule:
             budget = available
             on = np.zeros(len(problem.households), dtype=bool)
             for g in order:
-                need = float(problem.households[g].demand_kw[t])
+                need = float(group_kw[g][t])
                 if need <= budget:
                     on[g] = True
                     budget -= need
             group_on[:, t : t + k] = on[:, None]
             shed_so_far += np.where(on, 0.0, problem.policy.relay_step_hours)
-        for g, group in enumerate(problem.households):
-            served = min(float(group.demand_kw[t]) * group_on[g, t], available)
-            allotment[group.id][t] = served
+        for g, demand in enumerate(group_kw):
+            served = min(float(demand[t]) * group_on[g, t], available)
+            allotment_kw[first_group + g, t] = served
+            used += served
             available -= served
         # Businesses get PV left over and battery energy above the reserve only.
         upper_use = pv + battery_out - available
-        battery_above_reserve = max(soc[t] - reserve[t], 0.0) * battery.discharge_efficiency / step
+        battery_above_reserve = (
+            max(soc[t] - reserve_kwh[t], 0.0) * battery.discharge_efficiency / step
+        )
         from_battery_upper = max(upper_use - pv, 0.0)
         business_budget = max(pv - upper_use, 0.0) + max(
             min(battery_out, battery_above_reserve) - from_battery_upper, 0.0
         )
         business_budget = min(business_budget, available)
-        total_stake = stakes.sum()
-        for b, business in enumerate(problem.businesses):
-            if total_stake <= 0 or not business.has_credit:
-                continue
-            share = business_budget * stakes[b] / total_stake
-            cap = min(float(business.demand_kw[t]), business.power_kw_max)
-            give = min(share, cap)
-            if give + 1e-9 < min(business.power_kw_min, cap) or give <= 0:
-                continue
-            allotment[business.id][t] = give
-            business_on[b, t] = True
-        used = sum(allotment[u][t] for u in allotment)
+        if total_stake > 0 and len(stakes):
+            share = business_budget * stakes / total_stake
+            cap = np.minimum(business_kw[:, t], business_max)
+            give = np.minimum(share, cap)
+            given = credit & ~((give + 1e-9 < np.minimum(business_min, cap)) | (give <= 0))
+            allotment_kw[first_business:, t] = np.where(given, give, 0.0)
+            business_on[:, t] = given
+            for value in give[given].tolist():
+                used += value
         if used <= pv:
             pv_used[t] = pv
             room = (battery.soc_kwh_max - soc[t]) / (battery.charge_efficiency * step)
@@ -118,6 +146,7 @@ def proportional_rule(problem: DispatchProblem) -> Schedule:
         soc[t + 1] = soc[t] + step * (
             battery.charge_efficiency * charge[t] - discharge[t] / battery.discharge_efficiency
         )
+    allotment = dict(zip(units, allotment_kw, strict=True))
 
     index = problem.grid.index
     allotment_frame = pd.DataFrame(allotment, index=index)
@@ -133,10 +162,15 @@ def proportional_rule(problem: DispatchProblem) -> Schedule:
         plan=plan,
         relays=relays,
         allotment_kw=allotment_frame,
-        reasons=explain(problem, relays, allotment_frame),
+        reasons=explain(problem, relays, allotment_frame) if reasons else _NO_REASONS.copy(),
         violations_kwh=violations_kwh(problem, plan, soc, allotment_frame),
         household_groups=tuple(g.id for g in problem.households),
     )
+
+
+# What explain returns when nothing is off or short: its columns and dtypes, no rows.
+_NO_REASONS = pd.DataFrame([], columns=["time", "unit", "tier", "reason"])
+_NO_REASONS["reason"] = _NO_REASONS["reason"].astype(str)
 
 
 def _unit_ids(problem: DispatchProblem) -> list[str]:

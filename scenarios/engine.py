@@ -110,7 +110,8 @@ Planner = Callable[[DispatchProblem, Schedule | None], Schedule]
 
 def _planner(kind: str, settings: SolverSettings, fallbacks: list[int]) -> Planner:
     if kind == "proportional":
-        return lambda problem, previous: proportional_rule(problem)
+        # The simulation never reads a plan's reasons: explaining them is skipped.
+        return lambda problem, previous: proportional_rule(problem, reasons=False)
 
     def milp(problem: DispatchProblem, previous: Schedule | None) -> Schedule:
         # dispatch.model.add_fair_share indexes one layer past the end for some small
@@ -199,6 +200,18 @@ class _Units:
     connection_columns: np.ndarray  # columns of the demand frame, in site order
     membership: np.ndarray  # connections × units, 1 where a connection feeds a unit
     business_ids: list[str]
+
+    def demand_kw(self, connection_demand_kw: np.ndarray) -> np.ndarray:
+        """Each unit's demand, its connections' summed in site order [kW] (periods × units).
+
+        Not ``demand @ membership``: BLAS splits that sum by thread count and CPU, so the
+        same seed gave other last bits, and other KPIs, on the process pool than on
+        Dask's single-threaded workers (and would on another machine).
+        """
+        by_connection = connection_demand_kw[:, self.connection_columns]
+        out = np.zeros((self.membership.shape[1], by_connection.shape[0]))
+        np.add.at(out, self.membership.argmax(axis=1), by_connection.T)
+        return out.T
 
     @classmethod
     def of(cls, site: Site, demand_columns: pd.Index) -> _Units:
@@ -320,10 +333,10 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
         noise = rng_demand.lognormal(-0.5 * sigma**2, sigma, expected_today.shape) if sigma else 1.0
         actual_today = expected_today * noise
         cols = units.connection_columns
-        unit_demand = actual_today[:, cols] @ units.membership
+        unit_demand = units.demand_kw(actual_today)
         # The prosumers' panels, from the same weather and pvlib chain as the container's
         # array: the one physics serves their own load first and takes the rest as supply.
-        unit_own_pv = inputs.own_pv[span][:, cols] @ units.membership
+        unit_own_pv = units.demand_kw(inputs.own_pv[span])
         realised_value = np.clip(
             true_value
             + scenario.businesses.performance_noise * rng_value.standard_normal(true_value.size),
