@@ -57,7 +57,7 @@ from forecasts.forecast import forecast_site
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import read_weather_csv, synthetic_weather
 from microgrid import ConnectionKind, Site, TimeGrid
-from microgrid.physics import ContainerState
+from microgrid.physics import ContainerState, meter_flows_kw
 from scenarios.config import Scenario
 from scenarios.household_access import DayAccess
 from scenarios.ledger import SimLedger
@@ -151,6 +151,7 @@ class _Inputs:
     pv_p10: np.ndarray
     demand: pd.DataFrame
     own_pv: np.ndarray  # prosumers' own PV, periods × demand columns [kW] (0: no panels)
+    own_pv_fc: np.ndarray  # the same panels as forecast (what plans see), same shape [kW]
 
 
 def _inputs(scenario: Scenario, site: Site, seeds: list[np.random.SeedSequence]) -> _Inputs:
@@ -187,7 +188,28 @@ def _inputs(scenario: Scenario, site: Site, seeds: list[np.random.SeedSequence])
         own_pv=actual.prosumer_pv_kw.reindex(
             columns=actual.demand_kw.columns, fill_value=0.0
         ).to_numpy(dtype=float),
+        own_pv_fc=forecast.prosumer_pv_kw.reindex(
+            columns=actual.demand_kw.columns, fill_value=0.0
+        ).to_numpy(dtype=float),
     )
+
+
+def _prosumers_planned(
+    site: Site, demand_kw: dict[str, np.ndarray], own_pv_kw: np.ndarray, columns: pd.Index
+) -> dict[str, np.ndarray] | None:
+    """Plan prosumers as the live service does: import as demand, export as supply.
+
+    ``demand_kw`` (one plan's demand per connection [kW]) is updated in place for the
+    prosumers; returns their export per connection [kW] (None without prosumers).
+    ``own_pv_kw`` is periods × ``columns``, the plan's window of their panels' power.
+    """
+    export: dict[str, np.ndarray] = {}
+    for connection in site.prosumers:
+        own = own_pv_kw[:, columns.get_loc(connection.id)]
+        demand_kw[connection.id], export[connection.id] = meter_flows_kw(
+            demand_kw[connection.id], own
+        )
+    return export or None
 
 
 @dataclass
@@ -360,6 +382,8 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                 for k, c in enumerate(site.connections):
                     demand_fc[c.id] = demand_fc[c.id].copy()
                     demand_fc[c.id][:known] = actual_today[offset : offset + known, cols[k]]
+            own_pv = inputs.own_pv if policy.dispatch == "oracle" else inputs.own_pv_fc
+            export_fc = _prosumers_planned(site, demand_fc, own_pv[window], demand_columns)
             problem = problem_from_site(
                 site,
                 TimeGrid(start=grid.index[t + offset], periods=plan_periods, step=grid.step),
@@ -371,6 +395,7 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                 relays=relays,
                 shed_hours=shed,
                 policy=dispatch_policy,
+                export_kw=export_fc,
             )
             plan = planner(problem, previous)
             previous = plan
@@ -669,6 +694,7 @@ def _oracle_day(
         series = demand_all[window, demand_columns.get_loc(c.id)].copy()
         series[:per_day] = actual_today[:, units.connection_columns[k]]
         demand_fc[c.id] = series
+    export = _prosumers_planned(site, demand_fc, inputs.own_pv[window], demand_columns)
     weights = {b: max(community.true_value[b], 0.0) for b in units.business_ids}
     stakes = largest_remainder(weights, len(site.households))
     truth = Site.model_validate(
@@ -700,6 +726,7 @@ def _oracle_day(
         relays=relays,
         shed_hours=shed,
         policy=dispatch_policy,
+        export_kw=export,
     )
     plan = planner(problem, None)
     delivered = _deliver(

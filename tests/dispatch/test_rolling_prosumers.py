@@ -13,7 +13,7 @@ import pytest
 import tomli_w
 
 from dispatch import proportional_rule
-from dispatch.problem import BatteryState
+from dispatch.problem import BatteryState, problem_from_site
 from dispatch.rolling import UnitTiers, deliver_block, roll, unit_own_pv_kw
 from forecasts.forecast import forecast_site
 from forecasts.weather import synthetic_weather
@@ -161,3 +161,29 @@ def test_roll_plans_the_prosumers_export_as_supply_and_their_import_as_demand(su
     before = [sum(float(g.demand_kw.sum()) for g in p.households) for p in without]
     assert sum(household_demand) < sum(before)  # their own load met behind the meter
     assert all(min(g.demand_kw.min() for g in p.households) >= 0.0 for p in planned)
+
+
+def test_the_scenario_engine_plans_the_roofs_as_supply(sunny_village, tmp_path, monkeypatch):
+    """The planners plan as the live service does: every plan (the policy's and the
+    oracle's) gets the prosumers' export as supply and their import as demand."""
+    import scenarios.engine as engine
+
+    seen = []
+
+    def recording(site, grid, *args, **kwargs):
+        problem = problem_from_site(site, grid, *args, **kwargs)
+        seen.append(problem)
+        return problem
+
+    monkeypatch.setattr(engine, "problem_from_site", recording)
+    path = tmp_path / "village.toml"
+    path.write_text(tomli_w.dumps(sunny_village.model_dump(mode="json", exclude_none=True)))
+    scenario = parse_scenario(
+        f'name = "roofs"\nsite = "{path.name}"\n[horizon]\nstart = "2026-08-01"\ndays = 1\n'
+        '[policy]\ndispatch = "proportional"\noracle_every_days = 1\n',
+        base_dir=tmp_path,
+    )
+    run_scenario(scenario)
+    assert len(seen) > 1  # the policy's plans and the oracle's
+    assert all(p.prosumer_export_kw is not None for p in seen)
+    assert all(float(p.prosumer_export_kw.sum()) > 0.5 for p in seen)  # [kW over periods]
