@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from dispatch.problem import DispatchProblem
+from dispatch.problem import DispatchProblem, firm_demand_kw
 from dispatch.reserve import reserve_requirement_kwh
 from dispatch.schedule import DispatchStatus, Schedule, explain, plan_table, violations_kwh
 
@@ -40,9 +40,11 @@ def proportional_rule(problem: DispatchProblem, *, reasons: bool = True) -> Sche
 
     Order within each period: priority users from PV then battery; household groups from
     what remains (a whole relay block is shed, groups with most past shed hours last);
-    the battery keeps the reserve requirement from businesses; businesses share the rest
-    in proportion to stake, each taking at most its demand and nothing below its minimum
-    power; what is left charges the battery, and the rest is curtailed.
+    contracted bands' lower edges (the contract tier, before the reserve whatever the
+    site's tier order); the battery keeps the reserve requirement from businesses;
+    businesses share the rest in proportion to stake, each taking at most its demand (a
+    contracted one at most its band's upper edge) and nothing below its minimum power;
+    what is left charges the battery, and the rest is curtailed.
 
     Parameters
     ----------
@@ -85,6 +87,20 @@ def proportional_rule(problem: DispatchProblem, *, reasons: bool = True) -> Sche
     credit = np.array([b.has_credit for b in problem.businesses], dtype=bool)
     reserve_kwh = reserve.tolist()
     total_stake = stakes.sum()
+    # Contracted bands, as the MILP's contract tier: a band's lower edge is served after
+    # the households and before the reserve, and the consumer's draw is capped at the
+    # upper edge (firm_demand_kw). Without bands the rule is exactly the seeds'.
+    bands = [problem.band_of(b.id) for b in problem.businesses]
+    banded = any(band is not None for band in bands)
+    firm = np.zeros(len(problem.businesses))
+    if banded:
+        business_kw = np.array(
+            [firm_demand_kw(b, band) for b, band in zip(problem.businesses, bands, strict=True)]
+        ).reshape(len(problem.businesses), n)
+        band_lower = np.array(
+            [np.zeros(n) if band is None else band.lower_kw for band in bands], dtype=float
+        ).reshape(len(problem.businesses), n)
+        band_lower = np.minimum(band_lower, np.minimum(business_kw, business_max[:, None]))
 
     for t in range(n):
         pv = max(float(pv_kw[t]), 0.0)
@@ -116,6 +132,17 @@ def proportional_rule(problem: DispatchProblem, *, reasons: bool = True) -> Sche
             allotment_kw[first_group + g, t] = served
             used += served
             available -= served
+        if banded:
+            firm[:] = 0.0
+            for b in np.flatnonzero(credit & (band_lower[:, t] > 0)).tolist():
+                # To draw its lower edge it must run, so at least at its minimum power.
+                running = min(float(business_min[b]), float(business_kw[b, t]), business_max[b])
+                give = min(max(float(band_lower[b, t]), running), available)
+                if give + 1e-9 < running or give <= 0:
+                    continue
+                firm[b] = give
+                used += give
+                available -= give
         # Businesses get PV left over and battery energy above the reserve only.
         upper_use = pv + battery_out - available
         battery_above_reserve = (
@@ -129,12 +156,15 @@ def proportional_rule(problem: DispatchProblem, *, reasons: bool = True) -> Sche
         if total_stake > 0 and len(stakes):
             share = business_budget * stakes / total_stake
             cap = np.minimum(business_kw[:, t], business_max)
-            give = np.minimum(share, cap)
+            give = np.minimum(share, cap - firm) + firm  # firm is 0 without bands: exact
             given = credit & ~((give + 1e-9 < np.minimum(business_min, cap)) | (give <= 0))
             allotment_kw[first_business:, t] = np.where(given, give, 0.0)
             business_on[:, t] = given
-            for value in give[given].tolist():
+            for value in (give - firm)[given].tolist():
                 used += value
+        elif banded:
+            allotment_kw[first_business:, t] = firm
+            business_on[:, t] = firm > 0
         if used <= pv:
             pv_used[t] = pv
             room = (battery.soc_kwh_max - soc[t]) / (battery.charge_efficiency * step)

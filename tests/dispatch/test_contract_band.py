@@ -226,3 +226,18 @@ def test_a_band_dispatch_cannot_plan_with_is_refused_naming_the_field(contracts,
     p = replace(problem(pv=1.0, businesses=mill_and_shop()), contracts=contracts)
     with pytest.raises(ProblemError, match=rf"\.{field}:"):
         solve_dispatch(p)
+
+
+def test_the_fallback_rule_serves_the_band_first_and_caps_it_too():
+    """When the MILP cannot plan, the rule's plan keeps the band as the tier does: the
+    lower edge before stake-weighted shares, the upper edge plus tolerance as a cap."""
+    from dispatch import proportional_rule
+
+    short = replace(problem(pv=5.0, businesses=mill_and_shop()), contracts=(band(3.0, 6.0),))
+    s = proportional_rule(short)
+    # 3 kW of band first; the 2 kW left shared 1:100 by stake (the mill's 1/101 on top).
+    assert s.allotment_kw["mill"].tolist() == pytest.approx([3.0 + 2.0 / 101] * 4, abs=1e-6)
+    assert "contract_short" not in s.violations_kwh
+    alone = (business("mill", stake=1, demand=10.0),)
+    plenty = replace(problem(pv=10.0, businesses=alone), contracts=(band(2.0, 4.0, tolerance=0.5),))
+    assert proportional_rule(plenty).allotment_kw["mill"].tolist() == pytest.approx([4.5] * 4)
