@@ -25,7 +25,6 @@ from pyomo.common.gc_manager import PauseGC
 
 from dispatch.baselines import proportional_rule
 from dispatch.model import (
-    BLOCK_TOLERANCE_KWH,
     BUSINESS_LEVEL,
     CONSERVATION,
     ModelData,
@@ -62,6 +61,9 @@ measured while the shared 2-core machine was busy."""
 
 POLISH_RESERVE_S = 0.2
 """Wall time kept for the polishing LPs [s]; they take ≈ 0.05 s on the default site."""
+
+NOTHING_FOR_BUSINESSES_KWH = 1e-3
+"""A relaxed business level at most this is nothing to give [kWh] (1 Wh: a meter's step)."""
 
 MIN_TIME_LIMIT_S = FINISH_RESERVE_S + INTERRUPT_GRACE_S + POLISH_RESERVE_S + 0.3
 """Smallest ``time_limit_s`` a solve accepts [s]: the reserves above plus 0.3 s for the
@@ -194,9 +196,12 @@ def _solve(
                 cut_short = True
                 break
             level_kwh = max(-level.value, 0.0)
-            if level_kwh <= BLOCK_TOLERANCE_KWH:
-                # Even relaxed, the businesses could get no more than the tier's
-                # tolerance (0.1 kWh): the stage is proven by that bound.
+            if level_kwh <= NOTHING_FOR_BUSINESSES_KWH:
+                # Even relaxed, the businesses could get nothing: the stage is proven by
+                # that bound. (Not below the tier's 0.1 kWh tolerance: a business that
+                # could take 0.06 kWh of PV that is otherwise curtailed was left off, and
+                # the polish, relays fixed, could not give it back. The packed plan below
+                # switches it on and is still proven without branching.)
                 incumbent = solver.value_of(tier, solver.solution)
                 solver.fix_value(tier, incumbent, tier_tolerance(tier, data))
                 solver.fix_integers(tier_binaries(model, problem, tier))
