@@ -42,6 +42,7 @@ __all__ = [
     "deliver_block",
     "held_limits_kw",
     "lifeline_wanted_kw",
+    "plan_prosumers",
     "roll",
     "shed_hours",
     "track_relays",
@@ -285,12 +286,34 @@ def _planned_demand(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """One plan's demand per connection and the prosumers' export over ``horizon`` [kW]."""
     demand = {c: np.asarray(d)[horizon] for c, d in demand_kw.items()}
+    own = {c: np.asarray(pv)[horizon] for c, pv in (own_pv_kw or {}).items()}
+    return demand, plan_prosumers(demand, own)
+
+
+def plan_prosumers(
+    demand_kw: dict[str, np.ndarray], own_pv_kw: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Plan prosumers as the live service does: import as demand, export as supply.
+
+    Parameters
+    ----------
+    demand_kw : dict of str to numpy.ndarray
+        One plan's demand per connection [kW]; the prosumers' entries are replaced by
+        what their meters import.
+    own_pv_kw : mapping of str to numpy.ndarray
+        The same plan's power of each prosumer's panels, by connection id [kW].
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Each prosumer's export [kW] (``problem_from_site(..., export_kw=)``).
+    """
     export: dict[str, np.ndarray] = {}
-    for connection_id, pv in (own_pv_kw or {}).items():
-        demand[connection_id], export[connection_id] = meter_flows_kw(
-            demand[connection_id], np.asarray(pv)[horizon]
+    for connection_id, pv in own_pv_kw.items():
+        demand_kw[connection_id], export[connection_id] = meter_flows_kw(
+            demand_kw[connection_id], pv
         )
-    return demand, export
+    return export
 
 
 def unit_own_pv_kw(

@@ -50,6 +50,7 @@ from dispatch.rolling import (
     deliver_block,
     held_limits_kw,
     lifeline_wanted_kw,
+    plan_prosumers,
     shed_hours,
     track_relays,
 )
@@ -57,7 +58,7 @@ from forecasts.forecast import forecast_site
 from forecasts.samples import smoothed_forecast
 from forecasts.weather import read_weather_csv, synthetic_weather
 from microgrid import ConnectionKind, Site, TimeGrid
-from microgrid.physics import ContainerState, meter_flows_kw
+from microgrid.physics import ContainerState
 from scenarios.config import Scenario
 from scenarios.household_access import DayAccess
 from scenarios.ledger import SimLedger
@@ -194,22 +195,11 @@ def _inputs(scenario: Scenario, site: Site, seeds: list[np.random.SeedSequence])
     )
 
 
-def _prosumers_planned(
-    site: Site, demand_kw: dict[str, np.ndarray], own_pv_kw: np.ndarray, columns: pd.Index
-) -> dict[str, np.ndarray] | None:
-    """Plan prosumers as the live service does: import as demand, export as supply.
-
-    ``demand_kw`` (one plan's demand per connection [kW]) is updated in place for the
-    prosumers; returns their export per connection [kW] (None without prosumers).
-    ``own_pv_kw`` is periods × ``columns``, the plan's window of their panels' power.
-    """
-    export: dict[str, np.ndarray] = {}
-    for connection in site.prosumers:
-        own = own_pv_kw[:, columns.get_loc(connection.id)]
-        demand_kw[connection.id], export[connection.id] = meter_flows_kw(
-            demand_kw[connection.id], own
-        )
-    return export or None
+def _own_pv_by_prosumer(
+    site: Site, own_pv_kw: np.ndarray, columns: pd.Index
+) -> dict[str, np.ndarray]:
+    """The prosumers' columns of ``own_pv_kw`` (periods × ``columns``), by connection [kW]."""
+    return {c.id: own_pv_kw[:, columns.get_loc(c.id)] for c in site.prosumers}
 
 
 @dataclass
@@ -383,7 +373,9 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
                     demand_fc[c.id] = demand_fc[c.id].copy()
                     demand_fc[c.id][:known] = actual_today[offset : offset + known, cols[k]]
             own_pv = inputs.own_pv if policy.dispatch == "oracle" else inputs.own_pv_fc
-            export_fc = _prosumers_planned(site, demand_fc, own_pv[window], demand_columns)
+            export_fc = plan_prosumers(
+                demand_fc, _own_pv_by_prosumer(site, own_pv[window], demand_columns)
+            )
             problem = problem_from_site(
                 site,
                 TimeGrid(start=grid.index[t + offset], periods=plan_periods, step=grid.step),
@@ -694,7 +686,9 @@ def _oracle_day(
         series = demand_all[window, demand_columns.get_loc(c.id)].copy()
         series[:per_day] = actual_today[:, units.connection_columns[k]]
         demand_fc[c.id] = series
-    export = _prosumers_planned(site, demand_fc, inputs.own_pv[window], demand_columns)
+    export = plan_prosumers(
+        demand_fc, _own_pv_by_prosumer(site, inputs.own_pv[window], demand_columns)
+    )
     weights = {b: max(community.true_value[b], 0.0) for b in units.business_ids}
     stakes = largest_remainder(weights, len(site.households))
     truth = Site.model_validate(

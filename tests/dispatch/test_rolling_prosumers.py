@@ -133,14 +133,20 @@ def test_roll_delivers_the_prosumers_export_as_supply(sunny_village):
     assert sunny.flows["battery_kw"].sum() < dark.flows["battery_kw"].sum()
 
 
-def test_the_scenario_engine_delivers_the_roofs(sunny_village, tmp_path):
+def _roofs_scenario(site: Site, tmp_path, *, days: int, oracle_every_days: int):
+    """A proportional-rule scenario on ``site`` from 1 August."""
     path = tmp_path / "village.toml"
-    path.write_text(tomli_w.dumps(sunny_village.model_dump(mode="json", exclude_none=True)))
-    scenario = parse_scenario(
-        f'name = "roofs"\nsite = "{path.name}"\n[horizon]\nstart = "2026-08-01"\ndays = 2\n'
-        '[policy]\ndispatch = "proportional"\noracle_every_days = 0\n',
+    path.write_text(tomli_w.dumps(site.model_dump(mode="json", exclude_none=True)))
+    return parse_scenario(
+        f'name = "roofs"\nsite = "{path.name}"\n[horizon]\nstart = "2026-08-01"\n'
+        f'days = {days}\n[policy]\ndispatch = "proportional"\n'
+        f"oracle_every_days = {oracle_every_days}\n",
         base_dir=tmp_path,
     )
+
+
+def test_the_scenario_engine_delivers_the_roofs(sunny_village, tmp_path):
+    scenario = _roofs_scenario(sunny_village, tmp_path, days=2, oracle_every_days=0)
     d = run_scenario(scenario).daily
     served = d["priority_kwh"] + d["household_kwh"] + d["business_kwh"]
     # What the loads got beyond container PV and battery is what the roofs exported.
@@ -176,14 +182,7 @@ def test_the_scenario_engine_plans_the_roofs_as_supply(sunny_village, tmp_path, 
         return problem
 
     monkeypatch.setattr(engine, "problem_from_site", recording)
-    path = tmp_path / "village.toml"
-    path.write_text(tomli_w.dumps(sunny_village.model_dump(mode="json", exclude_none=True)))
-    scenario = parse_scenario(
-        f'name = "roofs"\nsite = "{path.name}"\n[horizon]\nstart = "2026-08-01"\ndays = 1\n'
-        '[policy]\ndispatch = "proportional"\noracle_every_days = 1\n',
-        base_dir=tmp_path,
-    )
-    run_scenario(scenario)
+    run_scenario(_roofs_scenario(sunny_village, tmp_path, days=1, oracle_every_days=1))
     assert len(seen) > 1  # the policy's plans and the oracle's
     assert all(p.prosumer_export_kw is not None for p in seen)
     assert all(float(p.prosumer_export_kw.sum()) > 0.5 for p in seen)  # [kW over periods]
