@@ -185,21 +185,16 @@ class _Outbox:
     rare and must all arrive).
     """
 
-    def __init__(
-        self,
-        connection: multiprocessing.connection.Connection,
-        maxlen: int | None,
-        unwrap: bool = False,
-    ):
+    def __init__(self, connection: multiprocessing.connection.Connection, maxlen: int | None):
         self._connection = connection
-        self._unwrap = unwrap  # send a one-element message's element (log records)
-        self._queue: collections.deque[Message | None] = collections.deque(maxlen=maxlen)
+        # Messages, or log records on a logs pipe (ChildLogs); None ends the thread.
+        self._queue: collections.deque[object] = collections.deque(maxlen=maxlen)
         self._ready = threading.Condition()
         self.dropped = 0
         self._thread = threading.Thread(target=self._send, name="lastwatt-ctl-pipe", daemon=True)
         self._thread.start()
 
-    def put(self, message: Message) -> None:
+    def put(self, message: object) -> None:
         with self._ready:
             if self._queue.maxlen is not None and len(self._queue) == self._queue.maxlen:
                 self.dropped += 1
@@ -222,7 +217,7 @@ class _Outbox:
             if message is None:
                 return
             try:
-                self._connection.send(message[0] if self._unwrap else message)
+                self._connection.send(message)
             except (OSError, ValueError):  # the peer is gone; its supervisor sees to it
                 return
 
@@ -513,7 +508,7 @@ class _ToService(logging.Handler):
             prepared.exc_text = None
             setattr(prepared, TEMPLATE_ATTR, str(record.msg))
             setattr(prepared, TRACEBACK_ATTR, bool(record.exc_info))
-            self._outbox.put((prepared,))
+            self._outbox.put(prepared)
         except Exception:
             self.handleError(record)
 
@@ -530,7 +525,7 @@ def send_logs_to_service(
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    outbox = _Outbox(connection, maxlen=1_000, unwrap=True)
+    outbox = _Outbox(connection, maxlen=1_000)
     root.addHandler(_ToService(outbox))
     for name, level in levels.items():
         logging.getLogger(name or None).setLevel(level)
