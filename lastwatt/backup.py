@@ -116,11 +116,6 @@ def _verified_ledger(path: Path) -> VerifyReport:
     return report
 
 
-def _verify_ledger(path: Path) -> tuple[int, str]:
-    report = _verified_ledger(path)
-    return report.rows, report.head_hash.hex()
-
-
 def backup(data_dir: Path, target: Path, now: dt.datetime | None = None) -> BackupReport:
     """Back up ``data_dir`` into a new folder under ``target``; returns what it holds.
 
@@ -144,7 +139,8 @@ def backup(data_dir: Path, target: Path, now: dt.datetime | None = None) -> Back
             if (data_dir / name).exists():
                 _copy_database(data_dir / name, folder / name)
                 _check_integrity(folder / name)
-        rows, head = _verify_ledger(folder / DATABASES[0])
+        verified = _verified_ledger(folder / DATABASES[0])
+        rows, head = verified.rows, verified.head_hash.hex()
         _single_file(folder / DATABASES[0])
         credentials = data_dir / CREDENTIALS_FILE
         if credentials.exists():
