@@ -40,6 +40,7 @@ __all__ = [
     "default_stakes",
     "firm_demand_kw",
     "household_lifeline",
+    "household_lifelines",
     "problem_from_site",
 ]
 
@@ -539,7 +540,8 @@ def household_lifeline(
     first local day (the current budget period). The meter carries this out: held to its
     plan, the household's limit is the plan's power while its day share lasts and 0
     once it is used (:func:`dispatch.schedule.household_meters`), so the day cannot
-    spend the evening's share; the budget caps the whole day.
+    spend the evening's share; the budget caps the whole day. Many households at once:
+    :func:`household_lifelines`.
 
     Examples
     --------
@@ -549,20 +551,70 @@ def household_lifeline(
     ...                    np.array([0, 0, 0]), 1.0).round(3).tolist()
     [0.05, 0.0, 0.1]
     """
-    capped = np.minimum(np.clip(demand_kw, 0.0, None), plan.power_limit_kw)
-    out: np.ndarray = np.zeros(capped.shape, dtype=float)
-    evening = plan.evening_mask(local_hours)
-    first = True
-    for day in dict.fromkeys(local_days.tolist()):
-        in_day = local_days == day
-        room_kwh = plan.daily_energy_wh / 1000.0
-        if first:
-            room_kwh = max(plan.daily_energy_wh - used_wh, 0.0) / 1000.0
-            first = False
-        for part in (in_day & evening, in_day & ~evening):
-            for t in np.flatnonzero(part):
-                out[t] = min(capped[t], room_kwh / step_hours)
-                room_kwh = max(room_kwh - out[t] * step_hours, 0.0)
+    return household_lifelines(
+        np.asarray(demand_kw, dtype=float)[np.newaxis],
+        (plan,),
+        local_hours,
+        local_days,
+        step_hours,
+        np.array([used_wh], dtype=float),
+    )[0]
+
+
+def household_lifelines(
+    demand_kw: np.ndarray,
+    plans: Sequence[ServicePlan],
+    local_hours: np.ndarray,
+    local_days: np.ndarray,
+    step_hours: float,
+    used_wh: np.ndarray | None = None,
+) -> np.ndarray:
+    """Many households' demand within their plans [kW], one row each.
+
+    The rule of :func:`household_lifeline`, row by row, with the loop over periods and
+    the arithmetic over households: each row sees exactly the operations of its own
+    sequential budget (``min(demand, room/Δt)``, then ``max(room − served·Δt, 0)``, in
+    the same order), so the result is bit for bit that of the one-household loop.
+    Building a problem calls it once for every household of the site, where a loop per
+    household was a sixth of a year-long planner run.
+
+    Parameters
+    ----------
+    demand_kw : numpy.ndarray
+        Demand, households × periods [kW].
+    plans : sequence of ServicePlan
+        Each household's plan, in row order.
+    local_hours, local_days : numpy.ndarray
+        Each period's local hour (0–23) and local day (any label, equal within a day).
+    step_hours : float
+        Period length [h].
+    used_wh : numpy.ndarray, optional
+        Energy each meter has counted in the first local day [Wh]; 0 if omitted.
+    """
+    demand = np.asarray(demand_kw, dtype=float)
+    limits = np.array([p.power_limit_kw for p in plans], dtype=float)
+    capped = np.minimum(np.clip(demand, 0.0, None), limits[:, np.newaxis])
+    out = np.zeros(capped.shape, dtype=float)
+    masks: dict[ServicePlan, np.ndarray] = {}
+    evening = np.array(
+        [masks.setdefault(p, p.evening_mask(local_hours)) for p in plans], dtype=bool
+    ).reshape(capped.shape)
+    daily_kwh = np.array([p.daily_energy_wh for p in plans], dtype=float) / 1000.0
+    used = np.zeros(len(plans)) if used_wh is None else np.asarray(used_wh, dtype=float)
+    left_wh = np.array([p.daily_energy_wh for p in plans], dtype=float) - used
+    room = np.where(left_wh < 0.0, 0.0, left_wh) / 1000.0  # Python's max(x, 0.0)
+    for n, day in enumerate(dict.fromkeys(local_days.tolist())):
+        if n:
+            room = daily_kwh.copy()
+        periods = np.flatnonzero(local_days == day)
+        for in_part in (evening, ~evening):
+            for t in periods[in_part[:, periods].any(axis=0)]:
+                rows = in_part[:, t]
+                cap = room / step_hours
+                served = np.where(cap < capped[:, t], cap, capped[:, t])  # min(capped, cap)
+                out[rows, t] = served[rows]
+                left = room - served * step_hours
+                room = np.where(rows, np.where(left < 0.0, 0.0, left), room)
     return out
 
 
@@ -642,6 +694,12 @@ def problem_from_site(
         except KeyError:
             msg = f"no demand forecast for connection {connection_id!r}"
             raise ValueError(msg) from None
+        if values.shape != (grid.periods,):
+            msg = (
+                f"demand forecast for connection {connection_id!r} has shape {values.shape}; "
+                f"give one value per period of the grid ({grid.periods})"
+            )
+            raise ValueError(msg)
         return values
 
     priority = tuple(PriorityLoad(c.id, demand(c.id)) for c in site.priority_users)
@@ -649,48 +707,55 @@ def problem_from_site(
     for c in site.connections:
         if c.relay_group is not None:
             members_of[c.relay_group].append(c.id)
-    groups = []
     local = grid.index.tz_convert(site.location.timezone)
     local_hours = np.asarray(local.hour)
     local_days = np.asarray(local.normalize().asi8)
     used = budget_used_wh or {}
+    plan_of = {
+        c.id: site.service_plan_for(c) for c in site.connections if c.relay_group is not None
+    }
+    powered = {
+        g.id: tuple(m for m in members_of[g.id] if credit.get(m, True)) for g in site.relay_groups
+    }
+    demand_of = {m: np.clip(demand(m), 0.0, None) for ms in powered.values() for m in ms}
+    # Every household held to its plan, group after group, in one vectorised pass.
+    rows: dict[str, slice] = {}
+    held: list[str] = []
+    for group_id, members in powered.items():
+        if members and all(plan_of[m] is not None for m in members):
+            rows[group_id] = slice(len(held), len(held) + len(members))
+            held.extend(members)
+    lifelines = household_lifelines(
+        np.array([demand_of[m] for m in held]).reshape(len(held), grid.periods),
+        [plan_of[m] for m in held],  # type: ignore[misc]  # all plans are set in ``held``
+        local_hours,
+        local_days,
+        grid.step_hours,
+        np.array([used.get(m, 0.0) for m in held], dtype=float),
+    )
+    groups = []
     for group in site.relay_groups:
-        members = members_of[group.id]
-        powered = tuple(m for m in members if credit.get(m, True))
-        cut = tuple(m for m in members if not credit.get(m, True))
-        demands = [np.clip(demand(m), 0.0, None) for m in powered]
-        load = sum(demands, start=np.zeros(grid.periods))
-        plans = [site.service_plan_of(m) for m in powered]
+        members = powered[group.id]
+        demands = [demand_of[m] for m in members]
         planned: dict[str, object] = {}
-        if powered and all(p is not None for p in plans):
-            lifelines = np.array(
-                [
-                    household_lifeline(
-                        d, p, local_hours, local_days, grid.step_hours, used.get(m, 0.0)
-                    )
-                    for m, d, p in zip(powered, demands, plans, strict=True)
-                    if p is not None
-                ]
-            )
+        if group.id in rows:
+            plans = [plan_of[m] for m in members]
             evening = np.zeros(grid.periods, dtype=bool)
-            for p in plans:
-                if p is not None:
-                    evening |= p.evening_mask(local_hours)
+            for p in dict.fromkeys(plans):
+                evening |= p.evening_mask(local_hours)  # type: ignore[union-attr]
             planned = {
-                "lifeline_kw": lifelines.sum(axis=0),
+                "lifeline_kw": lifelines[rows[group.id]].sum(axis=0),
                 "evening": evening,
-                "member_plans": tuple(
-                    (p.power_limit_kw, p.daily_energy_wh) for p in plans if p is not None
-                ),
-                "member_lifeline_kw": lifelines,
+                "member_plans": tuple((p.power_limit_kw, p.daily_energy_wh) for p in plans),  # type: ignore[union-attr]
+                "member_lifeline_kw": lifelines[rows[group.id]],
                 "member_demand_kw": np.array(demands),
             }
         groups.append(
             HouseholdGroupLoad(
                 id=group.id,
-                demand_kw=load,
-                members=powered,
-                no_credit=cut,
+                demand_kw=sum(demands, start=np.zeros(grid.periods)),
+                members=members,
+                no_credit=tuple(m for m in members_of[group.id] if not credit.get(m, True)),
                 shed_hours=float(shed_hours.get(group.id, 0.0)),
                 relay=relays.get(group.id, RelayState()),
                 **planned,  # type: ignore[arg-type]

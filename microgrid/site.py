@@ -746,8 +746,11 @@ class Site(_Frozen):
 
     def service_plan_of(self, connection_id: str) -> ServicePlan | None:
         """The service plan a connection is held to: its own, its kind's default, or None."""
-        c = self.connection(connection_id)
-        name = c.service_plan or self.service_plan_defaults.get(c.kind)
+        return self.service_plan_for(self.connection(connection_id))
+
+    def service_plan_for(self, connection: Connection) -> ServicePlan | None:
+        """:meth:`service_plan_of` for a connection already at hand (no lookup by id)."""
+        name = connection.service_plan or self.service_plan_defaults.get(connection.kind)
         return None if name is None else self.service_plans.get(name)
 
     def with_service_plan(self, connection_id: str, plan: str | None) -> Site:

@@ -11,9 +11,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dispatch import DispatchPolicy, HouseholdGroupLoad, solve_dispatch
-from dispatch.problem import TIER_ORDER, household_lifeline
+from dispatch.problem import TIER_ORDER, household_lifeline, household_lifelines
 from dispatch.schedule import Reason, household_access
 from dispatch.setpoints import Setpoints
 from microgrid.physics import BatteryLimits, ContainerState, StepInputs, step
@@ -251,3 +253,70 @@ def test_plans_in_the_site_file_are_checked_with_clear_messages():
     # The default site: households on the sweep's plan, priority users on none.
     assert site.service_plan_of(site.households[0].id) == site.service_plans["basic"]
     assert site.service_plan_of(site.priority_users[0].id) is None
+
+
+def _one_household_budget(
+    demand: np.ndarray,
+    plan: ServicePlan,
+    hours: np.ndarray,
+    days: np.ndarray,
+    step: float,
+    used: float,
+) -> list[float]:
+    """The lifeline rule written the plain way, one household and one period at a time."""
+    capped = [min(max(float(d), 0.0), plan.power_limit_kw) for d in demand]
+    evening = plan.evening_mask(hours)
+    out = [0.0] * len(capped)
+    for n, day in enumerate(dict.fromkeys(days.tolist())):
+        room = (
+            max(plan.daily_energy_wh - used, 0.0) / 1000.0
+            if n == 0
+            else plan.daily_energy_wh / 1000.0
+        )
+        in_day = [t for t in range(len(capped)) if days[t] == day]
+        for t in [t for t in in_day if evening[t]] + [t for t in in_day if not evening[t]]:
+            out[t] = min(capped[t], room / step)
+            room = max(room - out[t] * step, 0.0)
+    return out
+
+
+PLANS = (
+    ServicePlan(power_limit_w=30, daily_energy_wh=150, evening_start_hour=18, evening_end_hour=22),
+    ServicePlan(power_limit_w=100, daily_energy_wh=400, evening_start_hour=17, evening_end_hour=23),
+    ServicePlan(power_limit_w=500, daily_energy_wh=1000),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.data(),
+    households=st.integers(1, 12),
+    periods=st.integers(1, 60),
+    step=st.sampled_from([0.25, 0.5, 1.0]),
+    start_hour=st.integers(0, 23),
+)
+def test_many_households_get_exactly_their_one_household_budgets(
+    data: st.DataObject, households: int, periods: int, step: float, start_hour: int
+):
+    # Building a problem runs the lifeline for every household at once; each row must be
+    # bit for bit the plain one-household loop, whatever its neighbours' plans and meters.
+    hours = (start_hour + np.arange(periods) * step).astype(int)
+    demand = np.array(
+        data.draw(
+            st.lists(
+                st.lists(st.floats(-0.05, 0.6), min_size=periods, max_size=periods),
+                min_size=households,
+                max_size=households,
+            )
+        )
+    )
+    plans = data.draw(st.lists(st.sampled_from(PLANS), min_size=households, max_size=households))
+    used = np.array(
+        data.draw(st.lists(st.floats(0.0, 1500.0), min_size=households, max_size=households))
+    )
+    got = household_lifelines(demand, plans, hours % 24, hours // 24, step, used)
+    for i in range(households):
+        expected = _one_household_budget(
+            demand[i], plans[i], hours % 24, hours // 24, step, used[i]
+        )
+        assert got[i].tolist() == expected
