@@ -551,14 +551,16 @@ def household_lifeline(
     ...                    np.array([0, 0, 0]), 1.0).round(3).tolist()
     [0.05, 0.0, 0.1]
     """
-    return household_lifelines(
+    rows = household_lifelines(
         np.asarray(demand_kw, dtype=float)[np.newaxis],
         (plan,),
         local_hours,
         local_days,
         step_hours,
         np.array([used_wh], dtype=float),
-    )[0]
+    )
+    one: np.ndarray = rows[0]
+    return one
 
 
 def household_lifelines(
