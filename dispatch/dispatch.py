@@ -27,6 +27,7 @@ from dispatch.baselines import proportional_rule
 from dispatch.model import (
     BUSINESS_LEVEL,
     CONSERVATION,
+    TIER_TOLERANCE_KWH,
     ModelData,
     build_model,
     community_value,
@@ -217,6 +218,14 @@ def _solve(
                 solver.pin_off([v for t in later for v in tier_binaries(model, problem, t)])
         binaries = tier_binaries(model, problem, tier)
         tolerance = tier_tolerance(tier, data)
+        if not binaries and tolerance <= TIER_TOLERANCE_KWH:
+            # A 1 Wh tier without relays of its own is an LP: fix it at its optimum.
+            # Within its 1 Wh a lower tier's relays could take that Wh, and the polish,
+            # relays fixed, cannot give it back: on the week at 1 h the households kept
+            # 1.8 Wh of the clinic's energy (the SoC window's Wh and the priority
+            # tier's). The block tiers' 0.1 kWh stays: with the reserve exact, a
+            # business's minimum power could not run on the surplus that charges it.
+            tolerance = POLISH_TOLERANCE
         left = max(mip_by - time.monotonic(), 0.0)
         share = STAGE_SHARE / (len(mip_left) + 1) if binaries else 1.0
         solver.deadline = time.monotonic() + left * min(share, 1.0)
@@ -325,7 +334,7 @@ def _relevel(
     model, data = build_model(problem, business_level_kwh=level_kwh)
     again = LexicographicSolver(model, settings, deadline)
     for tier, value in solver.values.items():
-        again.fix_value(tier, value, tier_tolerance(tier, data))
+        again.fix_value(tier, value, solver.tolerances[tier])
     if solver.solution is not None:
         by_name = {var.name: x for var, x in zip(solver.columns, solver.solution, strict=True)}
         known = [(var, by_name[var.name]) for var in again.columns if var.name in by_name]

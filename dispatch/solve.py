@@ -115,7 +115,8 @@ class LexicographicSolver:
         # False while ``solution`` was carried over from another model (a fallback
         # plan, but not a complete MIP start for this one).
         self.own_solution = False
-        self.values: dict[str, float] = {}
+        self.values: dict[str, float] = {}  # each fixed tier's accepted value
+        self.tolerances: dict[str, float] = {}  # and the tolerance it was fixed with
         self._rows: list[int] = []
         self.relaxed: np.ndarray | None = None  # the last relaxed stage's solution
         self.compile_s = time.perf_counter() - begin
@@ -213,6 +214,7 @@ class LexicographicSolver:
             cost[nonzero].astype(np.float64),
         )
         self.values[name] = value
+        self.tolerances[name] = tolerance
 
     def pin_off(self, variables: Sequence[pyo.Var]) -> None:
         """Hold free binaries at 0 until :meth:`unpin` (a lower tier's relays, unit off).
@@ -247,6 +249,7 @@ class LexicographicSolver:
             self.highs.deleteRows(index.size, index)
         self._rows = []
         self.values = {}
+        self.tolerances = {}
 
     def fix_integers(self, variables: Sequence[pyo.Var] | None = None) -> None:
         """Fix integer columns at the current solution's value (all by default).

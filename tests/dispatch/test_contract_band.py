@@ -14,10 +14,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dispatch import DispatchPolicy, DispatchStatus, solve_dispatch
+from dispatch.model import TIER_TOLERANCE_KWH
 from dispatch.problem import (
     TIER_ORDER,
     ContractBand,
@@ -173,6 +174,7 @@ def test_the_setpoints_hold_the_consumers_meter_limit_inside_its_band(pv):
     width=st.floats(0.0, 4.0),
     tolerance=st.floats(0.0, 1.0),
 )
+@example(pv=0.5, lower=1e-5, width=0.0, tolerance=0.5)
 def test_the_consumer_gets_its_lower_edge_or_all_the_supply_and_never_above_its_band(
     pv, lower, width, tolerance
 ):
@@ -181,7 +183,10 @@ def test_the_consumer_gets_its_lower_edge_or_all_the_supply_and_never_above_its_
         contracts=(band(lower, lower + width, tolerance=tolerance),),
     )
     mill = solve_dispatch(p).allotment_kw["mill"].to_numpy()
-    assert np.all(mill >= min(lower, pv) - 1e-6)
+    # Short of the lower edge by at most the contract tier's stated gap (1 Wh): a band
+    # of 0.01 W (4e-5 kWh over the horizon) may be left off inside it.
+    shortfall_kwh = np.clip(min(lower, pv) - mill, 0.0, None).sum() * p.step_hours
+    assert shortfall_kwh <= TIER_TOLERANCE_KWH + 1e-6
     assert np.all(mill <= lower + width + tolerance + 1e-6)
 
 

@@ -251,6 +251,25 @@ def test_priority_is_never_traded_for_a_whole_household_block(priority_first):
     assert s.curtailed_kwh == pytest.approx(0.0, abs=1e-6)
 
 
+def test_a_household_block_cannot_keep_the_upper_tiers_tolerance():
+    # 1.5 kWh in the battery, its window's floor at 0.5 kWh, no sun: after the 0.5 kW
+    # clinic 0.5 kWh is left, 1.5 Wh short of the 0.5015 kW group. Had the SoC window
+    # and priority tiers been fixed within their 1 Wh, the household stage could switch
+    # the group on with 1 Wh below the floor and 0.5 Wh of the clinic's, and the
+    # polish, the relay fixed, would have had to take all 1.5 Wh from the clinic.
+    group = HouseholdGroupLoad("HG1", np.full(1, 0.5015))
+    p = problem(
+        pv=0.0,
+        periods=1,
+        priority=0.5,
+        households=(group,),
+        bat=battery(soc=1.5, soc_min=0.5, capacity=10.0, power=10.0),
+    )
+    s = solve_dispatch(p)
+    assert float(s.plan["served_priority_kw"].iloc[0]) == pytest.approx(0.5, abs=1e-6)
+    assert not bool(s.relays["HG1"].iloc[0])
+
+
 @pytest.mark.parametrize("reserve", [True, False])
 def test_reserve_is_kept_from_businesses(reserve):
     # A business that can only use daytime power, a clinic on at t2 and t3. The median
