@@ -143,6 +143,11 @@ class LexicographicSolver:
         """Column index of each variable in a solution vector (-1 if not in the model)."""
         return np.array([self._position.get(id(v), -1) for v in variables], dtype=np.int64)
 
+    def cost(self, name: str) -> np.ndarray:
+        """An objective's cost row over the columns (a copy; the constant aside)."""
+        row: np.ndarray = self._costs[name].copy()
+        return row
+
     def value_of(self, name: str, solution: np.ndarray) -> float:
         """An objective's value at a solution (with its constant)."""
         return float(self._costs[name] @ solution + self._offsets[name])

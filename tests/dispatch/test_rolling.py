@@ -77,8 +77,10 @@ def test_a_week_of_shortage_rotates_shedding_evenly_across_groups(village):
     delivery = _roll(village, days=7, planner=_milp)
     shed = delivery.shed_hours
     assert shed.sum() > 7 * 4  # a real shortage: groups are shed every day
-    # Even: no group is shed more than a couple of relay hours more than another.
-    assert delivery.shed_spread_hours <= 2.0, shed.to_dict()
+    # Even: no group is shed more than a few relay hours more than another (11 h with
+    # rotation off). An hour of rotation is worth far less than the household tier's
+    # 0.1 kWh gap after 150 shed hours, so plans equal within it may differ by an hour.
+    assert delivery.shed_spread_hours <= 3.0, shed.to_dict()
     assert delivery.tier_energy_kwh()["priority"] > 0
 
 
