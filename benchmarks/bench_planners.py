@@ -15,6 +15,7 @@ each measurement, and the pool's CPU seconds per run-year (summed over the runs'
 
 Run: python benchmarks/bench_planners.py [--runs 100] [--days 365] [--repeats 3]
      [--policy proportional] [--fleet-sites 100] [--fleet-days 7]
+(``--runs 0``: the fleet only; ``--fleet-sites 0``: the Monte Carlo only.)
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def main() -> None:
     times: dict[str, list[float]] = {"processes": [], "dask": []}
     run_times: dict[str, list[float]] = {"processes": [], "dask": []}
     reference = None
-    for repeat in range(args.repeats):
+    for repeat in range(args.repeats if args.runs > 0 else 0):  # --runs 0: the fleet only
         for backend in ("processes", "dask"):
             before = load()
             seconds, run_seconds, kpis = monte_carlo(args.runs, args.days, args.policy, backend)
@@ -106,6 +107,19 @@ def main() -> None:
                 if not (v == kpis[k][m] or (math.isnan(v) and math.isnan(kpis[k][m])))
             ]
             assert not differing, f"{backend}: KPIs differ from the first run's: {differing}"
+    if args.runs > 0:
+        monte_carlo_summary(args, times, run_times, len(reference or {}))
+    if args.fleet_sites > 0:
+        fleet(args)
+
+
+def monte_carlo_summary(
+    args: argparse.Namespace,
+    times: dict[str, list[float]],
+    run_times: dict[str, list[float]],
+    runs_compared: int,
+) -> None:
+    """Median wall times of both backends, their ratio and the per-run-day cost."""
     pool, dask = statistics.median(times["processes"]), statistics.median(times["dask"])
     print(
         f"Monte Carlo {args.runs} runs x {args.days} days ({args.policy}), {WORKERS} workers, "
@@ -114,7 +128,7 @@ def main() -> None:
     print(f"  process pool:              {pool:8.1f} s")
     print(f"  Dask LocalCluster:         {dask:8.1f} s (cluster startup included)")
     print(f"  Dask / pool:               {dask / pool:8.2f}")
-    print(f"  KPIs identical on both backends and every repeat: yes ({len(reference or {})} runs)")
+    print(f"  KPIs identical on both backends and every repeat: yes ({runs_compared} runs)")
     per_run_day = pool * WORKERS / (args.runs * args.days)
     own_per_run_day = statistics.median(run_times["processes"]) / (args.runs * args.days)
     print(
@@ -122,21 +136,23 @@ def main() -> None:
         f"runs); 100 runs x 365 days on {WORKERS} workers would take "
         f"~{per_run_day * 100 * 365 / WORKERS / 60:.0f} min on the pool at this load"
     )
-    if args.fleet_sites <= 0:
-        return
+
+
+def fleet(args: argparse.Namespace) -> None:
+    """One run of a fleet of ``--fleet-sites`` sites on the Dask cluster, timed."""
     base = scenario_of(args.fleet_days, args.policy)
     sites = fleet_scenarios(base, args.fleet_sites, seed=0)
     begin = time.perf_counter()
     result = run_fleet(sites, workers=WORKERS, backend="dask")
     seconds = time.perf_counter() - begin
-    fleet = result.fleet.iloc[0]
+    totals = result.fleet.iloc[0]
     print(
         f"fleet of {args.fleet_sites} sites x {args.fleet_days} days ({args.policy}) on Dask, "
         f"{WORKERS} workers: {seconds:.1f} s; household served "
-        f"{fleet['household_served_fraction']:.3f} (worst site "
-        f"{fleet['worst_site_household_served_fraction']:.3f}), unserved priority "
-        f"{fleet['unserved_priority_kwh']:.1f} kWh at {fleet['sites_unserved_priority']:.0f} "
-        f"sites, curtailed {fleet['curtailed_kwh']:.0f} kWh"
+        f"{totals['household_served_fraction']:.3f} (worst site "
+        f"{totals['worst_site_household_served_fraction']:.3f}), unserved priority "
+        f"{totals['unserved_priority_kwh']:.1f} kWh at {totals['sites_unserved_priority']:.0f} "
+        f"sites, curtailed {totals['curtailed_kwh']:.0f} kWh"
     )
 
 
