@@ -418,6 +418,11 @@ evening, under the tier's 0.1 tolerance); with 1 Wh units day 19 of the dispatch
 benchmark left 38 Wh, and branch and bound had to close the gap."""
 
 
+PACK_CELLS = 1e8
+"""Largest knapsack table [cells, one bit each]: 12.5 MB and ≈ 0.2 s. The default site's
+evening runs take up to ≈ 5e7 cells at 0.1 Wh; the 10× community's would take 1e10."""
+
+
 def _packed_groups(
     model: pyo.ConcreteModel,
     problem: DispatchProblem,
@@ -475,11 +480,12 @@ def _packed_groups(
         items = [(b, g) for b in run for g in np.flatnonzero(columns[b] >= 0).tolist()]
         energy = np.array([demand_wh[g, b * k : (b + 1) * k].sum() for b, g in items])
         at = np.array([columns[b, g] for b, g in items], dtype=np.int64)
-        # Whole units of PACK_RESOLUTION_WH, rounded up so the chosen set fits.
+        budget_wh = float(relaxed[at] @ energy)
+        # Whole units, rounded up so the chosen set fits; coarser than
+        # PACK_RESOLUTION_WH where the table would outgrow PACK_CELLS.
+        unit_wh = max(PACK_RESOLUTION_WH, budget_wh * len(items) / PACK_CELLS)
         chosen = _knapsack(
-            np.ceil(energy / PACK_RESOLUTION_WH - PACK_SLACK).astype(int),
-            price[at],
-            float(relaxed[at] @ energy) / PACK_RESOLUTION_WH,
+            np.ceil(energy / unit_wh - PACK_SLACK).astype(int), price[at], budget_wh / unit_wh
         )
         pins[at] = chosen
         packed[first : last + 1] = True
@@ -487,20 +493,24 @@ def _packed_groups(
 
 
 def _knapsack(weights: np.ndarray, values: np.ndarray, capacity: float) -> np.ndarray:
-    """The 0/1 knapsack's best set (as 0/1 floats): ``weights`` whole units, dynamic programme."""
+    """The 0/1 knapsack's best set (as 0/1 floats): ``weights`` whole units, dynamic programme.
+
+    Which items improved each capacity is kept one bit per cell (``numpy.packbits``):
+    the table of :data:`PACK_CELLS` cells takes an eighth of its size in bytes.
+    """
     size = int(np.floor(capacity + PACK_SLACK))
     best = np.zeros(size + 1)
-    took = np.zeros((weights.size, size + 1), dtype=bool)
+    took = np.zeros((weights.size, (size + 8) // 8), dtype=np.uint8)
     for i, (w, v) in enumerate(zip(weights.tolist(), values.tolist(), strict=True)):
         if w > size or v <= 0.0:
             continue
-        with_item = best[: size + 1 - w] + v
-        took[i, w:] = with_item > best[w:]
-        best[w:] = np.maximum(best[w:], with_item)
+        with_item = np.concatenate((np.full(w, -np.inf), best[: size + 1 - w] + v))
+        took[i] = np.packbits(with_item > best)
+        np.maximum(best, with_item, out=best)
     chosen = np.zeros(weights.size)
     room = size
     for i in range(weights.size - 1, -1, -1):
-        if took[i, room]:
+        if took[i, room >> 3] >> (7 - (room & 7)) & 1:
             chosen[i] = 1.0
             room -= int(weights[i])
     return chosen
