@@ -601,13 +601,13 @@ def household_lifelines(
     evening = np.array(
         [masks.setdefault(p, p.evening_mask(local_hours)) for p in plans], dtype=bool
     ).reshape(capped.shape)
-    daily_kwh = np.array([p.daily_energy_wh for p in plans], dtype=float) / 1000.0
+    daily_wh = np.array([p.daily_energy_wh for p in plans], dtype=float)
     used = np.zeros(len(plans)) if used_wh is None else np.asarray(used_wh, dtype=float)
-    left_wh = np.array([p.daily_energy_wh for p in plans], dtype=float) - used
+    left_wh = daily_wh - used
     room = np.where(left_wh < 0.0, 0.0, left_wh) / 1000.0  # Python's max(x, 0.0)
     for n, day in enumerate(dict.fromkeys(local_days.tolist())):
         if n:
-            room = daily_kwh.copy()
+            room = daily_wh / 1000.0
         periods = np.flatnonzero(local_days == day)
         for in_part in (evening, ~evening):
             for t in periods[in_part[:, periods].any(axis=0)]:
@@ -722,14 +722,17 @@ def problem_from_site(
     demand_of = {m: np.clip(demand(m), 0.0, None) for ms in powered.values() for m in ms}
     # Every household held to its plan, group after group, in one vectorised pass.
     rows: dict[str, slice] = {}
+    group_plans: dict[str, list[ServicePlan]] = {}
     held: list[str] = []
     for group_id, members in powered.items():
-        if members and all(plan_of[m] is not None for m in members):
+        plans = [p for p in (plan_of[m] for m in members) if p is not None]
+        if members and len(plans) == len(members):
             rows[group_id] = slice(len(held), len(held) + len(members))
+            group_plans[group_id] = plans
             held.extend(members)
     lifelines = household_lifelines(
         np.array([demand_of[m] for m in held]).reshape(len(held), grid.periods),
-        [plan_of[m] for m in held],  # type: ignore[misc]  # all plans are set in ``held``
+        [p for plans in group_plans.values() for p in plans],
         local_hours,
         local_days,
         grid.step_hours,
@@ -741,14 +744,14 @@ def problem_from_site(
         demands = [demand_of[m] for m in members]
         planned: dict[str, object] = {}
         if group.id in rows:
-            plans = [plan_of[m] for m in members]
+            plans = group_plans[group.id]
             evening = np.zeros(grid.periods, dtype=bool)
             for p in dict.fromkeys(plans):
-                evening |= p.evening_mask(local_hours)  # type: ignore[union-attr]
+                evening |= p.evening_mask(local_hours)
             planned = {
                 "lifeline_kw": lifelines[rows[group.id]].sum(axis=0),
                 "evening": evening,
-                "member_plans": tuple((p.power_limit_kw, p.daily_energy_wh) for p in plans),  # type: ignore[union-attr]
+                "member_plans": tuple((p.power_limit_kw, p.daily_energy_wh) for p in plans),
                 "member_lifeline_kw": lifelines[rows[group.id]],
                 "member_demand_kw": np.array(demands),
             }
