@@ -166,7 +166,6 @@ def proportional_rule(problem: DispatchProblem, *, reasons: bool = True) -> Sche
             allotment_kw[first_business:, t] = firm
             business_on[:, t] = firm > 0
         if used <= pv:
-            pv_used[t] = pv
             room = (battery.soc_kwh_max - soc[t]) / (battery.charge_efficiency * step)
             charge[t] = min(pv - used, battery.power_kw_max, max(room, 0.0))
             pv_used[t] = used + charge[t]

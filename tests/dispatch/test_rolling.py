@@ -19,8 +19,7 @@ from tests.sites import village as village_site
 GROUPS = ("HG01", "HG02", "HG03", "HG04")
 
 
-@pytest.fixture(scope="module")
-def village() -> Site:
+def rolling_village() -> Site:
     """2 priority users, 4 household groups (40 homes), 3 businesses; 2.5 kWp, 6 kWh."""
     return village_site(
         GROUPS,
@@ -31,6 +30,12 @@ def village() -> Site:
         battery_kwh=6.0,
         battery_kw=3.0,
     )
+
+
+@pytest.fixture(scope="module")
+def village() -> Site:
+    """The rolling tests' village (:func:`rolling_village`)."""
+    return rolling_village()
 
 
 def _sun(grid: TimeGrid, peak_kw: float) -> np.ndarray:

@@ -20,24 +20,15 @@ from forecasts.weather import synthetic_weather
 from microgrid import Site, TimeGrid
 from microgrid.site import RooftopPv
 from scenarios import parse_scenario, run_scenario
-from tests.sites import village as village_site
+from tests.dispatch.test_rolling import GROUPS, rolling_village
 
-GROUPS = ("HG01", "HG02", "HG03", "HG04")
 ROOF = RooftopPv(dc_capacity_kwp=1.5, surface_tilt_deg=15, surface_azimuth_deg=180)
 
 
 @pytest.fixture(scope="module")
 def sunny_village() -> Site:
     """The rolling tests' village with a roof on both clinics and every fourth household."""
-    village = village_site(
-        GROUPS,
-        lambda all_: tuple(c for c in all_ if c.id.startswith(("B01_", "B02_", "B17_"))),
-        priority=2,
-        pv_kwp=2.5,
-        inverter_kw=2.2,
-        battery_kwh=6.0,
-        battery_kw=3.0,
-    )
+    village = rolling_village()
     households = {c.id for c in village.households[::4]} | {c.id for c in village.priority_users}
     connections = tuple(
         c.model_copy(update={"pv": ROOF}) if c.id in households else c for c in village.connections
