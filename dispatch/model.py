@@ -11,7 +11,7 @@ Build with :func:`build_model`; solve with :mod:`dispatch.solve`; read the resul
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,7 @@ __all__ = [
     "ModelData",
     "build_model",
     "business_power_terms",
+    "column_blocks",
     "held_periods",
     "linear",
     "surplus_only",
@@ -127,6 +128,36 @@ def tier_binaries(model: pyo.ConcreteModel, problem: DispatchProblem, tier: str)
             if (b, h) not in contracted
         ]
     return []
+
+
+def column_blocks(
+    model: pyo.ConcreteModel, columns: Sequence[pyo.Var], periods_per_block: int
+) -> np.ndarray:
+    """The relay block each column's decision falls in; -1 for a column of the whole horizon.
+
+    A column indexed last by period (``T``) falls in its period's block, a SoC point
+    (``S``) in the block of the period it ends, a relay column (``H``) in its block;
+    the fair-share layers, the contract shortfalls and the end-of-horizon SoC wish span
+    the horizon.
+
+    Returns
+    -------
+    numpy.ndarray
+        One block index per column (int).
+    """
+    to_block = {
+        id(model.T): lambda i: i // periods_per_block,
+        id(model.S): lambda i: max(i - 1, 0) // periods_per_block,
+        id(model.H): lambda i: i,
+    }
+    blocks: dict[int, int] = {}
+    for component in model.component_objects(pyo.Var, descend_into=False):
+        sets = list(component.index_set().subsets()) if component.is_indexed() else []
+        rule = to_block.get(id(sets[-1])) if sets else None
+        for index, var in component.items():
+            last = index[-1] if isinstance(index, tuple) else index
+            blocks[id(var)] = -1 if rule is None else rule(int(last))
+    return np.array([blocks[id(var)] for var in columns], dtype=np.int64)
 
 
 def level_slope(data: ModelData) -> float:

@@ -27,6 +27,7 @@ from microgrid.access import MTF_THRESHOLDS, MtfThresholds, mtf_daily
 from microgrid.timegrid import TimeGrid
 
 __all__ = [
+    "AUXILIARY_STAGES",
     "DispatchStatus",
     "Reason",
     "Schedule",
@@ -83,6 +84,12 @@ class SolverStatus(enum.StrEnum):
         return cls.FAILED
 
 
+AUXILIARY_STAGES = ("level:", "windows:", "polish:")
+"""Name prefixes of the runs that are not a tier's own MILP stage: the relaxed business
+level, the day-window improvement of a tier's start (its value is the improved start's,
+its time the windows' total) and the polishing LPs."""
+
+
 @dataclass(frozen=True)
 class StageReport:
     """One tier's solve in the lexicographic sequence.
@@ -90,7 +97,8 @@ class StageReport:
     Attributes
     ----------
     name : str
-        The tier (``priority``, ``household``, ...) or ``polish:<tier>``.
+        The tier (``priority``, ``household``, ...), or an auxiliary run named with
+        one of :data:`AUXILIARY_STAGES`.
     status : SolverStatus
         How the stage ended.
     value : float
@@ -162,7 +170,7 @@ class SolverReport:
     @property
     def gaps(self) -> dict[str, float]:
         """Absolute gap per MILP tier, in the tier's own units."""
-        return {s.name: s.gap for s in self.stages if not s.name.startswith("polish:")}
+        return {s.name: s.gap for s in self.stages if not s.name.startswith(AUXILIARY_STAGES)}
 
     @property
     def highs_status(self) -> str:

@@ -172,7 +172,7 @@ class LexicographicSolver:
         node even if the deadline cuts it short. Returns whether the plan was taken.
         """
         index = np.flatnonzero(self.integer).astype(np.int32)
-        if index.size == 0 or self.deadline <= time.monotonic():
+        if index.size == 0 or self.abandoned or self.deadline <= time.monotonic():
             return False
         highs = self.highs
         value = np.zeros(index.size) if pins is None else np.clip(np.round(pins[index]), 0, 1)
@@ -204,6 +204,67 @@ class LexicographicSolver:
             self.solution = values
             self.own_solution = True
         return better
+
+    def improve_in_windows(
+        self, name: str, windows: Sequence[np.ndarray], tolerance: float
+    ) -> bool:
+        """Improve the plan in hand one window of columns at a time (fix and optimise).
+
+        For each window every column outside it is fixed at the plan's value, so HiGHS's
+        presolve leaves a MIP the size of the window, and ``name`` is minimised there
+        within ``tolerance``; a better plan replaces the one in hand and is the next
+        window's start. Each window may use an equal share of the time to
+        :attr:`deadline`; the bounds in force before are restored after.
+
+        On the one-week-at-1-h benchmark the business stage's packed start was worth
+        60.22 value units against a relaxed bound of 62.35; the six days with a
+        fractional relay, one window each, took it to 61.60 in 1.7 s, and from there
+        branch and bound proved the tier's 0.1 tolerance in 4.5-5.9 s, where from the
+        packed start it had not within 27 s.
+
+        Returns
+        -------
+        bool
+            Whether the plan in hand was improved.
+        """
+        if self.solution is None or not self.own_solution or not windows:
+            return False
+        highs = self.highs
+        lp = highs.getLp()
+        lower, upper = np.array(lp.col_lower_), np.array(lp.col_upper_)
+        every = np.arange(len(self.columns), dtype=np.int32)
+        highs.changeColsCost(every.size, every, self._costs[name])
+        highs.changeObjectiveOffset(self._offsets[name])
+        highs.setOptionValue("mip_abs_gap", float(tolerance))
+        self._tolerance = float(tolerance)
+        stage_deadline, improved = self.deadline, False
+        for left, window in zip(range(len(windows), 0, -1), windows, strict=True):
+            now = time.monotonic()
+            if stage_deadline <= now:
+                break
+            self.deadline = now + (stage_deadline - now) / left
+            outside = np.ones(every.size, dtype=bool)
+            outside[window] = False
+            fixed = np.clip(self.solution, lower, upper)
+            highs.changeColsBounds(
+                every.size, every, np.where(outside, fixed, lower), np.where(outside, fixed, upper)
+            )
+            highs.setSolution(self._full_solution())
+            finished, _ = self._run()
+            if not finished:
+                self.abandoned = True  # HiGHS still runs: the instance is not touched again
+                return improved
+            if int(highs.getInfo().primal_solution_status) != int(
+                highspy.SolutionStatus.kSolutionStatusFeasible
+            ):
+                continue
+            values = np.asarray(highs.getSolution().col_value, dtype=np.float64)
+            values[self.integer] = np.round(values[self.integer])
+            if self.value_of(name, values) < self.value_of(name, self.solution):
+                self.solution, improved = values, True
+        self.deadline = stage_deadline
+        highs.changeColsBounds(every.size, every, lower, upper)
+        return improved
 
     def fix_value(self, name: str, value: float, tolerance: float) -> None:
         """Constrain an objective to at most ``value + tolerance`` (its stage is done)."""
@@ -323,7 +384,7 @@ class LexicographicSolver:
             With the value at the accepted solution. Without a new solution the
             previous one (feasible here) is kept and its value reported.
         """
-        if self.deadline <= time.monotonic():
+        if self.abandoned or self.deadline <= time.monotonic():
             return StageReport(
                 name, SolverStatus.NO_SOLUTION, np.nan, np.nan, tolerance, 0, 0, 0.0, "not run"
             )
