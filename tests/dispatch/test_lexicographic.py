@@ -33,8 +33,13 @@ def oracle(
     soc: float,
     capacity: float,
     power: float,
+    household_floor: float | None = None,
 ) -> dict[str, float]:
-    """Lexicographic optimum [kWh]: priority, then weighted households, then businesses."""
+    """Lexicographic optimum [kWh]: priority, then weighted households, then businesses.
+
+    With ``household_floor`` the households are held at that weighted energy instead of
+    their optimum (the business optimum a household plan within its tolerance leaves).
+    """
     n = len(pv)
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -92,7 +97,11 @@ def oracle(
         for t in range(n)
         if d[t] > 0
     }
-    result["household"] = stage(weighted) if weighted else 0.0
+    if household_floor is not None:
+        row(household_floor, INF, weighted)
+        result["household"] = household_floor
+    else:
+        result["household"] = stage(weighted) if weighted else 0.0
     result["business"] = stage({c: 1.0 for cols in given_ for c in cols}) if businesses else 0.0
     return result
 
@@ -139,17 +148,27 @@ def dispatch_problem(case: dict, *, extra: tuple = ()):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=instances)
+@example(  # households 0.081 weighted kWh short of their optimum, 0.11 kWh to the business
+    case={
+        "pv": [0.0, 0.0, 1.69, 1.62],
+        "priority": [0.0, 0.56, 1.56, 0.38],
+        "groups": [[1.0, 1.0, 1.0, 0.5], [1.0, 1.0, 0.69, 1.88], [1.03, 1.0, 0.25, 0.45]],
+        "businesses": [(1, [0.0, 0.0, 0.0, 1.0])],
+        "soc": 2.21,
+    }
+)
 def test_dispatch_agrees_with_an_independent_lexicographic_model(case):
     s = solve_dispatch(dispatch_problem(case))
-    best = oracle(
-        pv=np.array(case["pv"]),
-        priority=np.array(case["priority"]),
-        groups=[np.array(d) for d in case["groups"]],
-        businesses=[np.array(d) for _, d in case["businesses"]],
-        soc=case["soc"],
-        capacity=8.0,
-        power=3.0,
-    )
+    site = {
+        "pv": np.array(case["pv"]),
+        "priority": np.array(case["priority"]),
+        "groups": [np.array(d) for d in case["groups"]],
+        "businesses": [np.array(d) for _, d in case["businesses"]],
+        "soc": case["soc"],
+        "capacity": 8.0,
+        "power": 3.0,
+    }
+    best = oracle(**site)
     tiers = s.tier_energy_kwh()["served"]
     # Priority: exact (it has no relays). Households: the MILP may stop within its
     # absolute tolerance. Businesses: the same total up to what that tolerance moves.
@@ -161,9 +180,12 @@ def test_dispatch_agrees_with_an_independent_lexicographic_model(case):
     )
     assert weighted >= best["household"] - BLOCK_TOLERANCE_KWH - 1e-6
     assert weighted <= best["household"] + 1e-6
-    assert tiers["business"] == pytest.approx(
-        best["business"], abs=BLOCK_TOLERANCE_KWH + TIER_TOLERANCE_KWH
-    )
+    assert tiers["business"] >= best["business"] - BLOCK_TOLERANCE_KWH - TIER_TOLERANCE_KWH
+    # The household tolerance is in time-weighted kWh: a plan within it may serve dearer
+    # early hours and fewer kWh (found by Hypothesis: 0.081 weighted, 0.11 kWh), which the
+    # businesses may take, but never more than the best that household level leaves.
+    left = oracle(**site, household_floor=weighted - 1e-6)
+    assert tiers["business"] <= left["business"] + TIER_TOLERANCE_KWH
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
