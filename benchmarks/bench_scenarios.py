@@ -75,8 +75,7 @@ def main() -> None:
             f"{k['stake_share_valuable_final']:.3f}; "
             f"household served {k['household_served_fraction']:.3f}; unserved priority "
             f"{k['unserved_priority_kwh']:.0f} kWh; business {k['business_kwh']:.0f} kWh; "
-            f"ledger verified {k['ledger_verified']:.0f}; "
-            f"planner retries {k['ledger_planner_retries']:.0f}"
+            f"ledger verified {k['ledger_verified']:.0f}"
         )
         tiers = " ".join(f"{k[f'mtf_tier_{t}_share']:.3f}" for t in range(6))
         print(

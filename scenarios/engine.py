@@ -24,10 +24,9 @@ those days.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -109,37 +108,13 @@ class RunResult:
 Planner = Callable[[DispatchProblem, Schedule | None], Schedule]
 
 
-def _planner(kind: str, settings: SolverSettings, fallbacks: list[int]) -> Planner:
+def _planner(kind: str, settings: SolverSettings) -> Planner:
     if kind == "proportional":
         # The simulation never reads a plan's reasons: explaining them is skipped.
         return lambda problem, previous: proportional_rule(problem, reasons=False)
 
     def milp(problem: DispatchProblem, previous: Schedule | None) -> Schedule:
-        # dispatch.model.add_fair_share indexes one layer past the end for some small
-        # stake shares (its "reach" of a business can exceed the layers built from
-        # "largest"); the planner then retries with the smallest stakes set to zero
-        # (those businesses become surplus-only), and counts the plans that needed it.
-        total = sum(max(b.stake, 0) for b in problem.businesses) or 1
-        for floor in (0.0, 0.01, 0.03, 0.1):
-            trimmed = problem
-            if floor:
-                trimmed = replace(
-                    problem,
-                    businesses=tuple(
-                        replace(b, stake=b.stake if b.stake >= floor * total else 0)
-                        for b in problem.businesses
-                    ),
-                )
-            pyomo_log = logging.getLogger("pyomo")
-            level = pyomo_log.level
-            pyomo_log.setLevel(logging.CRITICAL)
-            try:
-                return solve_dispatch(trimmed, settings, warm_start=previous if not floor else None)
-            except IndexError:
-                fallbacks.append(1)
-            finally:
-                pyomo_log.setLevel(level)
-        return proportional_rule(problem)
+        return solve_dispatch(problem, settings, warm_start=previous)
 
     return milp
 
@@ -295,9 +270,8 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
     dispatch_policy = DispatchPolicy.from_site(
         site0, fair_share_tolerance=policy.fair_share_tolerance
     )
-    fallbacks: list[int] = []
-    planner = _planner(policy.dispatch, settings, fallbacks)
-    oracle_planner = _planner("milp", settings, fallbacks)
+    planner = _planner(policy.dispatch, settings)
+    oracle_planner = _planner("milp", settings)
     values = TierValues()
 
     final = community.final_site
@@ -570,7 +544,7 @@ def run_scenario(scenario: Scenario, run: int = 0, progress: Progress | None = N
             for d in range(horizon.days)
         ],
     )
-    totals = ledger.totals() | {"planner_retries": float(len(fallbacks))}
+    totals = ledger.totals()
     ledger.close()
     return RunResult(
         scenario=scenario.name,

@@ -6,7 +6,7 @@ import datetime as dt
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dispatch import (
@@ -421,6 +421,9 @@ def test_no_time_before_the_deadline_gives_the_rule_plan_with_its_violations():
     stakes=st.lists(st.integers(1, 10_000), min_size=2, max_size=6),
     demand=st.lists(st.floats(0.01, 5.0), min_size=6, max_size=6),
 )
+# The smallest stake's reach, 854.618…64 kWh per share, rounds one ulp above the last
+# layer's end computed the other way round (…63): without the clip, an IndexError.
+@example(stakes=[2878, 5324, 418, 221, 1082, 1135], demand=[1.27, 1.43, 3.71, 4.27, 4.31, 1.86])
 def test_any_stakes_build_a_model(stakes, demand):
     # Regression: a small stake's E / share could round a hair above the last layer's
     # end and index past the layers (found by the planners' year simulation).
