@@ -4,6 +4,8 @@ The tiers are solved lexicographically (DESIGN.md §5): each tier's optimum, wit
 absolute tolerance in its own units, is fixed before the next is solved, so no lower
 tier can buy anything from a higher one — not even where a household group's all-or-
 nothing relay makes a weighted single objective trade priority kWh for a whole block.
+A tier with relays starts from its relaxed plan packed into whole relays; over several
+days that start is improved one day at a time before branch and bound proves the tier.
 Then the binaries are fixed and the same stages run again as LPs (the polish): the
 delivered plan is exactly tier-ordered and work-conserving for its relay decisions,
 whatever gap the MILP stages stopped at.

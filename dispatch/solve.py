@@ -219,7 +219,7 @@ class LexicographicSolver:
         On the one-week-at-1-h benchmark the business stage's packed start was worth
         60.22 value units against a relaxed bound of 62.35; the six days with a
         fractional relay, one window each, took it to 61.60 in 1.7 s, and from there
-        branch and bound proved the tier's 0.1 tolerance in 4.5-5.9 s, where from the
+        branch and bound proved the tier's 0.1 tolerance in ≈ 6 s, where from the
         packed start it had not within 27 s.
 
         Returns
