@@ -400,12 +400,12 @@ def _improve_by_days(
     windows = _day_windows(model, problem, data, solver, relaxed)
     if not windows:
         return []
-    before, stage_deadline = solver.highs_s, solver.deadline
-    solver.deadline = time.monotonic() + (stage_deadline - time.monotonic()) * WINDOW_TIME_SHARE
-    share = WINDOW_GAP_SHARE[bound.name]
-    solver.improve_in_windows(bound.name, windows, bound.tolerance * share)
-    solver.deadline = stage_deadline
-    value = solver.value_of(bound.name, solver.solution) if solver.solution is not None else np.nan
+    before, now = solver.highs_s, time.monotonic()
+    until = now + (solver.deadline - now) * WINDOW_TIME_SHARE
+    tolerance = bound.tolerance * WINDOW_GAP_SHARE[bound.name]
+    solver.improve_in_windows(bound.name, windows, tolerance, until)
+    assert solver.solution is not None  # the caller's plan in hand, or a better one
+    value = solver.value_of(bound.name, solver.solution)
     ran = solver.highs_s - before
     name = f"windows:{bound.name}"
     return [replace(bound, name=name, value=value, iterations=0, nodes=0, highs_s=ran)]

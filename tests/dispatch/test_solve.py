@@ -255,7 +255,7 @@ def test_a_window_improves_only_its_own_columns_and_the_bounds_come_back() -> No
     bounds = (list(lp.col_lower_), list(lp.col_upper_))
     blocks = column_blocks(model, solver.columns, data.periods_per_block)
     first_day = np.flatnonzero(blocks < 24)
-    assert solver.improve_in_windows("business", [first_day], 1e-4)
+    assert solver.improve_in_windows("business", [first_day], 1e-4, solver.deadline)
     mill_hours = [
         sum(solver.solution[_column(solver, model.business_on[0, h])] for h in day)
         for day in (range(24), range(24, 48))
