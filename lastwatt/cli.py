@@ -267,6 +267,12 @@ def _run_dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_DISPATCH_HOURS = 168
+"""Longest horizon `lastwatt dispatch` plans [h]: a week, the longest the dispatch
+benchmark measures (≈ 10 s on the default site). 100 000 h was accepted before and the
+model's build ran the 24 GiB machine out of memory."""
+
+
 def _dispatch(site: Site, args: argparse.Namespace) -> Schedule:
     import pandas as pd
 
@@ -279,8 +285,11 @@ def _dispatch(site: Site, args: argparse.Namespace) -> Schedule:
     tz = site.location.timezone
     now = pd.Timestamp.now(tz="UTC").floor("15min")
     start = now if args.start is None else parse_datetime(args.start, tz)
-    if args.hours < 1:
-        msg = f"--hours must be at least 1, got {args.hours}"
+    if not 1 <= args.hours <= MAX_DISPATCH_HOURS:
+        msg = (
+            f"--hours must be from 1 to {MAX_DISPATCH_HOURS} (a week), got {args.hours}; "
+            "simulate longer periods with `lastwatt simulate`, which replans day by day"
+        )
         raise UsageError(msg)
     grid = TimeGrid(start=start, periods=args.hours * 4)
     forecast = forecast_site(site, grid, _weather(site, grid, args), issued=start)

@@ -78,6 +78,8 @@ def test_bad_stakes_file_is_named(tmp_path, capsys, content, message):
         (["--soc-kwh", "nan"], "--soc-kwh nan is outside"),
         (["--time-limit", "0"], "--time-limit must be at least 2 seconds"),
         (["--time-limit", "1"], "--time-limit must be at least 2 seconds"),
+        (["--hours", "0"], "--hours must be from 1 to 168 (a week), got 0"),
+        (["--hours", "169"], "--hours must be from 1 to 168 (a week), got 169"),
     ],
 )
 def test_dispatch_options_are_checked_against_the_site(tmp_path, capsys, option, message):
