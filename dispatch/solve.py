@@ -210,11 +210,12 @@ class LexicographicSolver:
         (a ``time.monotonic()`` value, at most :attr:`deadline`); the bounds in force
         before are restored after.
 
-        On the one-week-at-1-h benchmark the business stage's packed start was worth
-        60.22 value units against a relaxed bound of 62.35; the six days with a
-        fractional relay, one window each, took it to 61.60 in 1.7 s, and from there
-        branch and bound proved the tier's 0.1 tolerance in ≈ 6 s, where from the
-        packed start it had not within 27 s.
+        On the week from 2026-03-20 at 1 h (``benchmarks/bench_dispatch.py --week``)
+        the business stage's packed start was worth 60.22 value units against a
+        relaxed bound of 62.35; from there branch and bound had not proven the tier in
+        27 s. The six days with a fractional relay, one window each, take it within
+        the tier's tolerance of its relaxed bound in ≈ 0.9 s (to 62.05 against 62.73,
+        tolerance 0.7): proven without branching.
 
         Returns
         -------

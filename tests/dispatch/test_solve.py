@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 
 from dispatch import solve_dispatch
 from dispatch.dispatch import _knapsack, _packed_groups, _packed_relays
-from dispatch.model import build_model, column_blocks
+from dispatch.model import (
+    BLOCK_TOLERANCE_KWH,
+    TIER_TOLERANCE_KWH,
+    build_model,
+    column_blocks,
+)
 from dispatch.problem import DispatchPolicy, DispatchProblem, HouseholdGroupLoad, SolverSettings
 from dispatch.schedule import SolverStatus
 from dispatch.solve import LexicographicSolver
@@ -279,9 +284,8 @@ def test_a_plan_over_days_is_improved_one_day_at_a_time_before_branching() -> No
     assert schedule.solver.status is SolverStatus.OPTIMAL
 
 
-def test_a_plan_of_one_day_has_no_windows() -> None:
-    p = _two_days_mill_and_tailor()
-    day = replace(
+def _first_day(p: DispatchProblem) -> DispatchProblem:
+    return replace(
         p,
         grid=grid(periods=24),
         pv_p50_kw=p.pv_p50_kw[:24],
@@ -289,6 +293,23 @@ def test_a_plan_of_one_day_has_no_windows() -> None:
         priority=tuple(replace(u, demand_kw=u.demand_kw[:24]) for u in p.priority),
         businesses=tuple(replace(b, demand_kw=b.demand_kw[:24]) for b in p.businesses),
     )
-    schedule = solve_dispatch(day, SolverSettings(time_limit_s=30.0))
+
+
+def test_a_plan_of_one_day_has_no_windows() -> None:
+    schedule = solve_dispatch(_first_day(_two_days_mill_and_tailor()), SolverSettings())
     assert schedule.solver is not None
     assert not [s for s in schedule.solver.stages if s.name.startswith("windows:")]
+
+
+def test_the_relay_tiers_tolerance_is_per_day_planned() -> None:
+    two_days = _two_days_mill_and_tailor()
+    tolerances = {}
+    for days, p in ((1, _first_day(two_days)), (2, two_days)):
+        schedule = solve_dispatch(p, SolverSettings())
+        assert schedule.solver is not None
+        tolerances[days] = {s.name: s.tolerance for s in schedule.solver.stages}
+    for tier in ("household", "reserve", "business"):
+        assert tolerances[1][tier] == pytest.approx(BLOCK_TOLERANCE_KWH)
+        assert tolerances[2][tier] == pytest.approx(2 * BLOCK_TOLERANCE_KWH)
+    # Tiers without relays keep their 1 Wh (fixed exactly, as LPs), whatever the horizon.
+    assert tolerances[2]["priority"] == tolerances[1]["priority"] <= TIER_TOLERANCE_KWH
