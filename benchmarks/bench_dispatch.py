@@ -10,7 +10,8 @@ short. Then one plan for 10× the community, and one for each of five
 weeks at 1 h.
 
 Run: python benchmarks/bench_dispatch.py [--days N] [--skip-scale] [--time-limit S] [--week]
-(``--week``: only the weeks at 1 h, with their slow stages' times.)
+[--horizons] (``--week``: only the weeks at 1 h, with their slow stages' times;
+``--horizons``: only plans of 48 h and 72 h at 15 min, likewise.)
 """
 
 from __future__ import annotations
@@ -110,10 +111,16 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=10.0, help="per plan [s]")
     parser.add_argument("--skip-scale", action="store_true", help="only the 30 days")
     parser.add_argument("--week", action="store_true", help="only the weeks at 1 h")
+    parser.add_argument(
+        "--horizons", action="store_true", help="only the plans of 48 h and 72 h at 15 min"
+    )
     args = parser.parse_args()
     settings = SolverSettings(time_limit_s=args.time_limit)
     site = load_site()
     print(f"machine: {machine()}")
+    if args.horizons:
+        horizon_plans(site)
+        return
     if args.week:
         week_plan(site)
         return
@@ -155,16 +162,43 @@ def week_plan(site: Site) -> None:
     for date, seed in WEEKS:
         day = TimeGrid.from_days(date, 7, site.location.timezone)
         week = TimeGrid(start=day.start, periods=7 * 24, step=pd.Timedelta("1h"))
-        schedule, cpu = timed(problem_for(site, week, seed), SolverSettings(time_limit_s=60.0))
-        planned.append((schedule, cpu))
-        report = schedule.solver
-        if report is not None:
-            slow = ", ".join(f"{s.name} {s.highs_s:.2f}" for s in report.stages if s.highs_s > 0.2)
-            print(
-                f"    week from {date}: {report.total_s:.2f} s, {report.status.value}; "
-                f"stages over 0.2 s: {slow}"
-            )
+        planned.append(timed(problem_for(site, week, seed), SolverSettings(time_limit_s=60.0)))
+        print_stages(f"week from {date}", planned[-1][0])
     summary(f"{len(WEEKS)} weeks at 1 h", planned)
+
+
+HORIZONS = (
+    (48, "2026-03-20", 3),
+    (48, "2026-07-02", 4),
+    (48, "2026-10-15", 8),
+    (72, "2026-02-11", 12),
+    (72, "2026-05-05", 13),
+    (72, "2026-08-21", 14),
+    (72, "2026-12-01", 15),
+)
+"""Planner horizons between a day and a week (hours, first day, weather seed), at 15 min
+from 10:15: the day windows' first cases besides the weeks."""
+
+
+def horizon_plans(site: Site) -> None:
+    """One plan per :data:`HORIZONS` case (30 s budget), with the stages' times."""
+    planned = []
+    for hours, date, seed in HORIZONS:
+        day = TimeGrid.from_days(date, 1, site.location.timezone)
+        start = day.start + pd.Timedelta("10h15min")
+        grid = TimeGrid(start=start, periods=hours * 4, step=pd.Timedelta("15min"))
+        planned.append(timed(problem_for(site, grid, seed), SolverSettings(time_limit_s=30.0)))
+        print_stages(f"{hours} h from {date} 10:15", planned[-1][0])
+    summary(f"{len(HORIZONS)} plans of 48 h and 72 h at 15 min", planned)
+
+
+def print_stages(label: str, schedule: Schedule) -> None:
+    """One line: the plan's wall time, status and the stages that took over 0.2 s."""
+    report = schedule.solver
+    if report is not None:
+        slow = ", ".join(f"{s.name} {s.highs_s:.2f}" for s in report.stages if s.highs_s > 0.2)
+        status = report.status.value
+        print(f"    {label}: {report.total_s:.2f} s, {status}; stages over 0.2 s: {slow}")
 
 
 if __name__ == "__main__":
