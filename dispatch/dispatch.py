@@ -376,10 +376,10 @@ tolerance (:func:`dispatch.model.tier_tolerance`). On the five weeks at 1 h of
 ``benchmarks/bench_dispatch.py --week`` the business windows took 0.2–0.9 s, and no
 business tier needed branching after them; within a twentieth of a day's tolerance (the
 share needed while a whole week was held to one day's tolerance) they took 0.2–2.0 s,
-for polished business values at most 0.19 higher. The households' windows are
-knapsacks whose proofs are slow:
-within 5 Wh they took 3.1 s of a 48 h plan (15 min, from 10:15 on 2026-07-02) whose
-household stage had taken 0.75 s, within a day's 0.1 kWh 0.09 s of a 72 h plan."""
+for plans whose polished business value was at most 0.19 greater. The households'
+windows are knapsacks whose proofs are slow: within 5 Wh they took 3.1 s of a 48 h plan
+(15 min, from 10:15 on 2026-07-02) whose household stage had taken 0.75 s, within a
+day's 0.1 kWh 0.09 s of a 72 h plan."""
 
 
 def _improve_by_days(
