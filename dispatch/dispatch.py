@@ -430,7 +430,7 @@ def _day_windows(
     list of numpy.ndarray
         Column indices per window, each with the columns spanning the horizon.
     """
-    if problem.periods * problem.step_hours <= 24.0:
+    if data.days_planned <= 1.0:
         return []
     k = data.periods_per_block
     block_day = problem.grid.index[::k].normalize()
