@@ -287,10 +287,9 @@ def _dispatch(site: Site, args: argparse.Namespace) -> Schedule:
     now = pd.Timestamp.now(tz="UTC").floor("15min")
     start = now if args.start is None else parse_datetime(args.start, tz)
     if not 1 <= args.hours <= MAX_DISPATCH_HOURS:
-        msg = (
-            f"--hours must be from 1 to {MAX_DISPATCH_HOURS} (a week), got {args.hours}; "
-            "simulate longer periods with `lastwatt simulate`, which replans day by day"
-        )
+        msg = f"--hours must be from 1 to {MAX_DISPATCH_HOURS} (a week), got {args.hours}"
+        if args.hours > MAX_DISPATCH_HOURS:
+            msg += "; simulate longer periods with `lastwatt simulate`, which replans day by day"
         raise UsageError(msg)
     grid = TimeGrid(start=start, periods=args.hours * 4)
     forecast = forecast_site(site, grid, _weather(site, grid, args), issued=start)
